@@ -1,0 +1,98 @@
+//! The composition of handles the HTTP layer needs. Handlers extract only the parts they use
+//! (`State<Db>`, `State<Arc<Tokens>>`, ...) through `FromRef`, so no handler reaches into the whole.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, FromRef, FromRequestParts},
+    http::request::Parts,
+};
+
+use crate::{
+    auth::{Tokens, limiter::Limiter},
+    clock::SharedClock,
+    config::Config,
+    db::Db,
+    error::ApiError,
+    metrics::Metrics,
+    outbox::Outbox,
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub clock: SharedClock,
+    pub outbox: Outbox,
+    pub config: Arc<Config>,
+    pub login_limits: Arc<LoginLimits>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Failed logins per account and attempts per client IP.
+pub struct LoginLimits {
+    pub per_account: Limiter,
+    pub per_ip: Limiter,
+}
+
+macro_rules! from_ref {
+    ($($field:ident: $ty:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(s: &AppState) -> Self {
+                s.$field.clone()
+            }
+        }
+    )*};
+}
+
+from_ref!(
+    db: Db,
+    tokens: Arc<Tokens>,
+    clock: SharedClock,
+    outbox: Outbox,
+    config: Arc<Config>,
+    login_limits: Arc<LoginLimits>,
+    metrics: Arc<Metrics>,
+);
+
+/// Where a request came from, for audit entries and rate limits.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl<S> FromRequestParts<S> for ClientInfo
+where
+    S: Send + Sync,
+    Arc<Config>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let config = Arc::<Config>::from_ref(state);
+        let forwarded = config
+            .trust_forwarded_for
+            .then(|| {
+                parts
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+            })
+            .flatten()
+            .and_then(|v| v.split(',').next())
+            .map(|s| s.trim().to_string());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        Ok(ClientInfo {
+            ip: forwarded.or(peer),
+            request_id: parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+        })
+    }
+}

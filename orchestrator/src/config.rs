@@ -1,0 +1,349 @@
+//! Layered configuration: built-in defaults, then an optional TOML file, then `LIVECLASS_*`
+//! environment variables (and `DATABASE_URL`), then `*_FILE` variables for secrets, then CLI flags.
+//!
+//! Keys are flat: the TOML key `body_limit_bytes` is the variable `LIVECLASS_BODY_LIMIT_BYTES`.
+
+use std::{fmt, net::SocketAddr, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+/// A value that must not appear in logs. Serializes as `"[redacted]"`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server listens on.
+    pub addr: SocketAddr,
+    /// `sqlite://path` (default `sqlite://liveclass.db`) or `postgres://...`.
+    pub database_url: Secret,
+    pub db_max_connections: u32,
+    /// HS256 key for access tokens. When unset, a random key is generated once and kept in the database,
+    /// so every node and the CLI sign with the same key.
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    /// Allowed CORS origins; `["*"]` allows any; empty disables CORS.
+    pub cors_origins: Vec<String>,
+    pub log_format: LogFormat,
+    /// `tracing_subscriber::EnvFilter` directive, e.g. `info,sqlx=warn`.
+    pub log_filter: String,
+    /// How long in-flight requests get to finish after SIGINT/SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// Whether `POST /api/v1/tenants` (public tenant signup) is open.
+    pub allow_tenant_signup: bool,
+    /// Failed logins allowed per account within `login_window_secs`.
+    pub login_max_failures_per_account: u32,
+    /// Login attempts allowed per client IP within `login_window_secs`.
+    pub login_max_attempts_per_ip: u32,
+    pub login_window_secs: u64,
+    /// Use the first `X-Forwarded-For` address as the client IP (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// How long a stored `Idempotency-Key` response is replayed.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: Secret::new("sqlite://liveclass.db"),
+            db_max_connections: 10,
+            jwt_secret: None,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Text,
+            log_filter: "info,sqlx=warn".into(),
+            shutdown_timeout_secs: 10,
+            allow_tenant_signup: false,
+            login_max_failures_per_account: 5,
+            login_max_attempts_per_ip: 30,
+            login_window_secs: 15 * 60,
+            trust_forwarded_for: false,
+            idempotency_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("cannot read {var} ({path}): {source}")]
+    SecretFile {
+        var: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const PREFIX: &str = "LIVECLASS_";
+
+impl Config {
+    /// Loads the layers. `file` is the explicit config path; without one, `liveclass.toml` is read if present.
+    /// `env` is the process environment (passed in so tests can supply their own).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        let default_path = Path::new("liveclass.toml");
+        let path = file.or_else(|| default_path.exists().then_some(default_path));
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            table = text
+                .parse::<toml::Table>()
+                .map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let known = known_keys();
+        for (name, value) in &env {
+            let (key, from_file) = match env_key(name) {
+                Some(k) => k,
+                None => continue,
+            };
+            if !known.contains(&key.as_str()) {
+                continue;
+            }
+            let value = if from_file {
+                std::fs::read_to_string(value)
+                    .map_err(|source| ConfigError::SecretFile {
+                        var: name.clone(),
+                        path: value.clone(),
+                        source,
+                    })?
+                    .trim_end()
+                    .to_string()
+            } else {
+                value.clone()
+            };
+            let value = if key == "cors_origins" {
+                toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.into()))
+                        .collect(),
+                )
+            } else {
+                env_value(&value)
+            };
+            table.insert(key, value);
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(s) = &self.jwt_secret
+            && s.expose().len() < 32
+        {
+            return Err(ConfigError::Invalid(
+                "jwt_secret must be at least 32 bytes".into(),
+            ));
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "token lifetimes must be positive".into(),
+            ));
+        }
+        if self.db_max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "db_max_connections must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as it is logged at start: secrets and URL passwords redacted.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["database_url"] = serde_json::Value::String(redact_url(self.database_url.expose()));
+        v
+    }
+}
+
+/// Every config key; a test checks it against the struct so env handling never drifts from it.
+fn known_keys() -> Vec<&'static str> {
+    vec![
+        "addr",
+        "database_url",
+        "db_max_connections",
+        "jwt_secret",
+        "access_token_ttl_secs",
+        "refresh_token_ttl_secs",
+        "body_limit_bytes",
+        "request_timeout_secs",
+        "cors_origins",
+        "log_format",
+        "log_filter",
+        "shutdown_timeout_secs",
+        "allow_tenant_signup",
+        "login_max_failures_per_account",
+        "login_max_attempts_per_ip",
+        "login_window_secs",
+        "trust_forwarded_for",
+        "idempotency_ttl_secs",
+    ]
+}
+
+/// Maps an environment variable name to a config key; the bool says the value is a file path (`*_FILE`).
+fn env_key(name: &str) -> Option<(String, bool)> {
+    let (base, from_file) = match name.strip_suffix("_FILE") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    if base == "DATABASE_URL" {
+        return Some(("database_url".into(), from_file));
+    }
+    let key = base.strip_prefix(PREFIX)?;
+    Some((key.to_ascii_lowercase(), from_file))
+}
+
+/// Environment values are strings; numbers and booleans are recognised so that
+/// `LIVECLASS_BODY_LIMIT_BYTES=10` means a number (`LIVECLASS_CORS_ORIGINS=a,b` is split above).
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn redact_url(url: &str) -> String {
+    // scheme://user:password@host/... → scheme://user:[redacted]@host/...
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:[redacted]@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "addr = \"0.0.0.0:9000\"\nbody_limit_bytes = 10\n").unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "x".repeat(40) + "\n").unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("LIVECLASS_BODY_LIMIT_BYTES", "20"),
+                ("LIVECLASS_JWT_SECRET_FILE", secret.to_str().unwrap()),
+                ("DATABASE_URL", "postgres://u:pw@h/db"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.addr.port(), 9000);
+        assert_eq!(c.body_limit_bytes, 20);
+        assert_eq!(c.jwt_secret.unwrap().expose(), "x".repeat(40));
+        assert_eq!(c.database_url.expose(), "postgres://u:pw@h/db");
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let c = Config {
+            jwt_secret: Some(Secret::new("s".repeat(40))),
+            database_url: Secret::new("postgres://u:topsecret@h/db"),
+            ..Config::default()
+        };
+        let text = c.redacted().to_string();
+        assert!(!text.contains("topsecret"), "{text}");
+        assert!(!text.contains(&"s".repeat(40)), "{text}");
+        assert!(text.contains("postgres://u:[redacted]@h/db"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let e = Config::load(None, env(&[("LIVECLASS_BODY_LIMIT_BYTES", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("invalid"), "{e}");
+        let e = Config::load(None, env(&[("LIVECLASS_JWT_SECRET", "short")])).unwrap_err();
+        assert!(e.to_string().contains("32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn every_key_is_known() {
+        let v = serde_json::to_value(Config::default()).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mut known: Vec<_> = known_keys().into_iter().map(String::from).collect();
+        known.sort();
+        assert_eq!(keys, known);
+    }
+}

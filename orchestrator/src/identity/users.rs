@@ -1,0 +1,572 @@
+//! Users: registration by staff, profiles, role changes (audited), parent ↔ child links.
+
+use axum::{extract::State, http::StatusCode};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Email, Password, age_on, display_name};
+use crate::{
+    app::ClientInfo,
+    audit,
+    auth::{AnyRole, Authed, Role, Staff, password},
+    clock::SharedClock,
+    db::{self, Db},
+    error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    ids::{TenantId, UserId},
+    outbox::{self, DomainEvent, Outbox},
+};
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// `YYYY-MM-DD`; students only.
+    pub birth_date: Option<NaiveDate>,
+    /// Under the tenant's consent age (students with a birth date only).
+    pub minor: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Columns `user_from_row` reads; `consent_age` comes from the joined tenant.
+pub const USER_COLUMNS: &str =
+    "u.id, u.tenant_id, u.email, u.display_name, u.role, u.birth_date, u.created_at, t.consent_age";
+
+pub fn user_from_row(r: &AnyRow, today: NaiveDate) -> Result<User, sqlx::Error> {
+    let birth_date = r
+        .try_get::<Option<String>, _>("birth_date")?
+        .map(|s| db::parse_date(&s))
+        .transpose()?;
+    let consent_age: i64 = r.try_get("consent_age")?;
+    let role = Role::from_column(&r.try_get::<String, _>("role")?)?;
+    Ok(User {
+        id: UserId::from_column(&r.try_get::<String, _>("id")?)?,
+        tenant_id: TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?,
+        email: r.try_get("email")?,
+        display_name: r.try_get("display_name")?,
+        role,
+        minor: role == Role::Student
+            && birth_date.is_some_and(|b| (age_on(b, today) as i64) < consent_age),
+        birth_date,
+        created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+/// Loads a user of `tenant`; `None` when there is no such user in that tenant.
+pub async fn find(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: UserId,
+    now: DateTime<Utc>,
+) -> Result<Option<User>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.tenant_id = $1 AND u.id = $2"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| user_from_row(&r, now.date_naive())).transpose()
+}
+
+pub async fn get_or_404(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: UserId,
+    now: DateTime<Utc>,
+) -> ApiResult<User> {
+    find(conn, tenant, id, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
+}
+
+/// A validated new user.
+pub struct NewUser {
+    pub email: Email,
+    pub display_name: String,
+    pub role: Role,
+    pub password: Password,
+    pub birth_date: Option<NaiveDate>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub password: String,
+    /// Required for students (consent rules depend on it).
+    pub birth_date: Option<NaiveDate>,
+}
+
+impl CreateUser {
+    pub fn parse(self, today: NaiveDate) -> ApiResult<NewUser> {
+        let birth_date = match (self.role, self.birth_date) {
+            (Role::Student, None) => {
+                return Err(ApiError::unprocessable(
+                    "birth_date_required",
+                    "students need a birth_date",
+                ));
+            }
+            (Role::Student, Some(b)) if b > today || age_on(b, today) > 120 => {
+                return Err(ApiError::unprocessable(
+                    "invalid_birth_date",
+                    "birth_date is not plausible",
+                ));
+            }
+            (Role::Student, b) => b,
+            (_, Some(_)) => {
+                return Err(ApiError::unprocessable(
+                    "birth_date_not_allowed",
+                    "only students carry a birth_date",
+                ));
+            }
+            (_, None) => None,
+        };
+        Ok(NewUser {
+            email: Email::parse(&self.email)?,
+            display_name: display_name(&self.display_name)?,
+            role: self.role,
+            password: Password::parse(self.password)?,
+            birth_date,
+        })
+    }
+}
+
+/// Inserts a user with its `UserRegistered` event. The password is hashed before the caller's
+/// transaction begins (hashing is slow; holding a write transaction across it would block writers).
+pub async fn insert(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    u: &NewUser,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<UserId> {
+    let id = UserId::new();
+    let res = sqlx::query(
+        "INSERT INTO users (id, tenant_id, email, display_name, role, password_hash, birth_date, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.to_string())
+    .bind(tenant.to_string())
+    .bind(u.email.as_str())
+    .bind(&u.display_name)
+    .bind(u.role.as_str())
+    .bind(password_hash)
+    .bind(u.birth_date.map(|d| d.format("%Y-%m-%d").to_string()))
+    .bind(db::ts(now))
+    .execute(&mut *conn)
+    .await;
+    match res {
+        Ok(_) => {}
+        Err(e) if db::is_unique_violation(&e) => {
+            return Err(ApiError::conflict(
+                "email_taken",
+                "a user with this e-mail already exists in this tenant",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    outbox::append(
+        conn,
+        tenant,
+        now,
+        &DomainEvent::UserRegistered {
+            user_id: id,
+            role: u.role,
+        },
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Which roles a caller may create: staff create tutors, students and parents; admins anyone.
+fn may_create(actor: Role, role: Role) -> bool {
+    match actor {
+        Role::Admin => true,
+        Role::Staff => matches!(role, Role::Tutor | Role::Student | Role::Parent),
+        _ => false,
+    }
+}
+
+/// Registers a user in the caller's tenant.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
+    security(("bearer" = [])),
+    responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
+    auth: Authed<Staff>,
+    client: ClientInfo,
+    Json(body): Json<CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let now = clock.now();
+    let new = body.parse(now.date_naive())?;
+    if !may_create(auth.role, new.role) {
+        return Err(ApiError::forbidden(
+            "forbidden_role",
+            format!(
+                "{} cannot create {} accounts",
+                auth.role.as_str(),
+                new.role.as_str()
+            ),
+        ));
+    }
+    let hash = password::hash(new.password.0.clone()).await?;
+    let mut tx = db.begin().await?;
+    let id = insert(tx.conn(), auth.tenant_id, &new, &hash, now).await?;
+    audit::record(
+        tx.conn(),
+        now,
+        audit::Entry {
+            tenant: auth.tenant_id,
+            actor: Some(auth.user_id),
+            action: "user.registered",
+            target_type: Some("user"),
+            target_id: Some(id.to_string()),
+            details: serde_json::json!({ "role": new.role, "email": new.email.as_str() }),
+            ip: client.ip,
+            request_id: client.request_id,
+        },
+    )
+    .await?;
+    let user = get_or_404(tx.conn(), auth.tenant_id, id, now).await?;
+    tx.commit().await?;
+    outbox.notify();
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub role: Option<Role>,
+    /// Users with an id after this (paging forward).
+    pub after: Option<UserId>,
+    /// Default 50, max 500.
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<UserId>,
+}
+
+/// Lists the tenant's users (staff only).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = UserPage), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed<Staff>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<UserPage>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users u JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.tenant_id = $1 AND ($2 IS NULL OR u.role = $2) AND u.id > $3 ORDER BY u.id LIMIT $4"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(auth.tenant_id.to_string())
+        .bind(q.role.map(|r| r.as_str()))
+        .bind(q.after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    let today = clock.now().date_naive();
+    let users = rows
+        .iter()
+        .map(|r| user_from_row(r, today))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_after = (users.len() as i64 == limit)
+        .then(|| users.last().map(|u| u.id))
+        .flatten();
+    Ok(Json(UserPage { users, next_after }))
+}
+
+/// Whether `parent` is linked to `child` in `tenant`.
+pub async fn is_parent_of(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    parent: UserId,
+    child: UserId,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "SELECT 1 FROM parent_links WHERE tenant_id = $1 AND parent_id = $2 AND child_id = $3",
+    )
+    .bind(tenant.to_string())
+    .bind(parent.to_string())
+    .bind(child.to_string())
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
+/// A user's profile: staff see anyone in the tenant, users see themselves, parents their children.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<User>> {
+    let mut conn = db.pool().acquire().await?;
+    let user = get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
+    let allowed = auth.is_staff()
+        || auth.user_id == id
+        || (auth.role == Role::Parent
+            && is_parent_of(&mut conn, auth.tenant_id, auth.user_id, id).await?);
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "you may not view this user",
+        ));
+    }
+    Ok(Json(user))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: User,
+    /// For parents: their linked children.
+    pub children: Vec<User>,
+}
+
+/// The caller's own profile (and, for parents, their children).
+#[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub async fn me(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed<AnyRole>,
+) -> ApiResult<Json<Me>> {
+    let now = clock.now();
+    let mut conn = db.pool().acquire().await?;
+    let user = find(&mut conn, auth.tenant_id, auth.user_id, now)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
+    let children = children_of(&mut conn, auth.tenant_id, auth.user_id, now).await?;
+    Ok(Json(Me { user, children }))
+}
+
+async fn children_of(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    parent: UserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<User>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM parent_links l JOIN users u ON u.id = l.child_id JOIN tenants t ON t.id = u.tenant_id
+         WHERE l.tenant_id = $1 AND l.parent_id = $2 ORDER BY u.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(parent.to_string())
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| user_from_row(r, now.date_naive()))
+        .collect()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    pub role: Role,
+}
+
+/// Changes a user's role (admin only, audited). The tenant always keeps at least one admin.
+/// The new role is in the user's next access token (at the latest after one access-token lifetime).
+#[utoipa::path(put, path = "/api/v1/users/{id}/role", tag = "users", request_body = ChangeRole,
+    params(("id" = UserId, Path)), security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn change_role(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
+    auth: Authed<crate::auth::Admin>,
+    client: ClientInfo,
+    Path(id): Path<UserId>,
+    Json(body): Json<ChangeRole>,
+) -> ApiResult<Json<User>> {
+    let now = clock.now();
+    let mut tx = db.begin().await?;
+    let user = get_or_404(tx.conn(), auth.tenant_id, id, now).await?;
+    if user.role == body.role {
+        return Ok(Json(user));
+    }
+    if (user.role == Role::Student) != (body.role == Role::Student) {
+        // A student's birth date and enrolments don't carry over to other roles, nor the reverse.
+        return Err(ApiError::unprocessable(
+            "role_change_not_allowed",
+            "students can't change to or from other roles",
+        ));
+    }
+    if user.role == Role::Admin {
+        let admins: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1 AND role = 'admin'")
+                .bind(auth.tenant_id.to_string())
+                .fetch_one(tx.conn())
+                .await?
+                .try_get("n")?;
+        if admins <= 1 {
+            return Err(ApiError::conflict(
+                "last_admin",
+                "the tenant must keep at least one admin",
+            ));
+        }
+    }
+    sqlx::query("UPDATE users SET role = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(body.role.as_str())
+        .bind(auth.tenant_id.to_string())
+        .bind(id.to_string())
+        .execute(tx.conn())
+        .await?;
+    let event = DomainEvent::UserRoleChanged {
+        user_id: id,
+        from: user.role,
+        to: body.role,
+        by: auth.user_id,
+    };
+    outbox::append(tx.conn(), auth.tenant_id, now, &event).await?;
+    audit::record(
+        tx.conn(),
+        now,
+        audit::Entry {
+            tenant: auth.tenant_id,
+            actor: Some(auth.user_id),
+            action: "user.role_changed",
+            target_type: Some("user"),
+            target_id: Some(id.to_string()),
+            details: serde_json::json!({ "from": user.role, "to": body.role }),
+            ip: client.ip,
+            request_id: client.request_id,
+        },
+    )
+    .await?;
+    let user = get_or_404(tx.conn(), auth.tenant_id, id, now).await?;
+    tx.commit().await?;
+    outbox.notify();
+    Ok(Json(user))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkChild {
+    pub child_id: UserId,
+}
+
+/// Links a parent to a student (staff only). Linking twice is a no-op that returns the same result.
+#[utoipa::path(post, path = "/api/v1/users/{id}/children", tag = "users", request_body = LinkChild,
+    params(("id" = UserId, Path, description = "the parent")), security(("bearer" = [])),
+    responses((status = 201, body = User, description = "the linked child"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn link_child(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
+    auth: Authed<Staff>,
+    client: ClientInfo,
+    Path(parent_id): Path<UserId>,
+    Json(body): Json<LinkChild>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let now = clock.now();
+    let mut tx = db.begin().await?;
+    let parent = get_or_404(tx.conn(), auth.tenant_id, parent_id, now).await?;
+    let child = get_or_404(tx.conn(), auth.tenant_id, body.child_id, now).await?;
+    link(tx.conn(), &parent, &child, now).await?;
+    audit::record(
+        tx.conn(),
+        now,
+        audit::Entry {
+            tenant: auth.tenant_id,
+            actor: Some(auth.user_id),
+            action: "parent.linked",
+            target_type: Some("user"),
+            target_id: Some(child.id.to_string()),
+            details: serde_json::json!({ "parent_id": parent.id }),
+            ip: client.ip,
+            request_id: client.request_id,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    outbox.notify();
+    Ok((StatusCode::CREATED, Json(child)))
+}
+
+/// Links `parent` to `child` (both already loaded from the same tenant). Idempotent.
+pub async fn link(
+    conn: &mut AnyConnection,
+    parent: &User,
+    child: &User,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    if parent.role != Role::Parent {
+        return Err(ApiError::unprocessable(
+            "not_a_parent",
+            "the first user must have the parent role",
+        ));
+    }
+    if child.role != Role::Student {
+        return Err(ApiError::unprocessable(
+            "not_a_student",
+            "only students can be linked as children",
+        ));
+    }
+    if is_parent_of(conn, parent.tenant_id, parent.id, child.id).await? {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO parent_links (tenant_id, parent_id, child_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(parent.tenant_id.to_string())
+        .bind(parent.id.to_string())
+        .bind(child.id.to_string())
+        .bind(db::ts(now))
+        .execute(&mut *conn)
+        .await?;
+    outbox::append(
+        conn,
+        parent.tenant_id,
+        now,
+        &DomainEvent::ParentLinked {
+            parent_id: parent.id,
+            child_id: child.id,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A parent's children (staff, or that parent).
+#[utoipa::path(get, path = "/api/v1/users/{id}/children", tag = "users", params(("id" = UserId, Path)),
+    security(("bearer" = [])), responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)))]
+pub async fn list_children(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed<AnyRole>,
+    Path(parent_id): Path<UserId>,
+) -> ApiResult<Json<Vec<User>>> {
+    if !auth.is_staff() && auth.user_id != parent_id {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "you may not view this user's children",
+        ));
+    }
+    let now = clock.now();
+    let mut conn = db.pool().acquire().await?;
+    get_or_404(&mut conn, auth.tenant_id, parent_id, now).await?;
+    Ok(Json(
+        children_of(&mut conn, auth.tenant_id, parent_id, now).await?,
+    ))
+}

@@ -1,0 +1,27 @@
+//! liveclass orchestrator: the domain core and the composition root.
+//!
+//! Layout — one module per domain noun, each holding its rules, storage and routes together:
+//! - `identity` (tenants, users, sessions) and `auth` (tokens, roles as extractors, login limits);
+//! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
+//! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
+//!   `error` (the single error → HTTP mapping), `idempotency`, `metrics`, `server` (router,
+//!   middleware, startup and graceful shutdown), `app` (the handles handlers extract).
+//!
+//! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), and the
+//! outbox subscribers (in-process now; the signaling layer's bus later). The `liveclass` binary
+//! (`main.rs`) only parses arguments and wires these together.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod idempotency;
+pub mod identity;
+pub mod ids;
+pub mod metrics;
+pub mod outbox;
+pub mod seed;
+pub mod server;

@@ -1,0 +1,310 @@
+//! Startup, the router with its middleware, and graceful shutdown.
+//!
+//! [`Server::build`] connects and migrates the database and assembles the handles; [`Server::run`]
+//! serves on a bound listener until the shutdown future resolves, gives in-flight requests
+//! `shutdown_timeout_secs` to finish, stops the background tasks and closes the pool. Tests run it
+//! on `127.0.0.1:0`.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use sqlx::Row;
+use tokio::{net::TcpListener, sync::watch};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::{AppState, LoginLimits},
+    audit,
+    auth::{Tokens, limiter::Limiter, random_key_hex},
+    clock::SharedClock,
+    config::Config,
+    db::Db,
+    error::{ApiError, ErrorBody, Json},
+    idempotency,
+    identity::{sessions, tenants, users},
+    metrics::{self, Metrics},
+    outbox::Outbox,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "liveclass", description = "Live-lesson and class orchestration API. Errors are always `{\"error\": {\"code\", \"message\"}}`."),
+    modifiers(&BearerAuth),
+    paths(openapi_json),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub struct Server {
+    state: AppState,
+}
+
+impl Server {
+    /// Connects to the database, runs migrations and assembles the application.
+    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let db = Db::connect(config.database_url.expose(), config.db_max_connections)
+            .await
+            .context("connecting to the database")?;
+        db.migrate().await.context("running migrations")?;
+        let key = match &config.jwt_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => stored_jwt_key(&db)
+                .await
+                .context("loading the token signing key")?,
+        };
+        let tokens = Arc::new(Tokens::new(
+            key,
+            config.access_token_ttl_secs,
+            clock.clone(),
+        ));
+        let login_limits = Arc::new(LoginLimits {
+            per_account: Limiter::new(
+                config.login_max_failures_per_account,
+                config.login_window_secs,
+            ),
+            per_ip: Limiter::new(config.login_max_attempts_per_ip, config.login_window_secs),
+        });
+        Ok(Self {
+            state: AppState {
+                db,
+                tokens,
+                clock,
+                outbox: Outbox::default(),
+                config: Arc::new(config),
+                login_limits,
+                metrics: Arc::new(Metrics::default()),
+            },
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains and stops.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let st = self.state.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dispatcher = tokio::spawn(st.outbox.clone().run(
+            st.db.clone(),
+            st.clock.clone(),
+            stop_rx,
+        ));
+        let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = began_tx.send(());
+        });
+        let grace = Duration::from_secs(st.config.shutdown_timeout_secs);
+        let deadline = async move {
+            match began_rx.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            res = serve.into_future() => res.context("serving")?,
+            () = deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; dropping them"),
+        }
+        let _ = stop_tx.send(true);
+        let _ = dispatcher.await;
+        st.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The signing key kept in the database, created on first use, so every node and the CLI agree.
+async fn stored_jwt_key(db: &Db) -> Result<Vec<u8>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('jwt_secret', $1) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(random_key_hex())
+    .execute(tx.conn())
+    .await?;
+    let value: String = sqlx::query("SELECT value FROM settings WHERE key = 'jwt_secret'")
+        .fetch_one(tx.conn())
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    Ok(value.into_bytes())
+}
+
+/// The whole HTTP surface with its middleware, and the OpenAPI document generated from it.
+pub fn router(st: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(tenants::create))
+        .routes(routes!(tenants::get))
+        .routes(routes!(tenants::update_settings))
+        .routes(routes!(sessions::login))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::register))
+        .routes(routes!(users::me))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::get))
+        .routes(routes!(users::change_role))
+        .routes(routes!(users::link_child, users::list_children))
+        .routes(routes!(audit::list))
+        .split_for_parts();
+    let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
+    let config = st.config.clone();
+    let request_id = HeaderName::from_static("x-request-id");
+
+    api.route("/api/v1/openapi.json", get(move || async move { serve_openapi(openapi_doc) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(st.clone(), idempotency::layer))
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(config.request_timeout_secs, timeout))
+        .layer(middleware::from_fn_with_state(st.metrics.clone(), metrics::track))
+        .layer(cors(&config))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), route, request_id = id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(st)
+}
+
+fn serve_openapi(doc: Arc<String>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document")))]
+#[allow(dead_code)] // Only documents the route `router` serves with the generated document.
+async fn openapi_json() {}
+
+fn cors(config: &Config) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(idempotency::HEADER),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")]);
+    if config.cors_origins.iter().any(|o| o == "*") {
+        base.allow_origin(AllowOrigin::any())
+    } else {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        base.allow_origin(origins)
+    }
+}
+
+async fn timeout(State(secs): State<u64>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Status {
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Status)))]
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// The database is reachable (503 otherwise).
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Status), (status = 503, body = ErrorBody)))]
+async fn readyz(State(db): State<Db>) -> Result<Json<Status>, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
+        Ok(Ok(())) => Ok(Json(Status { status: "ready" })),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is unreachable",
+        )),
+    }
+}
