@@ -1,0 +1,10 @@
+//! HTTP-level tests of the real server. One test binary (faster to link than one per file); each test
+//! gets its own server and database (see `helpers`). Set `TEST_DATABASE_URL` to run on PostgreSQL.
+
+mod cli;
+mod helpers;
+mod http;
+mod idempotency;
+mod identity;
+mod lifecycle;
+mod outbox;
