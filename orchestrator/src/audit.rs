@@ -26,11 +26,7 @@ pub struct Entry<'a> {
     pub request_id: Option<String>,
 }
 
-pub async fn record(
-    conn: &mut AnyConnection,
-    now: DateTime<Utc>,
-    e: Entry<'_>,
-) -> Result<(), sqlx::Error> {
+pub async fn record(conn: &mut AnyConnection, now: DateTime<Utc>, e: Entry<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (tenant_id, actor_id, action, target_type, target_id, details, ip, request_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -118,11 +114,6 @@ pub async fn list(
             created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
         });
     }
-    let next_before = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    Ok(Json(AuditPage {
-        entries,
-        next_before,
-    }))
+    let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
+    Ok(Json(AuditPage { entries, next_before }))
 }

@@ -105,21 +105,11 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
+    Parse { path: String, source: toml::de::Error },
     #[error("cannot read {var} ({path}): {source}")]
-    SecretFile {
-        var: String,
-        path: String,
-        source: std::io::Error,
-    },
+    SecretFile { var: String, path: String, source: std::io::Error },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -129,24 +119,16 @@ const PREFIX: &str = "LIVECLASS_";
 impl Config {
     /// Loads the layers. `file` is the explicit config path; without one, `liveclass.toml` is read if present.
     /// `env` is the process environment (passed in so tests can supply their own).
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut table = toml::Table::new();
         let default_path = Path::new("liveclass.toml");
         let path = file.or_else(|| default_path.exists().then_some(default_path));
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
             table = text
                 .parse::<toml::Table>()
-                .map_err(|source| ConfigError::Parse {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })?;
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
         let known = known_keys();
@@ -160,11 +142,7 @@ impl Config {
             }
             let value = if from_file {
                 std::fs::read_to_string(value)
-                    .map_err(|source| ConfigError::SecretFile {
-                        var: name.clone(),
-                        path: value.clone(),
-                        source,
-                    })?
+                    .map_err(|source| ConfigError::SecretFile { var: name.clone(), path: value.clone(), source })?
                     .trim_end()
                     .to_string()
             } else {
@@ -195,19 +173,13 @@ impl Config {
         if let Some(s) = &self.jwt_secret
             && s.expose().len() < 32
         {
-            return Err(ConfigError::Invalid(
-                "jwt_secret must be at least 32 bytes".into(),
-            ));
+            return Err(ConfigError::Invalid("jwt_secret must be at least 32 bytes".into()));
         }
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "token lifetimes must be positive".into(),
-            ));
+            return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
         if self.db_max_connections == 0 {
-            return Err(ConfigError::Invalid(
-                "db_max_connections must be positive".into(),
-            ));
+            return Err(ConfigError::Invalid("db_max_connections must be positive".into()));
         }
         Ok(())
     }
@@ -287,10 +259,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]

@@ -65,14 +65,10 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             (Backend::Postgres, url.to_string())
         } else {
-            return Err(DbError::UnsupportedUrl(
-                url.split(':').next().unwrap_or("").into(),
-            ));
+            return Err(DbError::UnsupportedUrl(url.split(':').next().unwrap_or("").into()));
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10));
+        let mut pool = AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -83,11 +79,7 @@ impl Db {
             });
         }
         let pool = pool.connect_with(options).await?;
-        Ok(Self {
-            pool,
-            backend,
-            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-        })
+        Ok(Self { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -111,24 +103,15 @@ impl Db {
             Some(lock) => {
                 let guard = lock.clone().lock_owned().await;
                 let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                Ok(Tx {
-                    tx,
-                    _writer: Some(guard),
-                })
+                Ok(Tx { tx, _writer: Some(guard) })
             }
-            None => Ok(Tx {
-                tx: self.pool.begin().await?,
-                _writer: None,
-            }),
+            None => Ok(Tx { tx: self.pool.begin().await?, _writer: None }),
         }
     }
 
     /// `SELECT 1`, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
     pub async fn close(&self) {
@@ -137,11 +120,7 @@ impl Db {
 
     /// Pool gauges: (open connections, idle connections, max).
     pub fn pool_stats(&self) -> (u32, u32, u32) {
-        (
-            self.pool.size(),
-            self.pool.num_idle() as u32,
-            self.pool.options().get_max_connections(),
-        )
+        (self.pool.size(), self.pool.num_idle() as u32, self.pool.options().get_max_connections())
     }
 }
 
@@ -170,8 +149,8 @@ macro_rules! migrations {
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => migrations!("sqlite": 1 "init"),
-        Backend::Postgres => migrations!("postgres": 1 "init"),
+        Backend::Sqlite => migrations!("sqlite": 1 "init", 2 "classes"),
+        Backend::Postgres => migrations!("postgres": 1 "init", 2 "classes"),
     };
     Migrator::with_migrations(migrations)
 }
@@ -188,8 +167,7 @@ pub fn parse_ts(s: &str) -> Result<DateTime<Utc>, sqlx::Error> {
 }
 
 pub fn parse_date(s: &str) -> Result<NaiveDate, sqlx::Error> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|e| sqlx::Error::Decode(format!("bad date {s:?}: {e}").into()))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| sqlx::Error::Decode(format!("bad date {s:?}: {e}").into()))
 }
 
 /// True when the error is a unique-constraint violation (both backends).
@@ -206,9 +184,7 @@ mod tests {
 
     #[test]
     fn timestamps_sort_as_text() {
-        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
         let b = a + chrono::Duration::microseconds(1);
         assert!(ts(a) < ts(b));
         assert_eq!(ts(a), "2026-01-02T03:04:05.000000Z");

@@ -36,17 +36,8 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            code: code.into(),
-            message: message.into(),
-            retry_after_secs: None,
-        }
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self { status, code: code.into(), message: message.into(), retry_after_secs: None }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -73,22 +64,13 @@ impl ApiError {
         }
     }
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.into_owned(),
-                message: self.message,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code.into_owned(), message: self.message } };
         let mut res = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             res.headers_mut().insert(header::RETRY_AFTER, secs.into());
@@ -146,25 +128,19 @@ impl<T: Serialize> IntoResponse for Json<T> {
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::JsonDataError(e) => ApiError::unprocessable(
-            "invalid_body",
-            format!("request body does not match the schema: {}", inner(&e)),
-        ),
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
-            "invalid_json",
-            format!("request body is not valid JSON: {}", inner(&e)),
-        ),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::unprocessable("invalid_body", format!("request body does not match the schema: {}", inner(&e)))
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {}", inner(&e)))
+        }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected `Content-Type: application/json`",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is too large",
-            )
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
         }
         other => ApiError::new(other.status(), "invalid_body", other.body_text()),
     }

@@ -26,9 +26,7 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const MAX_STORED_RESPONSE: usize = 1024 * 1024;
 
 pub async fn layer(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST
-        || req.uri().path().starts_with("/api/v1/auth/") && !is_register(&req)
-    {
+    if req.method() != Method::POST || req.uri().path().starts_with("/api/v1/auth/") && !is_register(&req) {
         return next.run(req).await;
     }
     let Some(key) = req.headers().get(HEADER).cloned() else {
@@ -44,21 +42,13 @@ fn is_register(req: &Request) -> bool {
     req.uri().path() == "/api/v1/auth/register"
 }
 
-async fn handle(
-    st: AppState,
-    key: HeaderValue,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+async fn handle(st: AppState, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
     let key = key
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be 1-255 visible ASCII characters",
-            )
+            ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters")
         })?
         .to_string();
     let (parts, body) = req.into_parts();
@@ -70,13 +60,7 @@ async fn handle(
     let scope = format!("{principal} {}", parts.uri.path());
     let bytes = to_bytes(body, st.config.body_limit_bytes)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is too large",
-            )
-        })?;
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large"))?;
     let request_hash = hex::encode(Sha256::digest(&bytes));
     let now = st.clock.now();
     let cutoff = now - Duration::seconds(st.config.idempotency_ttl_secs as i64);
@@ -109,18 +93,14 @@ async fn handle(
                 "a request with this Idempotency-Key is still being processed",
             ));
         };
-        let mut res = Response::new(Body::from(
-            row.try_get::<Option<String>, _>("response_body")?
-                .unwrap_or_default(),
-        ));
+        let mut res = Response::new(Body::from(row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default()));
         *res.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
         if let Some(ct) = row.try_get::<Option<String>, _>("content_type")?
             && let Ok(v) = HeaderValue::from_str(&ct)
         {
             res.headers_mut().insert(header::CONTENT_TYPE, v);
         }
-        res.headers_mut()
-            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         return Ok(res);
     }
     sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
@@ -132,9 +112,7 @@ async fn handle(
         .await?;
     tx.commit().await?;
 
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
 
     let (res_parts, res_body) = res.into_parts();
     let body = to_bytes(res_body, MAX_STORED_RESPONSE).await.map_err(|e| {

@@ -46,4 +46,4 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(TenantId, UserId);
+id_type!(TenantId, UserId, CourseId, LessonId, ClassId, MeetingId, EnrollmentId, ConsentRequestId);

@@ -14,10 +14,13 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod classes;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod db;
 pub mod error;
+pub mod gamification;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;

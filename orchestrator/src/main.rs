@@ -78,17 +78,8 @@ async fn main() -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&demo)?);
             } else {
-                println!(
-                    "tenant {} ({}); every password is {:?}",
-                    demo.tenant_slug, demo.tenant_id, demo.password
-                );
-                for u in [
-                    &demo.admin,
-                    &demo.tutor,
-                    &demo.student,
-                    &demo.minor,
-                    &demo.parent,
-                ] {
+                println!("tenant {} ({}); every password is {:?}", demo.tenant_slug, demo.tenant_id, demo.password);
+                for u in [&demo.admin, &demo.tutor, &demo.student, &demo.minor, &demo.parent] {
                     println!(
                         "{:<8} {:<32} {}\n         access token: {}",
                         u.role.as_str(),
@@ -107,9 +98,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = %config.redacted(), "starting liveclass");
     let addr = config.addr;
     let server = Server::build(config, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     server.run(listener, shutdown_signal()).await
 }
@@ -134,11 +123,8 @@ async fn shutdown_signal() {
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

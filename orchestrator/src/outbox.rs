@@ -16,15 +16,18 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
     auth::Role,
+    classes::{AttendanceStatus, ClassKind, LedgerKind},
     clock::SharedClock,
+    consent::ConsentScope,
     db::{self, Backend, Db},
-    ids::{TenantId, UserId},
+    ids::{ClassId, ConsentRequestId, CourseId, EnrollmentId, LessonId, MeetingId, TenantId, UserId},
 };
 
 /// Every domain event. The `type` tag is the event's name on the wire and in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum DomainEvent {
+    // identity
     TenantCreated {
         tenant_id: TenantId,
         slug: String,
@@ -43,15 +46,153 @@ pub enum DomainEvent {
         parent_id: UserId,
         child_id: UserId,
     },
+    // classes
+    CourseCreated {
+        course_id: CourseId,
+    },
+    ClassCreated {
+        class_id: ClassId,
+        kind: ClassKind,
+        instructor_id: UserId,
+    },
+    MeetingScheduled {
+        class_id: ClassId,
+        meeting_id: MeetingId,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    },
+    ClassActivated {
+        class_id: ClassId,
+    },
+    ClassCompleted {
+        class_id: ClassId,
+    },
+    ClassCancelled {
+        class_id: ClassId,
+    },
+    PackageChanged {
+        class_id: ClassId,
+        total_meetings: i64,
+    },
+    StudentEnrolled {
+        class_id: ClassId,
+        enrollment_id: EnrollmentId,
+        student_id: UserId,
+        credits: i64,
+    },
+    AttendanceMarked {
+        class_id: ClassId,
+        meeting_id: MeetingId,
+        student_id: UserId,
+        previous: Option<AttendanceStatus>,
+        status: AttendanceStatus,
+        marked_by: UserId,
+    },
+    /// A credit left the balance for attendance.
+    CreditDeducted {
+        class_id: ClassId,
+        enrollment_id: EnrollmentId,
+        student_id: UserId,
+        meeting_id: MeetingId,
+        balance: i64,
+    },
+    /// Any other ledger movement: grant, correction, manual adjustment, refund.
+    CreditAdjusted {
+        class_id: ClassId,
+        enrollment_id: EnrollmentId,
+        student_id: UserId,
+        kind: LedgerKind,
+        delta: i64,
+        balance: i64,
+        reason: Option<String>,
+    },
+    LessonUnlocked {
+        class_id: ClassId,
+        lesson_id: LessonId,
+        by: UserId,
+    },
+    LessonCompleted {
+        class_id: ClassId,
+        lesson_id: LessonId,
+        student_id: UserId,
+    },
+    // consent
+    ConsentRequested {
+        request_id: ConsentRequestId,
+        child_id: UserId,
+        parent_id: UserId,
+        scopes: Vec<ConsentScope>,
+    },
+    ConsentGranted {
+        child_id: UserId,
+        parent_id: UserId,
+        scopes: Vec<ConsentScope>,
+        method: String,
+    },
+    ConsentDenied {
+        child_id: UserId,
+        parent_id: UserId,
+        scopes: Vec<ConsentScope>,
+    },
+    ConsentRevoked {
+        child_id: UserId,
+        parent_id: UserId,
+        scopes: Vec<ConsentScope>,
+    },
+    // gamification
+    XpAwarded {
+        student_id: UserId,
+        class_id: Option<ClassId>,
+        amount: i64,
+        total: i64,
+        reason: String,
+    },
+    LevelUp {
+        student_id: UserId,
+        level: i64,
+    },
+    BadgeUnlocked {
+        student_id: UserId,
+        badge: String,
+        class_id: Option<ClassId>,
+    },
+    StreakUpdated {
+        student_id: UserId,
+        class_id: ClassId,
+        streak: i64,
+    },
 }
 
 impl DomainEvent {
+    /// The event's name: its serde tag.
     pub fn name(&self) -> &'static str {
+        use DomainEvent::*;
         match self {
-            DomainEvent::TenantCreated { .. } => "TenantCreated",
-            DomainEvent::UserRegistered { .. } => "UserRegistered",
-            DomainEvent::UserRoleChanged { .. } => "UserRoleChanged",
-            DomainEvent::ParentLinked { .. } => "ParentLinked",
+            TenantCreated { .. } => "TenantCreated",
+            UserRegistered { .. } => "UserRegistered",
+            UserRoleChanged { .. } => "UserRoleChanged",
+            ParentLinked { .. } => "ParentLinked",
+            CourseCreated { .. } => "CourseCreated",
+            ClassCreated { .. } => "ClassCreated",
+            MeetingScheduled { .. } => "MeetingScheduled",
+            ClassActivated { .. } => "ClassActivated",
+            ClassCompleted { .. } => "ClassCompleted",
+            ClassCancelled { .. } => "ClassCancelled",
+            PackageChanged { .. } => "PackageChanged",
+            StudentEnrolled { .. } => "StudentEnrolled",
+            AttendanceMarked { .. } => "AttendanceMarked",
+            CreditDeducted { .. } => "CreditDeducted",
+            CreditAdjusted { .. } => "CreditAdjusted",
+            LessonUnlocked { .. } => "LessonUnlocked",
+            LessonCompleted { .. } => "LessonCompleted",
+            ConsentRequested { .. } => "ConsentRequested",
+            ConsentGranted { .. } => "ConsentGranted",
+            ConsentDenied { .. } => "ConsentDenied",
+            ConsentRevoked { .. } => "ConsentRevoked",
+            XpAwarded { .. } => "XpAwarded",
+            LevelUp { .. } => "LevelUp",
+            BadgeUnlocked { .. } => "BadgeUnlocked",
+            StreakUpdated { .. } => "StreakUpdated",
         }
     }
 }
@@ -73,15 +214,13 @@ pub async fn append(
     event: &DomainEvent,
 ) -> Result<(), sqlx::Error> {
     let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO outbox (tenant_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant.to_string())
-    .bind(event.name())
-    .bind(payload)
-    .bind(db::ts(now))
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO outbox (tenant_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant.to_string())
+        .bind(event.name())
+        .bind(payload)
+        .bind(db::ts(now))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -101,10 +240,7 @@ impl Outbox {
     /// A new subscriber receiving every event published from now on. `capacity` bounds its queue.
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Arc<EventEnvelope>> {
         let (tx, rx) = mpsc::channel(capacity);
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tx);
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
         rx
     }
 
@@ -136,10 +272,8 @@ impl Outbox {
     pub async fn dispatch_once(&self, db: &Db, clock: &SharedClock) -> Result<usize, sqlx::Error> {
         let mut tx = db.begin().await?;
         if db.backend() == Backend::Postgres {
-            let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock(7254001)")
-                .fetch_one(tx.conn())
-                .await?
-                .try_get(0)?;
+            let got: bool =
+                sqlx::query("SELECT pg_try_advisory_xact_lock(7254001)").fetch_one(tx.conn()).await?.try_get(0)?;
             if !got {
                 return Ok(0);
             }
@@ -171,11 +305,7 @@ impl Outbox {
                 event,
             }));
         }
-        let last_id: i64 = rows
-            .last()
-            .map(|r| r.try_get("id"))
-            .transpose()?
-            .unwrap_or(0);
+        let last_id: i64 = rows.last().map(|r| r.try_get("id")).transpose()?.unwrap_or(0);
         let first_id: i64 = rows[0].try_get("id")?;
         sqlx::query("UPDATE outbox SET published_at = $1 WHERE published_at IS NULL AND id >= $2 AND id <= $3")
             .bind(db::ts(clock.now()))
@@ -184,21 +314,45 @@ impl Outbox {
             .execute(tx.conn())
             .await?;
         tx.commit().await?;
-        let subscribers: Vec<_> = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let subscribers: Vec<_> = self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for event in &events {
             for sub in &subscribers {
                 // A closed subscriber is dropped below; a full one makes us wait (no loss).
                 let _ = sub.send(event.clone()).await;
             }
         }
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| !s.is_closed());
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| !s.is_closed());
         Ok(rows.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_is_the_serde_tag() {
+        let events = [
+            DomainEvent::ParentLinked { parent_id: UserId::new(), child_id: UserId::new() },
+            DomainEvent::AttendanceMarked {
+                class_id: ClassId::new(),
+                meeting_id: MeetingId::new(),
+                student_id: UserId::new(),
+                previous: None,
+                status: AttendanceStatus::Late,
+                marked_by: UserId::new(),
+            },
+            DomainEvent::ConsentRevoked {
+                child_id: UserId::new(),
+                parent_id: UserId::new(),
+                scopes: vec![ConsentScope::Chat],
+            },
+            DomainEvent::StreakUpdated { student_id: UserId::new(), class_id: ClassId::new(), streak: 2 },
+        ];
+        for e in events {
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v["type"], e.name());
+            assert_eq!(serde_json::from_value::<DomainEvent>(v).unwrap(), e);
+        }
     }
 }

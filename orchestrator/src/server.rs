@@ -60,12 +60,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -83,20 +78,11 @@ impl Server {
         db.migrate().await.context("running migrations")?;
         let key = match &config.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
-            None => stored_jwt_key(&db)
-                .await
-                .context("loading the token signing key")?,
+            None => stored_jwt_key(&db).await.context("loading the token signing key")?,
         };
-        let tokens = Arc::new(Tokens::new(
-            key,
-            config.access_token_ttl_secs,
-            clock.clone(),
-        ));
+        let tokens = Arc::new(Tokens::new(key, config.access_token_ttl_secs, clock.clone()));
         let login_limits = Arc::new(LoginLimits {
-            per_account: Limiter::new(
-                config.login_max_failures_per_account,
-                config.login_window_secs,
-            ),
+            per_account: Limiter::new(config.login_max_failures_per_account, config.login_window_secs),
             per_ip: Limiter::new(config.login_max_attempts_per_ip, config.login_window_secs),
         });
         Ok(Self {
@@ -128,15 +114,9 @@ impl Server {
     ) -> anyhow::Result<()> {
         let st = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let dispatcher = tokio::spawn(st.outbox.clone().run(
-            st.db.clone(),
-            st.clock.clone(),
-            stop_rx,
-        ));
+        let dispatcher = tokio::spawn(st.outbox.clone().run(st.db.clone(), st.clock.clone(), stop_rx));
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -164,16 +144,12 @@ impl Server {
 /// The signing key kept in the database, created on first use, so every node and the CLI agree.
 async fn stored_jwt_key(db: &Db) -> Result<Vec<u8>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES ('jwt_secret', $1) ON CONFLICT (key) DO NOTHING",
-    )
-    .bind(random_key_hex())
-    .execute(tx.conn())
-    .await?;
-    let value: String = sqlx::query("SELECT value FROM settings WHERE key = 'jwt_secret'")
-        .fetch_one(tx.conn())
-        .await?
-        .try_get(0)?;
+    sqlx::query("INSERT INTO settings (key, value) VALUES ('jwt_secret', $1) ON CONFLICT (key) DO NOTHING")
+        .bind(random_key_hex())
+        .execute(tx.conn())
+        .await?;
+    let value: String =
+        sqlx::query("SELECT value FROM settings WHERE key = 'jwt_secret'").fetch_one(tx.conn()).await?.try_get(0)?;
     tx.commit().await?;
     Ok(value.into_bytes())
 }
@@ -222,11 +198,7 @@ pub fn router(st: AppState) -> Router {
 }
 
 fn serve_openapi(doc: Arc<String>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        doc.as_str().to_owned(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response()
 }
 
 /// The OpenAPI 3 document of this API.
@@ -236,27 +208,13 @@ async fn openapi_json() {}
 
 fn cors(config: &Config) -> CorsLayer {
     let base = CorsLayer::new()
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-        ])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static(idempotency::HEADER),
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(idempotency::HEADER)])
         .expose_headers([HeaderName::from_static("x-request-id")]);
     if config.cors_origins.iter().any(|o| o == "*") {
         base.allow_origin(AllowOrigin::any())
     } else {
-        let origins: Vec<HeaderValue> = config
-            .cors_origins
-            .iter()
-            .filter_map(|o| o.parse().ok())
-            .collect();
+        let origins: Vec<HeaderValue> = config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
         base.allow_origin(origins)
     }
 }
@@ -264,12 +222,9 @@ fn cors(config: &Config) -> CorsLayer {
 async fn timeout(State(secs): State<u64>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the request took too long",
-        )
-        .into_response(),
+        Err(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long").into_response()
+        }
     }
 }
 
@@ -278,11 +233,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not accept that method",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -301,10 +252,6 @@ async fn healthz() -> Json<Status> {
 async fn readyz(State(db): State<Db>) -> Result<Json<Status>, ApiError> {
     match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
         Ok(Ok(())) => Ok(Json(Status { status: "ready" })),
-        _ => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the database is unreachable",
-        )),
+        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is unreachable")),
     }
 }

@@ -33,29 +33,19 @@ pub fn encode<C: Serialize>(key: &[u8], claims: &C) -> String {
 
 /// Verifies signature and times, then decodes the claims. `now` is unix seconds; `leeway` seconds
 /// of clock skew are tolerated.
-pub fn decode<C: DeserializeOwned>(
-    key: &[u8],
-    token: &str,
-    now: i64,
-    leeway: i64,
-) -> Result<C, JwtError> {
+pub fn decode<C: DeserializeOwned>(key: &[u8], token: &str, now: i64, leeway: i64) -> Result<C, JwtError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
     };
     let header: serde_json::Value =
-        serde_json::from_slice(&B64.decode(h).map_err(|_| JwtError::Malformed)?)
-            .map_err(|_| JwtError::Malformed)?;
+        serde_json::from_slice(&B64.decode(h).map_err(|_| JwtError::Malformed)?).map_err(|_| JwtError::Malformed)?;
     if header.get("alg").and_then(|v| v.as_str()) != Some("HS256") {
         return Err(JwtError::Algorithm);
     }
     let sig = B64.decode(s).map_err(|_| JwtError::Malformed)?;
     let signing_input = &token[..h.len() + 1 + p.len()];
-    mac(key, signing_input.as_bytes())
-        .verify_slice(&sig)
-        .map_err(|_| JwtError::Signature)?;
+    mac(key, signing_input.as_bytes()).verify_slice(&sig).map_err(|_| JwtError::Signature)?;
     let payload = B64.decode(p).map_err(|_| JwtError::Malformed)?;
     let times: Times = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
     if let Some(exp) = times.exp
@@ -97,48 +87,20 @@ mod tests {
     #[test]
     fn round_trip_and_rejections() {
         let key = b"0123456789abcdef0123456789abcdef";
-        let t = encode(
-            key,
-            &C {
-                sub: "u".into(),
-                exp: 100,
-            },
-        );
-        assert_eq!(
-            decode::<C>(key, &t, 50, 0).unwrap(),
-            C {
-                sub: "u".into(),
-                exp: 100
-            }
-        );
+        let t = encode(key, &C { sub: "u".into(), exp: 100 });
+        assert_eq!(decode::<C>(key, &t, 50, 0).unwrap(), C { sub: "u".into(), exp: 100 });
         assert_eq!(decode::<C>(key, &t, 101, 0).unwrap_err(), JwtError::Expired);
         assert!(decode::<C>(key, &t, 101, 5).is_ok());
-        assert_eq!(
-            decode::<C>(b"another key of enough length!!!!", &t, 50, 0).unwrap_err(),
-            JwtError::Signature
-        );
+        assert_eq!(decode::<C>(b"another key of enough length!!!!", &t, 50, 0).unwrap_err(), JwtError::Signature);
         // Tampered payload keeps the old signature.
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = B64.encode(r#"{"sub":"admin","exp":100}"#);
         parts[1] = &forged;
-        assert_eq!(
-            decode::<C>(key, &parts.join("."), 50, 0).unwrap_err(),
-            JwtError::Signature
-        );
+        assert_eq!(decode::<C>(key, &parts.join("."), 50, 0).unwrap_err(), JwtError::Signature);
         // alg=none is refused whatever the signature.
-        let none = format!(
-            "{}.{}.",
-            B64.encode(r#"{"alg":"none"}"#),
-            B64.encode(r#"{"sub":"u","exp":100}"#)
-        );
-        assert_eq!(
-            decode::<C>(key, &none, 50, 0).unwrap_err(),
-            JwtError::Algorithm
-        );
-        assert_eq!(
-            decode::<C>(key, "a.b", 50, 0).unwrap_err(),
-            JwtError::Malformed
-        );
+        let none = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode(r#"{"sub":"u","exp":100}"#));
+        assert_eq!(decode::<C>(key, &none, 50, 0).unwrap_err(), JwtError::Algorithm);
+        assert_eq!(decode::<C>(key, "a.b", 50, 0).unwrap_err(), JwtError::Malformed);
     }
 
     #[test]

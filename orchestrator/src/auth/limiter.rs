@@ -17,11 +17,7 @@ const PRUNE_AT: usize = 100_000;
 
 impl Limiter {
     pub fn new(max: u32, window_secs: u64) -> Self {
-        Self {
-            max,
-            window: Duration::seconds(window_secs as i64),
-            windows: Mutex::new(HashMap::new()),
-        }
+        Self { max, window: Duration::seconds(window_secs as i64), windows: Mutex::new(HashMap::new()) }
     }
 
     /// Whether `key` may try again now; `Err(seconds)` says how long until it may.
@@ -57,10 +53,7 @@ impl Limiter {
     }
 
     pub fn reset(&self, key: &str) {
-        self.windows
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.windows.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 }
 

@@ -86,11 +86,7 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn new(key: Vec<u8>, access_ttl_secs: u64, clock: SharedClock) -> Self {
-        Self {
-            key,
-            access_ttl_secs: access_ttl_secs as i64,
-            clock,
-        }
+        Self { key, access_ttl_secs: access_ttl_secs as i64, clock }
     }
 
     pub fn access_ttl_secs(&self) -> i64 {
@@ -101,51 +97,28 @@ impl Tokens {
         let iat = self.clock.now().timestamp();
         jwt::encode(
             &self.key,
-            &Claims {
-                iss: ISSUER.into(),
-                sub: user,
-                tid: tenant,
-                role,
-                iat,
-                exp: iat + self.access_ttl_secs,
-            },
+            &Claims { iss: ISSUER.into(), sub: user, tid: tenant, role, iat, exp: iat + self.access_ttl_secs },
         )
     }
 
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
-        let claims: Claims = jwt::decode(&self.key, token, self.clock.now().timestamp(), 0)
-            .map_err(|e| match e {
-                jwt::JwtError::Expired => {
-                    ApiError::unauthorized("token_expired", "the access token has expired")
-                }
-                _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
-            })?;
+        let claims: Claims = jwt::decode(&self.key, token, self.clock.now().timestamp(), 0).map_err(|e| match e {
+            jwt::JwtError::Expired => ApiError::unauthorized("token_expired", "the access token has expired"),
+            _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
+        })?;
         if claims.iss != ISSUER {
-            return Err(ApiError::unauthorized(
-                "invalid_token",
-                "the access token is invalid",
-            ));
+            return Err(ApiError::unauthorized("invalid_token", "the access token is invalid"));
         }
-        Ok(AuthUser {
-            user_id: claims.sub,
-            tenant_id: claims.tid,
-            role: claims.role,
-        })
+        Ok(AuthUser { user_id: claims.sub, tenant_id: claims.tid, role: claims.role })
     }
 
     /// The bearer token of a request, verified; `None` when the request carries no `Authorization`.
     pub fn from_parts(&self, parts: &Parts) -> Option<Result<AuthUser, ApiError>> {
         let value = parts.headers.get(header::AUTHORIZATION)?;
-        let token = value.to_str().ok().and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         Some(match token {
             Some(t) => self.verify(t.trim()),
-            None => Err(ApiError::unauthorized(
-                "invalid_token",
-                "expected `Authorization: Bearer <token>`",
-            )),
+            None => Err(ApiError::unauthorized("invalid_token", "expected `Authorization: Bearer <token>`")),
         })
     }
 }
@@ -172,13 +145,7 @@ pub trait Policy: Send + Sync + 'static {
 
 pub struct AnyRole;
 impl Policy for AnyRole {
-    const ROLES: &'static [Role] = &[
-        Role::Admin,
-        Role::Staff,
-        Role::Tutor,
-        Role::Student,
-        Role::Parent,
-    ];
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Staff, Role::Tutor, Role::Student, Role::Parent];
     const DESCRIPTION: &'static str = "any signed-in user";
 }
 
@@ -218,26 +185,16 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let tokens = Arc::<Tokens>::from_ref(state);
-        let user = tokens.from_parts(parts).unwrap_or_else(|| {
-            Err(ApiError::unauthorized(
-                "missing_token",
-                "this endpoint needs an access token",
-            ))
-        })?;
+        let user = tokens
+            .from_parts(parts)
+            .unwrap_or_else(|| Err(ApiError::unauthorized("missing_token", "this endpoint needs an access token")))?;
         if !P::ROLES.contains(&user.role) {
             return Err(ApiError::forbidden(
                 "forbidden_role",
-                format!(
-                    "this action needs {}; you are {}",
-                    P::DESCRIPTION,
-                    user.role.as_str()
-                ),
+                format!("this action needs {}; you are {}", P::DESCRIPTION, user.role.as_str()),
             ));
         }
-        Ok(Authed {
-            user,
-            _policy: PhantomData,
-        })
+        Ok(Authed { user, _policy: PhantomData })
     }
 }
 

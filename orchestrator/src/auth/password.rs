@@ -36,10 +36,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
         let Ok(parsed) = PasswordHash::new(hash) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-            && real
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && real
     })
     .await
     .unwrap_or(false)

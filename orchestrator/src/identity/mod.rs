@@ -27,14 +27,7 @@ impl Email {
                     && !domain.contains('@')
             })
             && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(ApiError::unprocessable(
-                "invalid_email",
-                "not a valid e-mail address",
-            ))
-        }
+        if ok { Ok(Self(s)) } else { Err(ApiError::unprocessable("invalid_email", "not a valid e-mail address")) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -68,10 +61,7 @@ impl Password {
 pub fn display_name(raw: &str) -> Result<String, ApiError> {
     let s = raw.trim();
     if s.is_empty() || s.chars().count() > 100 {
-        return Err(ApiError::unprocessable(
-            "invalid_display_name",
-            "display_name must be 1 to 100 characters",
-        ));
+        return Err(ApiError::unprocessable("invalid_display_name", "display_name must be 1 to 100 characters"));
     }
     Ok(s.to_string())
 }
@@ -92,10 +82,7 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(
-            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
-            "ann@example.com"
-        );
+        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
         for bad in ["", "a", "a@b", "@b.c", "a@.c", "a@b.", "a b@c.d", "a@b@c.d"] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }

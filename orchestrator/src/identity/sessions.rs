@@ -99,35 +99,33 @@ pub async fn login(
 ) -> ApiResult<Json<Session>> {
     let now = clock.now();
     let ip_key = client.ip.clone().unwrap_or_default();
-    limits.per_ip.hit(&ip_key, now).map_err(|secs| {
-        ApiError::too_many_requests("too many login attempts from this address", secs)
-    })?;
+    limits
+        .per_ip
+        .hit(&ip_key, now)
+        .map_err(|secs| ApiError::too_many_requests("too many login attempts from this address", secs))?;
     let email = Email::parse(&body.email).map_err(|_| invalid_credentials())?;
     let account_key = format!("{}\n{}", body.tenant, email.as_str());
     limits
         .per_account
         .check(&account_key, now)
-        .map_err(|secs| {
-            ApiError::too_many_requests("too many failed logins for this account", secs)
-        })?;
+        .map_err(|secs| ApiError::too_many_requests("too many failed logins for this account", secs))?;
 
     let mut conn = db.pool().acquire().await?;
     let tenant = tenants::find_by_slug(&mut conn, &body.tenant).await?;
     let row = match &tenant {
-        Some(t) => sqlx::query(
-            "SELECT id, password_hash FROM users WHERE tenant_id = $1 AND email = $2 AND disabled_at IS NULL",
-        )
-        .bind(t.id.to_string())
-        .bind(email.as_str())
-        .fetch_optional(&mut *conn)
-        .await?,
+        Some(t) => {
+            sqlx::query(
+                "SELECT id, password_hash FROM users WHERE tenant_id = $1 AND email = $2 AND disabled_at IS NULL",
+            )
+            .bind(t.id.to_string())
+            .bind(email.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        }
         None => None,
     };
     let (user_id, stored) = match &row {
-        Some(r) => (
-            Some(UserId::from_column(&r.try_get::<String, _>("id")?)?),
-            Some(r.try_get("password_hash")?),
-        ),
+        Some(r) => (Some(UserId::from_column(&r.try_get::<String, _>("id")?)?), Some(r.try_get("password_hash")?)),
         None => (None, None),
     };
     drop(conn);
@@ -150,11 +148,7 @@ pub async fn login(
             audit::record(
                 tx.conn(),
                 now,
-                entry(
-                    "login.failed",
-                    user_id,
-                    serde_json::json!({ "email": email.as_str() }),
-                ),
+                entry("login.failed", user_id, serde_json::json!({ "email": email.as_str() })),
             )
             .await?;
             tx.commit().await?;
@@ -163,12 +157,7 @@ pub async fn login(
     };
     limits.per_account.reset(&account_key);
     let user = users::get_or_404(tx.conn(), tenant.id, user_id, now).await?;
-    audit::record(
-        tx.conn(),
-        now,
-        entry("login.succeeded", Some(user_id), serde_json::json!({})),
-    )
-    .await?;
+    audit::record(tx.conn(), now, entry("login.succeeded", Some(user_id), serde_json::json!({}))).await?;
     let session = issue(tx.conn(), &tokens, &config, user, None, now).await?;
     tx.commit().await?;
     Ok(Json(session))
@@ -200,12 +189,7 @@ pub async fn refresh(
     .bind(&hash)
     .fetch_optional(tx.conn())
     .await?;
-    let invalid = || {
-        ApiError::unauthorized(
-            "invalid_refresh_token",
-            "the refresh token is invalid or expired",
-        )
-    };
+    let invalid = || ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired");
     let Some(row) = row else {
         return Err(invalid());
     };
@@ -218,14 +202,12 @@ pub async fn refresh(
         return Err(invalid());
     }
     // Claim the token: only one refresh can rotate it, even when two race.
-    let claimed = sqlx::query(
-        "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL",
-    )
-    .bind(db::ts(now))
-    .bind(&hash)
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
+    let claimed = sqlx::query("UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL")
+        .bind(db::ts(now))
+        .bind(&hash)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
     if claimed == 0 {
         revoke_family(tx.conn(), &family, now).await?;
         audit::record(
@@ -257,18 +239,12 @@ pub async fn refresh(
     Ok(Json(session))
 }
 
-async fn revoke_family(
-    conn: &mut AnyConnection,
-    family: &str,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(db::ts(now))
-    .bind(family)
-    .execute(conn)
-    .await?;
+async fn revoke_family(conn: &mut AnyConnection, family: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+        .bind(db::ts(now))
+        .bind(family)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -282,13 +258,12 @@ pub async fn logout(
 ) -> ApiResult<StatusCode> {
     let now = clock.now();
     let mut tx = db.begin().await?;
-    let family: Option<String> =
-        sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-            .bind(refresh_token_hash(&body.refresh_token))
-            .fetch_optional(tx.conn())
-            .await?
-            .map(|r| r.try_get("family_id"))
-            .transpose()?;
+    let family: Option<String> = sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+        .bind(refresh_token_hash(&body.refresh_token))
+        .fetch_optional(tx.conn())
+        .await?
+        .map(|r| r.try_get("family_id"))
+        .transpose()?;
     if let Some(family) = family {
         revoke_family(tx.conn(), &family, now).await?;
     }
@@ -325,10 +300,7 @@ pub async fn register(
         .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))?;
     drop(conn);
     if !tenant.self_registration {
-        return Err(ApiError::forbidden(
-            "self_registration_disabled",
-            "this tenant does not allow self-registration",
-        ));
+        return Err(ApiError::forbidden("self_registration_disabled", "this tenant does not allow self-registration"));
     }
     let new = CreateUser {
         email: body.email,

@@ -46,10 +46,7 @@ fn tenant_from_row(r: &sqlx::any::AnyRow) -> Result<Tenant, sqlx::Error> {
     })
 }
 
-pub async fn find_by_slug(
-    conn: &mut AnyConnection,
-    slug: &str,
-) -> Result<Option<Tenant>, sqlx::Error> {
+pub async fn find_by_slug(conn: &mut AnyConnection, slug: &str) -> Result<Option<Tenant>, sqlx::Error> {
     let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(slug)
@@ -72,57 +69,34 @@ pub async fn find(conn: &mut AnyConnection, id: TenantId) -> Result<Option<Tenan
 /// `[a-z0-9-]`, 2 to 40 characters, not starting or ending with `-`.
 pub fn parse_slug(raw: &str) -> ApiResult<String> {
     let ok = (2..=40).contains(&raw.len())
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !raw.starts_with('-')
         && !raw.ends_with('-');
     if ok {
         Ok(raw.to_string())
     } else {
-        Err(ApiError::unprocessable(
-            "invalid_slug",
-            "slug must be 2-40 characters of a-z, 0-9 and '-'",
-        ))
+        Err(ApiError::unprocessable("invalid_slug", "slug must be 2-40 characters of a-z, 0-9 and '-'"))
     }
 }
 
 /// Inserts a tenant with its `TenantCreated` event.
-pub async fn insert(
-    conn: &mut AnyConnection,
-    slug: &str,
-    name: &str,
-    now: DateTime<Utc>,
-) -> ApiResult<TenantId> {
+pub async fn insert(conn: &mut AnyConnection, slug: &str, name: &str, now: DateTime<Utc>) -> ApiResult<TenantId> {
     let id = TenantId::new();
-    let res =
-        sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(id.to_string())
-            .bind(slug)
-            .bind(name)
-            .bind(db::ts(now))
-            .execute(&mut *conn)
-            .await;
+    let res = sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(id.to_string())
+        .bind(slug)
+        .bind(name)
+        .bind(db::ts(now))
+        .execute(&mut *conn)
+        .await;
     match res {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(ApiError::conflict(
-                "slug_taken",
-                "a tenant with this slug already exists",
-            ));
+            return Err(ApiError::conflict("slug_taken", "a tenant with this slug already exists"));
         }
         Err(e) => return Err(e.into()),
     }
-    outbox::append(
-        conn,
-        id,
-        now,
-        &DomainEvent::TenantCreated {
-            tenant_id: id,
-            slug: slug.into(),
-        },
-    )
-    .await?;
+    outbox::append(conn, id, now, &DomainEvent::TenantCreated { tenant_id: id, slug: slug.into() }).await?;
     Ok(id)
 }
 
@@ -162,10 +136,7 @@ pub async fn create(
     Json(body): Json<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
     if !config.allow_tenant_signup {
-        return Err(ApiError::forbidden(
-            "signup_disabled",
-            "tenant signup is disabled on this server",
-        ));
+        return Err(ApiError::forbidden("signup_disabled", "tenant signup is disabled on this server"));
     }
     let now = clock.now();
     let slug = parse_slug(&body.slug)?;
@@ -197,9 +168,7 @@ pub async fn create(
         },
     )
     .await?;
-    let tenant = find(tx.conn(), tenant_id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
+    let tenant = find(tx.conn(), tenant_id).await?.ok_or_else(ApiError::internal)?;
     let admin = users::get_or_404(tx.conn(), tenant_id, admin_id, now).await?;
     tx.commit().await?;
     outbox.notify();
@@ -209,10 +178,7 @@ pub async fn create(
 /// Only members may read their tenant; another tenant's id is refused with 403.
 fn own_tenant(auth: &crate::auth::AuthUser, id: TenantId) -> ApiResult<()> {
     if auth.tenant_id != id {
-        return Err(ApiError::forbidden(
-            "wrong_tenant",
-            "you belong to another tenant",
-        ));
+        return Err(ApiError::forbidden("wrong_tenant", "you belong to another tenant"));
     }
     Ok(())
 }
@@ -220,16 +186,10 @@ fn own_tenant(auth: &crate::auth::AuthUser, id: TenantId) -> ApiResult<()> {
 /// The caller's tenant.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "tenants", params(("id" = TenantId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Tenant), (status = 403, body = ErrorBody)))]
-pub async fn get(
-    State(db): State<Db>,
-    auth: Authed<AnyRole>,
-    Path(id): Path<TenantId>,
-) -> ApiResult<Json<Tenant>> {
+pub async fn get(State(db): State<Db>, auth: Authed<AnyRole>, Path(id): Path<TenantId>) -> ApiResult<Json<Tenant>> {
     own_tenant(&auth, id)?;
     let mut conn = db.pool().acquire().await?;
-    Ok(Json(find(&mut conn, id).await?.ok_or_else(|| {
-        ApiError::not_found("tenant_not_found", "no such tenant")
-    })?))
+    Ok(Json(find(&mut conn, id).await?.ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -256,21 +216,14 @@ pub async fn update_settings(
     if let Some(age) = body.consent_age
         && !(1..=21).contains(&age)
     {
-        return Err(ApiError::unprocessable(
-            "invalid_consent_age",
-            "consent_age must be between 1 and 21",
-        ));
+        return Err(ApiError::unprocessable("invalid_consent_age", "consent_age must be between 1 and 21"));
     }
     let now = clock.now();
     let mut tx = db.begin().await?;
-    let before = find(tx.conn(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))?;
+    let before = find(tx.conn(), id).await?.ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))?;
     sqlx::query("UPDATE tenants SET consent_age = $1, self_registration = $2 WHERE id = $3")
         .bind(body.consent_age.unwrap_or(before.consent_age))
-        .bind(i64::from(
-            body.self_registration.unwrap_or(before.self_registration),
-        ))
+        .bind(i64::from(body.self_registration.unwrap_or(before.self_registration)))
         .bind(id.to_string())
         .execute(tx.conn())
         .await?;

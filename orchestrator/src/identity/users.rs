@@ -38,10 +38,7 @@ pub const USER_COLUMNS: &str =
     "u.id, u.tenant_id, u.email, u.display_name, u.role, u.birth_date, u.created_at, t.consent_age";
 
 pub fn user_from_row(r: &AnyRow, today: NaiveDate) -> Result<User, sqlx::Error> {
-    let birth_date = r
-        .try_get::<Option<String>, _>("birth_date")?
-        .map(|s| db::parse_date(&s))
-        .transpose()?;
+    let birth_date = r.try_get::<Option<String>, _>("birth_date")?.map(|s| db::parse_date(&s)).transpose()?;
     let consent_age: i64 = r.try_get("consent_age")?;
     let role = Role::from_column(&r.try_get::<String, _>("role")?)?;
     Ok(User {
@@ -50,8 +47,7 @@ pub fn user_from_row(r: &AnyRow, today: NaiveDate) -> Result<User, sqlx::Error> 
         email: r.try_get("email")?,
         display_name: r.try_get("display_name")?,
         role,
-        minor: role == Role::Student
-            && birth_date.is_some_and(|b| (age_on(b, today) as i64) < consent_age),
+        minor: role == Role::Student && birth_date.is_some_and(|b| (age_on(b, today) as i64) < consent_age),
         birth_date,
         created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
     })
@@ -75,15 +71,8 @@ pub async fn find(
     row.map(|r| user_from_row(&r, now.date_naive())).transpose()
 }
 
-pub async fn get_or_404(
-    conn: &mut AnyConnection,
-    tenant: TenantId,
-    id: UserId,
-    now: DateTime<Utc>,
-) -> ApiResult<User> {
-    find(conn, tenant, id, now)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
+pub async fn get_or_404(conn: &mut AnyConnection, tenant: TenantId, id: UserId, now: DateTime<Utc>) -> ApiResult<User> {
+    find(conn, tenant, id, now).await?.ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
 }
 
 /// A validated new user.
@@ -110,23 +99,14 @@ impl CreateUser {
     pub fn parse(self, today: NaiveDate) -> ApiResult<NewUser> {
         let birth_date = match (self.role, self.birth_date) {
             (Role::Student, None) => {
-                return Err(ApiError::unprocessable(
-                    "birth_date_required",
-                    "students need a birth_date",
-                ));
+                return Err(ApiError::unprocessable("birth_date_required", "students need a birth_date"));
             }
             (Role::Student, Some(b)) if b > today || age_on(b, today) > 120 => {
-                return Err(ApiError::unprocessable(
-                    "invalid_birth_date",
-                    "birth_date is not plausible",
-                ));
+                return Err(ApiError::unprocessable("invalid_birth_date", "birth_date is not plausible"));
             }
             (Role::Student, b) => b,
             (_, Some(_)) => {
-                return Err(ApiError::unprocessable(
-                    "birth_date_not_allowed",
-                    "only students carry a birth_date",
-                ));
+                return Err(ApiError::unprocessable("birth_date_not_allowed", "only students carry a birth_date"));
             }
             (_, None) => None,
         };
@@ -167,23 +147,11 @@ pub async fn insert(
     match res {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(ApiError::conflict(
-                "email_taken",
-                "a user with this e-mail already exists in this tenant",
-            ));
+            return Err(ApiError::conflict("email_taken", "a user with this e-mail already exists in this tenant"));
         }
         Err(e) => return Err(e.into()),
     }
-    outbox::append(
-        conn,
-        tenant,
-        now,
-        &DomainEvent::UserRegistered {
-            user_id: id,
-            role: u.role,
-        },
-    )
-    .await?;
+    outbox::append(conn, tenant, now, &DomainEvent::UserRegistered { user_id: id, role: u.role }).await?;
     Ok(id)
 }
 
@@ -214,11 +182,7 @@ pub async fn create(
     if !may_create(auth.role, new.role) {
         return Err(ApiError::forbidden(
             "forbidden_role",
-            format!(
-                "{} cannot create {} accounts",
-                auth.role.as_str(),
-                new.role.as_str()
-            ),
+            format!("{} cannot create {} accounts", auth.role.as_str(), new.role.as_str()),
         ));
     }
     let hash = password::hash(new.password.0.clone()).await?;
@@ -284,13 +248,8 @@ pub async fn list(
         .fetch_all(db.pool())
         .await?;
     let today = clock.now().date_naive();
-    let users = rows
-        .iter()
-        .map(|r| user_from_row(r, today))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_after = (users.len() as i64 == limit)
-        .then(|| users.last().map(|u| u.id))
-        .flatten();
+    let users = rows.iter().map(|r| user_from_row(r, today)).collect::<Result<Vec<_>, _>>()?;
+    let next_after = (users.len() as i64 == limit).then(|| users.last().map(|u| u.id)).flatten();
     Ok(Json(UserPage { users, next_after }))
 }
 
@@ -301,15 +260,13 @@ pub async fn is_parent_of(
     parent: UserId,
     child: UserId,
 ) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
-        "SELECT 1 FROM parent_links WHERE tenant_id = $1 AND parent_id = $2 AND child_id = $3",
-    )
-    .bind(tenant.to_string())
-    .bind(parent.to_string())
-    .bind(child.to_string())
-    .fetch_optional(conn)
-    .await?
-    .is_some())
+    Ok(sqlx::query("SELECT 1 FROM parent_links WHERE tenant_id = $1 AND parent_id = $2 AND child_id = $3")
+        .bind(tenant.to_string())
+        .bind(parent.to_string())
+        .bind(child.to_string())
+        .fetch_optional(conn)
+        .await?
+        .is_some())
 }
 
 /// A user's profile: staff see anyone in the tenant, users see themselves, parents their children.
@@ -325,13 +282,9 @@ pub async fn get(
     let user = get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
     let allowed = auth.is_staff()
         || auth.user_id == id
-        || (auth.role == Role::Parent
-            && is_parent_of(&mut conn, auth.tenant_id, auth.user_id, id).await?);
+        || (auth.role == Role::Parent && is_parent_of(&mut conn, auth.tenant_id, auth.user_id, id).await?);
     if !allowed {
-        return Err(ApiError::forbidden(
-            "forbidden",
-            "you may not view this user",
-        ));
+        return Err(ApiError::forbidden("forbidden", "you may not view this user"));
     }
     Ok(Json(user))
 }
@@ -347,11 +300,7 @@ pub struct Me {
 /// The caller's own profile (and, for parents, their children).
 #[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
-pub async fn me(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    auth: Authed<AnyRole>,
-) -> ApiResult<Json<Me>> {
+pub async fn me(State(db): State<Db>, State(clock): State<SharedClock>, auth: Authed<AnyRole>) -> ApiResult<Json<Me>> {
     let now = clock.now();
     let mut conn = db.pool().acquire().await?;
     let user = find(&mut conn, auth.tenant_id, auth.user_id, now)
@@ -371,14 +320,9 @@ async fn children_of(
         "SELECT {USER_COLUMNS} FROM parent_links l JOIN users u ON u.id = l.child_id JOIN tenants t ON t.id = u.tenant_id
          WHERE l.tenant_id = $1 AND l.parent_id = $2 ORDER BY u.id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.to_string())
-        .bind(parent.to_string())
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| user_from_row(r, now.date_naive()))
-        .collect()
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string()).bind(parent.to_string()).fetch_all(conn).await?;
+    rows.iter().map(|r| user_from_row(r, now.date_naive())).collect()
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -409,23 +353,16 @@ pub async fn change_role(
     }
     if (user.role == Role::Student) != (body.role == Role::Student) {
         // A student's birth date and enrolments don't carry over to other roles, nor the reverse.
-        return Err(ApiError::unprocessable(
-            "role_change_not_allowed",
-            "students can't change to or from other roles",
-        ));
+        return Err(ApiError::unprocessable("role_change_not_allowed", "students can't change to or from other roles"));
     }
     if user.role == Role::Admin {
-        let admins: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1 AND role = 'admin'")
-                .bind(auth.tenant_id.to_string())
-                .fetch_one(tx.conn())
-                .await?
-                .try_get("n")?;
+        let admins: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE tenant_id = $1 AND role = 'admin'")
+            .bind(auth.tenant_id.to_string())
+            .fetch_one(tx.conn())
+            .await?
+            .try_get("n")?;
         if admins <= 1 {
-            return Err(ApiError::conflict(
-                "last_admin",
-                "the tenant must keep at least one admin",
-            ));
+            return Err(ApiError::conflict("last_admin", "the tenant must keep at least one admin"));
         }
     }
     sqlx::query("UPDATE users SET role = $1 WHERE tenant_id = $2 AND id = $3")
@@ -434,12 +371,7 @@ pub async fn change_role(
         .bind(id.to_string())
         .execute(tx.conn())
         .await?;
-    let event = DomainEvent::UserRoleChanged {
-        user_id: id,
-        from: user.role,
-        to: body.role,
-        by: auth.user_id,
-    };
+    let event = DomainEvent::UserRoleChanged { user_id: id, from: user.role, to: body.role, by: auth.user_id };
     outbox::append(tx.conn(), auth.tenant_id, now, &event).await?;
     audit::record(
         tx.conn(),
@@ -507,23 +439,12 @@ pub async fn link_child(
 }
 
 /// Links `parent` to `child` (both already loaded from the same tenant). Idempotent.
-pub async fn link(
-    conn: &mut AnyConnection,
-    parent: &User,
-    child: &User,
-    now: DateTime<Utc>,
-) -> ApiResult<()> {
+pub async fn link(conn: &mut AnyConnection, parent: &User, child: &User, now: DateTime<Utc>) -> ApiResult<()> {
     if parent.role != Role::Parent {
-        return Err(ApiError::unprocessable(
-            "not_a_parent",
-            "the first user must have the parent role",
-        ));
+        return Err(ApiError::unprocessable("not_a_parent", "the first user must have the parent role"));
     }
     if child.role != Role::Student {
-        return Err(ApiError::unprocessable(
-            "not_a_student",
-            "only students can be linked as children",
-        ));
+        return Err(ApiError::unprocessable("not_a_student", "only students can be linked as children"));
     }
     if is_parent_of(conn, parent.tenant_id, parent.id, child.id).await? {
         return Ok(());
@@ -539,10 +460,7 @@ pub async fn link(
         conn,
         parent.tenant_id,
         now,
-        &DomainEvent::ParentLinked {
-            parent_id: parent.id,
-            child_id: child.id,
-        },
+        &DomainEvent::ParentLinked { parent_id: parent.id, child_id: child.id },
     )
     .await?;
     Ok(())
@@ -558,15 +476,10 @@ pub async fn list_children(
     Path(parent_id): Path<UserId>,
 ) -> ApiResult<Json<Vec<User>>> {
     if !auth.is_staff() && auth.user_id != parent_id {
-        return Err(ApiError::forbidden(
-            "forbidden",
-            "you may not view this user's children",
-        ));
+        return Err(ApiError::forbidden("forbidden", "you may not view this user's children"));
     }
     let now = clock.now();
     let mut conn = db.pool().acquire().await?;
     get_or_404(&mut conn, auth.tenant_id, parent_id, now).await?;
-    Ok(Json(
-        children_of(&mut conn, auth.tenant_id, parent_id, now).await?,
-    ))
+    Ok(Json(children_of(&mut conn, auth.tenant_id, parent_id, now).await?))
 }

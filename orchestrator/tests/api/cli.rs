@@ -27,20 +27,10 @@ fn help_documents_every_subcommand() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in [
-        "serve",
-        "migrate",
-        "seed-demo",
-        "--config",
-        "--database-url",
-        "LIVECLASS_",
-    ] {
+    for word in ["serve", "migrate", "seed-demo", "--config", "--database-url", "LIVECLASS_"] {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--addr"));
     let out = Command::new(BIN).arg("frobnicate").output().unwrap();
     assert!(!out.status.success());
@@ -50,21 +40,12 @@ fn help_documents_every_subcommand() {
 async fn migrate_seed_demo_and_serve() {
     let (_db, url) = test_db().await;
     let out = run(&["migrate"], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let first = run(&["seed-demo", "--json"], &url);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let first: Value = serde_json::from_slice(&first.stdout).expect("JSON on stdout");
-    let second: Value =
-        serde_json::from_slice(&run(&["seed-demo", "--json"], &url).stdout).unwrap();
+    let second: Value = serde_json::from_slice(&run(&["seed-demo", "--json"], &url).stdout).unwrap();
     for who in ["admin", "tutor", "student", "minor", "parent"] {
         assert_eq!(first[who]["id"], second[who]["id"], "{who} reused");
         assert!(first[who]["access_token"].as_str().unwrap().len() > 40);
@@ -120,10 +101,7 @@ async fn migrate_seed_demo_and_serve() {
     assert_eq!(login.status(), 200);
 
     // SIGTERM: a clean exit.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();
@@ -135,14 +113,7 @@ async fn migrate_seed_demo_and_serve() {
     .unwrap();
     assert!(status.0.success(), "exit {:?}", status.0);
     // JSON logs, with the effective config logged at start and its secrets redacted.
-    let first_line: Value =
-        serde_json::from_str(status.1.lines().next().unwrap()).expect("JSON log line");
-    assert!(
-        first_line["fields"]["config"]
-            .as_str()
-            .unwrap()
-            .contains("database_url"),
-        "{first_line}"
-    );
+    let first_line: Value = serde_json::from_str(status.1.lines().next().unwrap()).expect("JSON log line");
+    assert!(first_line["fields"]["config"].as_str().unwrap().contains("database_url"), "{first_line}");
     assert!(status.1.contains("stopped"), "{}", status.1);
 }

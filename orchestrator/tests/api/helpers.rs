@@ -56,17 +56,13 @@ impl Drop for TestDb {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs inside the test's runtime; use a thread with its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
                     if let Ok(db) = orchestrator::db::Db::connect(&admin_url, 1).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(db.pool())
-                        .await;
+                        let _ =
+                            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                                .execute(db.pool())
+                                .await;
                         db.close().await;
                     }
                 });
@@ -83,9 +79,7 @@ pub async fn test_db() -> (TestDb, String) {
             let name = format!("lc_test_{}", uuid::Uuid::new_v4().simple());
             let db = orchestrator::db::Db::connect(&admin_url, 1)
                 .await
-                .unwrap_or_else(|e| {
-                    panic!("TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
-                });
+                .unwrap_or_else(|e| panic!("TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(db.pool())
                 .await
@@ -125,9 +119,7 @@ impl TestApp {
         let mut config = test_config(url);
         tweak(&mut config);
         let clock = ManualClock::new(Utc::now());
-        let server = Server::build(config, Arc::new(clock.clone()))
-            .await
-            .expect("server builds");
+        let server = Server::build(config, Arc::new(clock.clone())).await.expect("server builds");
         let state = server.state().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -181,22 +173,15 @@ impl TestApp {
         let headers = res.headers().clone();
         let text = res.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Res {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Res { status, headers, body, text }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Res {
-        self.request(Method::GET, path, Some(token), None, &[])
-            .await
+        self.request(Method::GET, path, Some(token), None, &[]).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Res {
-        self.request(Method::POST, path, token, Some(&body), &[])
-            .await
+        self.request(Method::POST, path, token, Some(&body), &[]).await
     }
 
     /// Creates a tenant through public signup; returns (tenant id, admin session JSON).
@@ -210,45 +195,26 @@ impl TestApp {
             )
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
-        let admin = self
-            .login(slug, &format!("admin@{slug}.test"), PASSWORD)
-            .await;
-        Tenant {
-            id: res.body["tenant"]["id"].as_str().unwrap().to_string(),
-            slug: slug.to_string(),
-            admin,
-        }
+        let admin = self.login(slug, &format!("admin@{slug}.test"), PASSWORD).await;
+        Tenant { id: res.body["tenant"]["id"].as_str().unwrap().to_string(), slug: slug.to_string(), admin }
     }
 
     pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Session {
         let res = self
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"tenant": tenant, "email": email, "password": password}),
-            )
+            .post("/api/v1/auth/login", None, json!({"tenant": tenant, "email": email, "password": password}))
             .await;
         assert_eq!(res.status, StatusCode::OK, "login {email}: {res:?}");
         Session::from(&res.body)
     }
 
     /// Staff-creates a user and logs them in.
-    pub async fn user(
-        &self,
-        tenant: &Tenant,
-        role: &str,
-        name: &str,
-        birth_date: Option<&str>,
-    ) -> Session {
+    pub async fn user(&self, tenant: &Tenant, role: &str, name: &str, birth_date: Option<&str>) -> Session {
         let email = format!("{name}@{}.test", tenant.slug);
-        let mut body =
-            json!({"email": email, "display_name": name, "role": role, "password": PASSWORD});
+        let mut body = json!({"email": email, "display_name": name, "role": role, "password": PASSWORD});
         if let Some(b) = birth_date {
             body["birth_date"] = json!(b);
         }
-        let res = self
-            .post("/api/v1/users", Some(&tenant.admin.access), body)
-            .await;
+        let res = self.post("/api/v1/users", Some(&tenant.admin.access), body).await;
         assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
         self.login(&tenant.slug, &email, PASSWORD).await
     }
@@ -272,14 +238,8 @@ pub struct Session {
 impl From<&Value> for Session {
     fn from(v: &Value) -> Self {
         Session {
-            access: v["access_token"]
-                .as_str()
-                .expect("access_token")
-                .to_string(),
-            refresh: v["refresh_token"]
-                .as_str()
-                .expect("refresh_token")
-                .to_string(),
+            access: v["access_token"].as_str().expect("access_token").to_string(),
+            refresh: v["refresh_token"].as_str().expect("refresh_token").to_string(),
             user_id: v["user"]["id"].as_str().expect("user.id").to_string(),
         }
     }

@@ -35,31 +35,18 @@ async fn metrics_count_requests_by_route_and_status() {
     assert_eq!(res.status, StatusCode::OK);
     let text = res.text;
     assert!(
-        text.contains(
-            r#"liveclass_http_requests_total{method="GET",route="/api/v1/me",status="200"} 3"#
-        ),
+        text.contains(r#"liveclass_http_requests_total{method="GET",route="/api/v1/me",status="200"} 3"#),
         "{text}"
     );
-    assert!(
-        text.contains(r#"route="/api/v1/users/{id}",status="400"} 1"#),
-        "{text}"
-    );
-    assert!(
-        text.contains("liveclass_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
-    assert!(
-        text.contains("liveclass_db_pool_max_connections 8"),
-        "{text}"
-    );
+    assert!(text.contains(r#"route="/api/v1/users/{id}",status="400"} 1"#), "{text}");
+    assert!(text.contains("liveclass_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("liveclass_db_pool_max_connections 8"), "{text}");
 }
 
 #[tokio::test]
 async fn openapi_documents_every_route() {
     let app = TestApp::spawn().await;
-    let res = app
-        .request(Method::GET, "/api/v1/openapi.json", None, None, &[])
-        .await;
+    let res = app.request(Method::GET, "/api/v1/openapi.json", None, None, &[]).await;
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.body["openapi"].as_str().unwrap().starts_with("3."));
     let paths = res.body["paths"].as_object().unwrap();
@@ -85,26 +72,16 @@ async fn openapi_documents_every_route() {
         ("/api/v1/audit", "get"),
     ];
     for (path, method) in expected {
-        assert!(
-            paths.get(path).and_then(|p| p.get(method)).is_some(),
-            "{method} {path} missing from OpenAPI"
-        );
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");
     }
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(
-        documented,
-        expected.len(),
-        "undocumented or unexpected operations: {:?}",
-        paths.keys()
-    );
+    assert_eq!(documented, expected.len(), "undocumented or unexpected operations: {:?}", paths.keys());
     // Every route the server answers is documented: each documented path resolves to something other than 404.
     let t = app.tenant("docs").await;
     for (path, method) in expected {
         let concrete = path.replace("{id}", &t.id);
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let res = app
-            .request(m, &concrete, Some(&t.admin.access), None, &[])
-            .await;
+        let res = app.request(m, &concrete, Some(&t.admin.access), None, &[]).await;
         assert_ne!(res.code(), "not_found", "{method} {path}: {res:?}");
     }
 }
@@ -113,22 +90,9 @@ async fn openapi_documents_every_route() {
 async fn request_ids_are_generated_and_propagated() {
     let app = TestApp::spawn().await;
     let res = app.request(Method::GET, "/healthz", None, None, &[]).await;
-    let id = res
-        .headers
-        .get("x-request-id")
-        .expect("generated id")
-        .to_str()
-        .unwrap();
+    let id = res.headers.get("x-request-id").expect("generated id").to_str().unwrap();
     assert_eq!(id.len(), 36, "a UUID: {id}");
-    let res = app
-        .request(
-            Method::GET,
-            "/healthz",
-            None,
-            None,
-            &[("x-request-id", "trace-me-42")],
-        )
-        .await;
+    let res = app.request(Method::GET, "/healthz", None, None, &[("x-request-id", "trace-me-42")]).await;
     assert_eq!(res.headers.get("x-request-id").unwrap(), "trace-me-42");
 }
 
@@ -146,94 +110,39 @@ async fn bad_input_gets_clear_4xx_errors() {
             let res = req.send().await.unwrap();
             let status = res.status();
             let body: serde_json::Value = res.json().await.expect("JSON error body");
-            (
-                status,
-                body["error"]["code"].as_str().unwrap().to_string(),
-                body,
-            )
+            (status, body["error"]["code"].as_str().unwrap().to_string(), body)
         }
     };
     let json_ct = Some("application/json");
     let (s, code, _) = send("{not json".into(), json_ct).await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_json")
-    );
+    assert_eq!((s, code.as_str()), (StatusCode::BAD_REQUEST, "invalid_json"));
     let (s, code, body) = send(r#"{"email": 5}"#.into(), json_ct).await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
-    );
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("email"),
-        "{body}"
-    );
+    assert_eq!((s, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("email"), "{body}");
     let (s, code, body) = send(
         r#"{"email":"a@b.io","display_name":"A","role":"tutor","password":"password-1","is_admin":true}"#.into(),
         json_ct,
     )
     .await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        "{body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("is_admin"),
-        "{body}"
-    );
-    let (s, code, _) = send(
-        r#"{"email":"a@b.io","display_name":"A","role":"wizard","password":"password-1"}"#.into(),
-        json_ct,
-    )
-    .await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
-    );
+    assert_eq!((s, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("is_admin"), "{body}");
+    let (s, code, _) =
+        send(r#"{"email":"a@b.io","display_name":"A","role":"wizard","password":"password-1"}"#.into(), json_ct).await;
+    assert_eq!((s, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
     let (s, code, _) = send("{}".into(), None).await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-    );
+    assert_eq!((s, code.as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
     let big = format!(r#"{{"email":"{}@b.io"}}"#, "a".repeat(4096));
     let (s, code, _) = send(big, json_ct).await;
-    assert_eq!(
-        (s, code.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-    );
+    assert_eq!((s, code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
 
     let res = app.get("/api/v1/users/not-a-uuid", &t.admin.access).await;
-    assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::BAD_REQUEST, "invalid_path")
-    );
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid_path"));
     let res = app.get("/api/v1/users?limit=lots", &t.admin.access).await;
-    assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::BAD_REQUEST, "invalid_query")
-    );
+    assert_eq!((res.status, res.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
     let res = app.get("/api/v1/nothing-here", &t.admin.access).await;
-    assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
-    let res = app
-        .request(
-            Method::DELETE,
-            "/api/v1/me",
-            Some(&t.admin.access),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
+    assert_eq!((res.status, res.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let res = app.request(Method::DELETE, "/api/v1/me", Some(&t.admin.access), None, &[]).await;
+    assert_eq!((res.status, res.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
 
     // Nothing was created by any of the rejected requests.
     let res = app.get("/api/v1/users", &t.admin.access).await;
@@ -253,10 +162,7 @@ async fn cors_allows_only_configured_origins() {
             .send()
     };
     let res = preflight("https://app.example").await.unwrap();
-    assert_eq!(
-        res.headers().get("access-control-allow-origin").unwrap(),
-        "https://app.example"
-    );
+    assert_eq!(res.headers().get("access-control-allow-origin").unwrap(), "https://app.example");
     let res = preflight("https://evil.example").await.unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }

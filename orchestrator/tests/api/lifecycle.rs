@@ -23,21 +23,14 @@ async fn shutdown_finishes_in_flight_requests() {
     // Start shutdown while the request is half sent.
     let stopping = tokio::spawn(app.begin_stop());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        tokio::net::TcpStream::connect(app.addr).await.is_err(),
-        "listener closed"
-    );
+    assert!(tokio::net::TcpStream::connect(app.addr).await.is_err(), "listener closed");
 
     conn.write_all(&body.as_bytes()[10..]).await.unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("access_token"));
-    tokio::time::timeout(Duration::from_secs(5), stopping)
-        .await
-        .expect("stopped in time")
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stopping).await.expect("stopped in time").unwrap().unwrap();
 }
 
 impl TestApp {

@@ -32,23 +32,13 @@ async fn changes_publish_ordered_events_once() {
 
     let mut got = Vec::new();
     while got.len() < 6 {
-        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .expect("event in time")
-            .unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").unwrap();
         got.push(e);
     }
     let names: Vec<_> = got.iter().map(|e| e.event.name()).collect();
     assert_eq!(
         names,
-        [
-            "TenantCreated",
-            "UserRegistered",
-            "UserRegistered",
-            "UserRegistered",
-            "UserRegistered",
-            "ParentLinked"
-        ]
+        ["TenantCreated", "UserRegistered", "UserRegistered", "UserRegistered", "UserRegistered", "ParentLinked"]
     );
     assert!(got.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
     assert!(got.iter().all(|e| e.tenant_id.to_string() == t.id));
@@ -59,21 +49,15 @@ async fn changes_publish_ordered_events_once() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        tokio::time::timeout(Duration::from_millis(700), events.recv())
-            .await
-            .is_err(),
-        "nothing more"
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(700), events.recv()).await.is_err(), "nothing more");
 
     // Everything delivered is marked published in the table.
-    let unpublished: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
-            .fetch_one(app.state.db.pool())
-            .await
-            .unwrap()
-            .try_get("n")
-            .unwrap();
+    let unpublished: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
     assert_eq!(unpublished, 0);
 }
 
@@ -88,22 +72,13 @@ async fn events_survive_a_restart_before_dispatch() {
         user_id: orchestrator::ids::UserId::new(),
         role: orchestrator::auth::Role::Tutor,
     };
-    orchestrator::outbox::append(tx.conn(), tenant_id, app.clock_now(), &event)
-        .await
-        .unwrap();
+    orchestrator::outbox::append(tx.conn(), tenant_id, app.clock_now(), &event).await.unwrap();
     tx.commit().await.unwrap();
     let mut sub = app.state.outbox.subscribe(8);
     // No notify: the dispatcher finds it by polling.
-    let got = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-        .await
-        .expect("polled")
-        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("polled").unwrap();
     assert_eq!(got.event, event);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(1200), sub.recv())
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(1200), sub.recv()).await.is_err());
 }
 
 impl TestApp {

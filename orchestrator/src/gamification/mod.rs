@@ -1,0 +1,1 @@
+//! Gamification: XP, levels, streaks, badges and class leaderboards, driven by domain events.
