@@ -1,13 +1,21 @@
 //! The transactional outbox: every state change appends its typed [`DomainEvent`] in the same
-//! transaction as the change; the dispatcher then publishes committed events, in id order, to the
-//! in-process subscribers.
+//! transaction as the change; the dispatcher then hands committed events, in id order, to two kinds
+//! of receiver:
 //!
-//! Delivery is at least once (a crash between publishing and marking re-publishes), so consumers
-//! dedupe by [`EventEnvelope::id`]. A subscriber is a bounded channel: a slow one slows the
-//! dispatcher rather than losing events. On PostgreSQL an advisory lock lets one node at a time
-//! dispatch, which keeps the order across nodes.
+//! - durable [`Consumer`]s (gamification, notifications, ...) run inside the dispatcher's transaction
+//!   that marks the event published, so their effects and the marking commit together: nothing is
+//!   lost across a crash, and `processed_events` makes a second delivery a no-op. A consumer may
+//!   append further events through the same connection; they are dispatched in a later round.
+//! - live subscribers (bounded channels, e.g. the real-time fan-out) get each event after commit;
+//!   a slow one slows the dispatcher rather than losing events; a crash between commit and fan-out
+//!   loses only live pushes, which clients recover by reloading.
+//!
+//! On PostgreSQL an advisory lock lets one node at a time dispatch, which keeps the order across
+//! nodes. A consumer error rolls the batch back; it is retried on the next round.
 
 use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -224,9 +232,35 @@ pub async fn append(
     Ok(())
 }
 
-/// Handle to the dispatcher: subscribe, or wake it after a commit.
+/// A durable event handler, run in the dispatcher's transaction (see the module doc). It must use
+/// only the connection it is given (on SQLite, opening another write transaction would deadlock).
+pub trait Consumer: Send + Sync + 'static {
+    /// Stable name, the key of its `processed_events` rows.
+    fn name(&self) -> &'static str;
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a EventEnvelope,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// Records that `consumer` handled `event_id`; false when it already had.
+async fn first_delivery(conn: &mut AnyConnection, consumer: &str, event_id: i64) -> Result<bool, sqlx::Error> {
+    let inserted =
+        sqlx::query("INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(consumer)
+            .bind(event_id)
+            .execute(conn)
+            .await?
+            .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Handle to the dispatcher: register consumers, subscribe, or wake it after a commit.
 #[derive(Clone, Default)]
 pub struct Outbox {
+    consumers: Arc<Mutex<Vec<Arc<dyn Consumer>>>>,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<Arc<EventEnvelope>>>>>,
     wake: Arc<Notify>,
 }
@@ -237,6 +271,11 @@ const BATCH: i64 = 256;
 const POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Outbox {
+    /// Adds a durable consumer; it sees every event dispatched from now on.
+    pub fn register(&self, consumer: Arc<dyn Consumer>) {
+        self.consumers.lock().unwrap_or_else(|e| e.into_inner()).push(consumer);
+    }
+
     /// A new subscriber receiving every event published from now on. `capacity` bounds its queue.
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Arc<EventEnvelope>> {
         let (tx, rx) = mpsc::channel(capacity);
@@ -255,7 +294,10 @@ impl Outbox {
             match self.dispatch_once(&db, &clock).await {
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox dispatch failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "outbox dispatch failed; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
             }
             if *shutdown.borrow() {
                 return;
@@ -269,7 +311,7 @@ impl Outbox {
     }
 
     /// One round: publish up to `BATCH` unpublished events in order. Returns how many.
-    pub async fn dispatch_once(&self, db: &Db, clock: &SharedClock) -> Result<usize, sqlx::Error> {
+    pub async fn dispatch_once(&self, db: &Db, clock: &SharedClock) -> anyhow::Result<usize> {
         let mut tx = db.begin().await?;
         if db.backend() == Backend::Postgres {
             let got: bool =
@@ -293,8 +335,9 @@ impl Outbox {
             let event: DomainEvent = match serde_json::from_str(&payload) {
                 Ok(e) => e,
                 Err(e) => {
-                    // An event this build doesn't know (written by a newer node): leave it for that node.
-                    tracing::warn!(error = %e, "skipping undecodable outbox event");
+                    // Written by a newer build during a rolling upgrade: marked published with the
+                    // batch, so it can't block the queue; the warning keeps it visible.
+                    tracing::warn!(error = %e, payload, "skipping undecodable outbox event");
                     continue;
                 }
             };
@@ -305,10 +348,26 @@ impl Outbox {
                 event,
             }));
         }
+        let consumers: Vec<_> = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = clock.now();
+        for event in &events {
+            for consumer in &consumers {
+                if first_delivery(tx.conn(), consumer.name(), event.id).await? {
+                    consumer.handle(tx.conn(), event, now).await.map_err(|e| {
+                        e.context(format!(
+                            "consumer {} failed on event {} ({})",
+                            consumer.name(),
+                            event.id,
+                            event.event.name()
+                        ))
+                    })?;
+                }
+            }
+        }
         let last_id: i64 = rows.last().map(|r| r.try_get("id")).transpose()?.unwrap_or(0);
         let first_id: i64 = rows[0].try_get("id")?;
         sqlx::query("UPDATE outbox SET published_at = $1 WHERE published_at IS NULL AND id >= $2 AND id <= $3")
-            .bind(db::ts(clock.now()))
+            .bind(db::ts(now))
             .bind(first_id)
             .bind(last_id)
             .execute(tx.conn())
