@@ -91,6 +91,7 @@ pub enum DomainEvent {
     AttendanceMarked {
         class_id: ClassId,
         meeting_id: MeetingId,
+        meeting_starts_at: DateTime<Utc>,
         student_id: UserId,
         previous: Option<AttendanceStatus>,
         status: AttendanceStatus,
@@ -396,6 +397,7 @@ mod tests {
             DomainEvent::AttendanceMarked {
                 class_id: ClassId::new(),
                 meeting_id: MeetingId::new(),
+                meeting_starts_at: Utc::now(),
                 student_id: UserId::new(),
                 previous: None,
                 status: AttendanceStatus::Late,
