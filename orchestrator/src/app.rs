@@ -75,7 +75,8 @@ where
             .trust_forwarded_for
             .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
             .flatten()
-            .and_then(|v| v.split(',').next())
+            // The last hop is the one our trusted proxy appended; earlier entries are client-supplied.
+            .and_then(|v| v.rsplit(',').next())
             .map(|s| s.trim().to_string());
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         Ok(ClientInfo {

@@ -1,5 +1,6 @@
-//! Layered configuration: built-in defaults, then an optional TOML file, then `LIVECLASS_*`
-//! environment variables (and `DATABASE_URL`), then `*_FILE` variables for secrets, then CLI flags.
+//! Layered configuration: built-in defaults, then an optional TOML file, then `DATABASE_URL`, then
+//! `LIVECLASS_*` environment variables, then `*_FILE` variables for secrets, then CLI flags.
+//! An unknown `LIVECLASS_*` variable is an error, so a misspelt secret never falls back silently.
 //!
 //! Keys are flat: the TOML key `body_limit_bytes` is the variable `LIVECLASS_BODY_LIMIT_BYTES`.
 
@@ -130,16 +131,23 @@ impl Config {
                 .parse::<toml::Table>()
                 .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })?;
         }
-        let env: Vec<(String, String)> = env.into_iter().collect();
+        // Precedence, whatever the order of the environment: DATABASE_URL < LIVECLASS_<KEY> < *_FILE.
         let known = known_keys();
-        for (name, value) in &env {
-            let (key, from_file) = match env_key(name) {
-                Some(k) => k,
-                None => continue,
-            };
+        let mut vars = Vec::new();
+        for (name, value) in env {
+            let Some((key, from_file)) = env_key(&name) else { continue };
             if !known.contains(&key.as_str()) {
-                continue;
+                if name == "LIVECLASS_CONFIG" {
+                    continue; // read by the CLI
+                }
+                return Err(ConfigError::Invalid(format!("unknown configuration variable {name}")));
             }
+            let rank = u8::from(from_file) * 2 + u8::from(name.starts_with(PREFIX));
+            vars.push((rank, name, key, from_file, value));
+        }
+        vars.sort_by_key(|v| v.0);
+        for (_, name, key, from_file, value) in &vars {
+            let (name, key, from_file) = (name, key.clone(), *from_file);
             let value = if from_file {
                 std::fs::read_to_string(value)
                     .map_err(|source| ConfigError::SecretFile { var: name.clone(), path: value.clone(), source })?
@@ -296,6 +304,35 @@ mod tests {
         assert!(!text.contains("topsecret"), "{text}");
         assert!(!text.contains(&"s".repeat(40)), "{text}");
         assert!(text.contains("postgres://u:[redacted]@h/db"), "{text}");
+    }
+
+    #[test]
+    fn precedence_does_not_depend_on_variable_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://from-file/db\n").unwrap();
+        let vars = [
+            ("LIVECLASS_DATABASE_URL_FILE", file.to_str().unwrap()),
+            ("LIVECLASS_DATABASE_URL", "postgres://prefixed/db"),
+            ("DATABASE_URL", "postgres://plain/db"),
+        ];
+        let forward = Config::load(None, env(&vars)).unwrap();
+        let mut reversed = vars;
+        reversed.reverse();
+        let backward = Config::load(None, env(&reversed)).unwrap();
+        assert_eq!(forward.database_url.expose(), "postgres://from-file/db");
+        assert_eq!(backward.database_url.expose(), "postgres://from-file/db");
+        let c =
+            Config::load(None, env(&[("LIVECLASS_DATABASE_URL", "sqlite://b.db"), ("DATABASE_URL", "sqlite://a.db")]))
+                .unwrap();
+        assert_eq!(c.database_url.expose(), "sqlite://b.db");
+    }
+
+    #[test]
+    fn unknown_variables_are_errors() {
+        let e = Config::load(None, env(&[("LIVECLASS_JWT_SECRTE", "x")])).unwrap_err();
+        assert!(e.to_string().contains("LIVECLASS_JWT_SECRTE"), "{e}");
+        assert!(Config::load(None, env(&[("LIVECLASS_CONFIG", "x.toml")])).is_ok());
     }
 
     #[test]

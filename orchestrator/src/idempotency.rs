@@ -88,10 +88,7 @@ async fn handle(st: AppState, key: HeaderValue, req: Request, next: Next) -> Res
             ));
         }
         let Some(status) = row.try_get::<Option<i64>, _>("status")? else {
-            return Err(ApiError::conflict(
-                "idempotency_request_in_progress",
-                "a request with this Idempotency-Key is still being processed",
-            ));
+            return Err(in_progress());
         };
         let mut res = Response::new(Body::from(row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default()));
         *res.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
@@ -103,14 +100,24 @@ async fn handle(st: AppState, key: HeaderValue, req: Request, next: Next) -> Res
         res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         return Ok(res);
     }
-    sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&scope)
-        .bind(&key)
-        .bind(&request_hash)
-        .bind(db::ts(now))
-        .execute(tx.conn())
-        .await?;
+    let inserted =
+        sqlx::query("INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&scope)
+            .bind(&key)
+            .bind(&request_hash)
+            .bind(db::ts(now))
+            .execute(tx.conn())
+            .await;
+    match inserted {
+        Ok(_) => {}
+        // A concurrent request with the same key got there first (PostgreSQL; SQLite serialises writers).
+        Err(e) if db::is_unique_violation(&e) => return Err(in_progress()),
+        Err(e) => return Err(e.into()),
+    }
     tx.commit().await?;
+    // If the handler never finishes (client gone, timeout, panic), the pending key is released so
+    // a retry runs instead of waiting out the TTL.
+    let mut pending = PendingKey { db: st.db.clone(), scope: scope.clone(), key: key.clone(), settled: false };
 
     let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
 
@@ -140,6 +147,44 @@ async fn handle(st: AppState, key: HeaderValue, req: Request, next: Next) -> Res
             .await?;
     }
     tx.commit().await?;
+    pending.settled = true;
     let body = Body::from(body);
     Ok(Response::from_parts(res_parts, body))
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict(
+        "idempotency_request_in_progress",
+        "a request with this Idempotency-Key is still being processed",
+    )
+}
+
+struct PendingKey {
+    db: db::Db,
+    scope: String,
+    key: String,
+    settled: bool,
+}
+
+impl Drop for PendingKey {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (db, scope, key) = (self.db.clone(), std::mem::take(&mut self.scope), std::mem::take(&mut self.key));
+        tokio::spawn(async move {
+            let release = async {
+                let mut tx = db.begin().await?;
+                sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
+                    .bind(&scope)
+                    .bind(&key)
+                    .execute(tx.conn())
+                    .await?;
+                tx.commit().await
+            };
+            if let Err(e) = release.await {
+                tracing::warn!(error = %e, "could not release an unfinished Idempotency-Key");
+            }
+        });
+    }
 }

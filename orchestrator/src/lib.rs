@@ -2,13 +2,15 @@
 //!
 //! Layout — one module per domain noun, each holding its rules, storage and routes together:
 //! - `identity` (tenants, users, sessions) and `auth` (tokens, roles as extractors, login limits);
+//! - `classes` (courses, classes, meetings, enrollments, credit ledger, attendance, lesson unlocks),
+//!   `consent` (parental consent for minors), `gamification` (XP, levels, streaks, badges);
 //! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
 //!   `error` (the single error → HTTP mapping), `idempotency`, `metrics`, `server` (router,
 //!   middleware, startup and graceful shutdown), `app` (the handles handlers extract).
 //!
 //! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), and the
-//! outbox subscribers (in-process now; the signaling layer's bus later). The `liveclass` binary
+//! outbox's durable consumers and live subscribers (in-process now; the signaling layer's bus later). The `liveclass` binary
 //! (`main.rs`) only parses arguments and wires these together.
 
 pub mod app;

@@ -54,6 +54,10 @@ pub enum DomainEvent {
         parent_id: UserId,
         child_id: UserId,
     },
+    TenantSettingsChanged {
+        consent_age: i64,
+        self_registration: bool,
+    },
     // classes
     CourseCreated {
         course_id: CourseId,
@@ -181,6 +185,7 @@ impl DomainEvent {
             UserRegistered { .. } => "UserRegistered",
             UserRoleChanged { .. } => "UserRoleChanged",
             ParentLinked { .. } => "ParentLinked",
+            TenantSettingsChanged { .. } => "TenantSettingsChanged",
             CourseCreated { .. } => "CourseCreated",
             ClassCreated { .. } => "ClassCreated",
             MeetingScheduled { .. } => "MeetingScheduled",
@@ -313,6 +318,14 @@ impl Outbox {
 
     /// One round: publish up to `BATCH` unpublished events in order. Returns how many.
     pub async fn dispatch_once(&self, db: &Db, clock: &SharedClock) -> anyhow::Result<usize> {
+        // A plain read first, so an idle poll doesn't take SQLite's writer slot.
+        if sqlx::query("SELECT id FROM outbox WHERE published_at IS NULL LIMIT 1")
+            .fetch_optional(db.pool())
+            .await?
+            .is_none()
+        {
+            return Ok(0);
+        }
         let mut tx = db.begin().await?;
         if db.backend() == Backend::Postgres {
             let got: bool =
@@ -365,14 +378,16 @@ impl Outbox {
                 }
             }
         }
-        let last_id: i64 = rows.last().map(|r| r.try_get("id")).transpose()?.unwrap_or(0);
-        let first_id: i64 = rows[0].try_get("id")?;
-        sqlx::query("UPDATE outbox SET published_at = $1 WHERE published_at IS NULL AND id >= $2 AND id <= $3")
-            .bind(db::ts(now))
-            .bind(first_id)
-            .bind(last_id)
-            .execute(tx.conn())
-            .await?;
+        // Mark exactly the ids read: on PostgreSQL a lower id can commit after a higher one, and a
+        // range update would mark it published unseen.
+        let ids: Vec<i64> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!("UPDATE outbox SET published_at = $1 WHERE id IN ({})", placeholders.join(", "));
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(db::ts(now));
+        for id in &ids {
+            update = update.bind(*id);
+        }
+        update.execute(tx.conn()).await?;
         tx.commit().await?;
         let subscribers: Vec<_> = self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for event in &events {

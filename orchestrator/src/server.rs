@@ -184,9 +184,10 @@ pub fn router(st: AppState) -> Router {
         .layer(middleware::from_fn_with_state(st.clone(), idempotency::layer))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(middleware::from_fn_with_state(config.request_timeout_secs, timeout))
-        .layer(middleware::from_fn_with_state(st.metrics.clone(), metrics::track))
         .layer(cors(&config))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        // Outside catch-panic, so a panicking request is counted as the 500 it becomes.
+        .layer(middleware::from_fn_with_state(st.metrics.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
             let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");

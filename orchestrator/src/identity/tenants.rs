@@ -207,6 +207,7 @@ pub struct UpdateSettings {
 pub async fn update_settings(
     State(db): State<Db>,
     State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
     auth: Authed<Admin>,
     client: ClientInfo,
     Path(id): Path<TenantId>,
@@ -243,6 +244,12 @@ pub async fn update_settings(
     )
     .await?;
     let tenant = find(tx.conn(), id).await?.ok_or_else(ApiError::internal)?;
+    let event = DomainEvent::TenantSettingsChanged {
+        consent_age: tenant.consent_age,
+        self_registration: tenant.self_registration,
+    };
+    outbox::append(tx.conn(), id, now, &event).await?;
     tx.commit().await?;
+    outbox.notify();
     Ok(Json(tenant))
 }

@@ -80,3 +80,25 @@ async fn anonymous_signup_is_idempotent() {
     assert_eq!((a.status, b.status), (StatusCode::CREATED, StatusCode::CREATED), "{b:?}");
     assert_eq!(a.body["tenant"]["id"], b.body["tenant"]["id"]);
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_once_and_never_fail() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("idem3").await;
+    let body = json!({"email":"race@idem3.test","display_name":"Race","role":"tutor","password":PASSWORD});
+    let results = futures::future::join_all((0..12).map(|_| {
+        app.request(Method::POST, "/api/v1/users", Some(&t.admin.access), Some(&body), &[("idempotency-key", "same")])
+    }))
+    .await;
+    for r in &results {
+        assert!(
+            r.status == StatusCode::CREATED || r.code() == "idempotency_request_in_progress",
+            "unexpected response: {r:?}"
+        );
+    }
+    let created: Vec<_> = results.iter().filter(|r| r.status == StatusCode::CREATED).map(|r| &r.body["id"]).collect();
+    assert!(!created.is_empty());
+    assert!(created.iter().all(|id| *id == created[0]), "one user, replayed");
+    let users = app.get("/api/v1/users?role=tutor", &t.admin.access).await;
+    assert_eq!(users.body["users"].as_array().unwrap().len(), 1);
+}
