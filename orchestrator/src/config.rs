@@ -76,6 +76,10 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// How long a stored `Idempotency-Key` response is replayed.
     pub idempotency_ttl_secs: u64,
+    /// Attendance opens this long before a meeting starts.
+    pub attendance_lead_secs: u64,
+    /// The instructor may mark attendance until this long after a meeting ends; staff may correct later.
+    pub attendance_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -99,6 +103,8 @@ impl Default for Config {
             login_window_secs: 15 * 60,
             trust_forwarded_for: false,
             idempotency_ttl_secs: 24 * 3600,
+            attendance_lead_secs: 15 * 60,
+            attendance_grace_secs: 24 * 3600,
         }
     }
 }
@@ -221,6 +227,8 @@ fn known_keys() -> Vec<&'static str> {
         "login_window_secs",
         "trust_forwarded_for",
         "idempotency_ttl_secs",
+        "attendance_lead_secs",
+        "attendance_grace_secs",
     ]
 }
 

@@ -109,6 +109,15 @@ impl Db {
         }
     }
 
+    /// The row-lock suffix for a `SELECT` inside a write transaction: ` FOR UPDATE` on PostgreSQL,
+    /// nothing on SQLite (whose writer slot already serialises write transactions).
+    pub fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// `SELECT 1`, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())

@@ -34,6 +34,7 @@ use crate::{
     app::{AppState, LoginLimits},
     audit,
     auth::{Tokens, limiter::Limiter, random_key_hex},
+    classes::{attendance, courses, enrollments, ledger, lifecycle, unlocks},
     clock::SharedClock,
     config::Config,
     db::Db,
@@ -173,6 +174,27 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(users::change_role))
         .routes(routes!(users::link_child, users::list_children))
         .routes(routes!(audit::list))
+        .routes(routes!(courses::create))
+        .routes(routes!(courses::get))
+        .routes(routes!(lifecycle::create, lifecycle::list))
+        .routes(routes!(lifecycle::get))
+        .routes(routes!(lifecycle::add_meetings))
+        .routes(routes!(lifecycle::change_package))
+        .routes(routes!(lifecycle::activate))
+        .routes(routes!(lifecycle::complete))
+        .routes(routes!(lifecycle::cancel))
+        .routes(routes!(enrollments::enroll))
+        .routes(routes!(enrollments::roster))
+        .routes(routes!(ledger::get_ledger))
+        .routes(routes!(ledger::adjust))
+        .routes(routes!(attendance::mark))
+        .routes(routes!(attendance::mark_bulk))
+        .routes(routes!(attendance::class_report))
+        .routes(routes!(attendance::student_report))
+        .routes(routes!(unlocks::unlock))
+        .routes(routes!(unlocks::list))
+        .routes(routes!(unlocks::complete))
+        .routes(routes!(unlocks::for_student))
         .split_for_parts();
     let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
     let config = st.config.clone();

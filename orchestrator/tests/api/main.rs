@@ -1,6 +1,7 @@
 //! HTTP-level tests of the real server. One test binary (faster to link than one per file); each test
 //! gets its own server and database (see `helpers`). Set `TEST_DATABASE_URL` to run on PostgreSQL.
 
+mod classes;
 mod cli;
 mod helpers;
 mod http;

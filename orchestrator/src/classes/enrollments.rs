@@ -1,0 +1,239 @@
+//! Enrollments: a student joins a class and receives the package's credits through the ledger.
+//! Group classes enroll only in draft and up to capacity; private classes take one student at any
+//! time before they end; minors need a parent's `live_video` consent first.
+
+use axum::{extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use utoipa::ToSchema;
+
+use super::{
+    ClassKind, ClassStatus, LedgerKind, Relation, ledger, load_class, load_student, relation, require_manager,
+};
+use crate::{
+    auth::{AuthUser, Authed, Role, Staff},
+    clock::SharedClock,
+    consent::{self, ConsentScope},
+    db::{self, Db},
+    error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    identity::users,
+    ids::{ClassId, EnrollmentId, TenantId, UserId},
+    outbox::{self, DomainEvent, Outbox},
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Enrollment {
+    pub id: EnrollmentId,
+    pub class_id: ClassId,
+    pub student_id: UserId,
+    /// Payment or grant reference given at enrollment.
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn from_row(r: &AnyRow) -> Result<Enrollment, sqlx::Error> {
+    Ok(Enrollment {
+        id: EnrollmentId::from_column(&r.try_get::<String, _>("id")?)?,
+        class_id: ClassId::from_column(&r.try_get::<String, _>("class_id")?)?,
+        student_id: UserId::from_column(&r.try_get::<String, _>("student_id")?)?,
+        reference: r.try_get("reference")?,
+        created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+/// Loads an enrollment of `tenant`; `lock` is the backend's row lock (see `Db::for_update`).
+pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: EnrollmentId, lock: &str) -> ApiResult<Enrollment> {
+    let sql = format!(
+        "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE tenant_id = $1 AND id = $2{lock}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("enrollment_not_found", "no such enrollment"))?;
+    Ok(from_row(&row)?)
+}
+
+pub async fn list(conn: &mut AnyConnection, class: ClassId) -> Result<Vec<Enrollment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE class_id = $1 ORDER BY id",
+    )
+    .bind(class.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn count(conn: &mut AnyConnection, class: ClassId) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM enrollments WHERE class_id = $1")
+        .bind(class.to_string())
+        .fetch_one(conn)
+        .await?
+        .try_get("n")
+}
+
+/// Whether the caller may see this enrollment's details: managers, the student, their parents.
+pub async fn may_view(
+    conn: &mut AnyConnection,
+    auth: &AuthUser,
+    rel: Relation,
+    e: &Enrollment,
+) -> Result<bool, sqlx::Error> {
+    Ok(rel.manages()
+        || auth.user_id == e.student_id
+        || (auth.role == Role::Parent && users::is_parent_of(conn, auth.tenant_id, auth.user_id, e.student_id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enroll {
+    pub student_id: UserId,
+    /// The payment or grant behind the credits (kept on the ledger's grant entry).
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentView {
+    #[serde(flatten)]
+    pub enrollment: Enrollment,
+    pub balance: i64,
+}
+
+/// Enrolls a student (staff); the package's credits are granted.
+#[utoipa::path(post, path = "/api/v1/classes/{id}/enrollments", tag = "classes", request_body = Enroll,
+    params(("id" = ClassId, Path), ("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
+    security(("bearer" = [])),
+    responses((status = 201, body = EnrollmentView), (status = 403, body = ErrorBody, description = "consent_required"),
+        (status = 409, body = ErrorBody, description = "enrollment_closed, class_full, already_enrolled")))]
+pub async fn enroll(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
+    auth: Authed<Staff>,
+    Path(id): Path<ClassId>,
+    Json(body): Json<Enroll>,
+) -> ApiResult<(StatusCode, Json<EnrollmentView>)> {
+    let now = clock.now();
+    if body.reference.as_ref().is_some_and(|r| r.len() > 200) {
+        return Err(ApiError::unprocessable("invalid_reference", "reference is at most 200 characters"));
+    }
+    let mut tx = db.begin().await?;
+    // The class row lock serialises concurrent enrollments, so capacity holds on PostgreSQL too.
+    let class = load_class(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let student = load_student(tx.conn(), auth.tenant_id, body.student_id, now).await?;
+    let open = matches!(
+        (class.kind, class.status),
+        (ClassKind::Group, ClassStatus::Draft) | (ClassKind::Private, ClassStatus::Draft | ClassStatus::Active)
+    );
+    if !open {
+        return Err(ApiError::conflict(
+            "enrollment_closed",
+            format!("a {} {} class takes no enrollments", class.status.as_str(), class.kind.as_str()),
+        ));
+    }
+    if super::enrollment_of(tx.conn(), id, student.id).await?.is_some() {
+        return Err(ApiError::conflict("already_enrolled", "the student is already enrolled"));
+    }
+    let capacity = class.capacity.unwrap_or(1);
+    if count(tx.conn(), id).await? >= capacity {
+        return Err(ApiError::conflict("class_full", format!("the class is full ({capacity} students)")));
+    }
+    consent::ensure(tx.conn(), &student, &[ConsentScope::LiveVideo]).await?;
+
+    let enrollment_id = EnrollmentId::new();
+    sqlx::query(
+        "INSERT INTO enrollments (id, tenant_id, class_id, student_id, reference, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(enrollment_id.to_string())
+    .bind(auth.tenant_id.to_string())
+    .bind(id.to_string())
+    .bind(student.id.to_string())
+    .bind(body.reference.as_deref())
+    .bind(db::ts(now))
+    .execute(tx.conn())
+    .await?;
+    let movement = ledger::Movement {
+        kind: LedgerKind::Grant,
+        delta: class.total_meetings,
+        meeting_id: None,
+        reason: Some("enrollment"),
+        reference: body.reference.as_deref(),
+        actor: Some(auth.user_id),
+        allow_negative: false,
+    };
+    let balance = ledger::append(tx.conn(), auth.tenant_id, enrollment_id, &movement, now).await?;
+    let events = [
+        DomainEvent::StudentEnrolled {
+            class_id: id,
+            enrollment_id,
+            student_id: student.id,
+            credits: class.total_meetings,
+        },
+        DomainEvent::CreditAdjusted {
+            class_id: id,
+            enrollment_id,
+            student_id: student.id,
+            kind: LedgerKind::Grant,
+            delta: class.total_meetings,
+            balance,
+            reason: Some("enrollment".into()),
+        },
+    ];
+    for e in &events {
+        outbox::append(tx.conn(), auth.tenant_id, now, e).await?;
+    }
+    let enrollment = load(tx.conn(), auth.tenant_id, enrollment_id, "").await?;
+    tx.commit().await?;
+    outbox.notify();
+    Ok((StatusCode::CREATED, Json(EnrollmentView { enrollment, balance })))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RosterEntry {
+    pub enrollment_id: EnrollmentId,
+    pub student_id: UserId,
+    pub display_name: String,
+    pub email: String,
+    pub minor: bool,
+    pub balance: i64,
+    /// Meetings marked present or late.
+    pub attended: i64,
+}
+
+/// The class roster with credit balances (staff and the instructor).
+#[utoipa::path(get, path = "/api/v1/classes/{id}/roster", tag = "classes", params(("id" = ClassId, Path)),
+    security(("bearer" = [])), responses((status = 200, body = Vec<RosterEntry>), (status = 403, body = ErrorBody)))]
+pub async fn roster(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed,
+    Path(id): Path<ClassId>,
+) -> ApiResult<Json<Vec<RosterEntry>>> {
+    let now = clock.now();
+    let mut conn = db.pool().acquire().await?;
+    let class = load_class(&mut conn, auth.tenant_id, id, "").await?;
+    require_manager(relation(&mut conn, &auth, &class).await?)?;
+    let mut out = Vec::new();
+    for e in list(&mut conn, id).await? {
+        let student = users::get_or_404(&mut conn, auth.tenant_id, e.student_id, now).await?;
+        let attended: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM attendance WHERE enrollment_id = $1 AND status IN ('present', 'late')",
+        )
+        .bind(e.id.to_string())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+        out.push(RosterEntry {
+            enrollment_id: e.id,
+            student_id: e.student_id,
+            display_name: student.display_name,
+            email: student.email,
+            minor: student.minor,
+            balance: ledger::balance(&mut conn, e.id).await?,
+            attended,
+        });
+    }
+    Ok(Json(out))
+}
