@@ -24,6 +24,7 @@ pub mod gamification;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
+pub mod mailer;
 pub mod metrics;
 pub mod outbox;
 pub mod seed;

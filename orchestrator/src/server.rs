@@ -40,6 +40,7 @@ use crate::{
     error::{ApiError, ErrorBody, Json},
     idempotency,
     identity::{sessions, tenants, users},
+    mailer::{self, Mailbox},
     metrics::{self, Metrics},
     outbox::Outbox,
 };
@@ -91,6 +92,7 @@ impl Server {
                 tokens,
                 clock,
                 outbox: Outbox::default(),
+                mailer: Arc::new(Mailbox),
                 config: Arc::new(config),
                 login_limits,
                 metrics: Arc::new(Metrics::default()),
@@ -173,6 +175,8 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(users::change_role))
         .routes(routes!(users::link_child, users::list_children))
         .routes(routes!(audit::list))
+        .routes(routes!(mailer::list))
+        .routes(routes!(mailer::mine))
         .split_for_parts();
     let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
     let config = st.config.clone();
