@@ -36,6 +36,7 @@ use crate::{
     auth::{Tokens, limiter::Limiter, random_key_hex},
     clock::SharedClock,
     config::Config,
+    consent,
     db::Db,
     error::{ApiError, ErrorBody, Json},
     idempotency,
@@ -175,6 +176,10 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(users::change_role))
         .routes(routes!(users::link_child, users::list_children))
         .routes(routes!(audit::list))
+        .routes(routes!(consent::requests::create, consent::requests::list))
+        .routes(routes!(consent::requests::decide))
+        .routes(routes!(consent::state))
+        .routes(routes!(consent::revoke))
         .routes(routes!(mailer::list))
         .routes(routes!(mailer::mine))
         .split_for_parts();

@@ -70,6 +70,11 @@ async fn openapi_documents_every_route() {
         ("/api/v1/users/{id}/children", "post"),
         ("/api/v1/users/{id}/children", "get"),
         ("/api/v1/audit", "get"),
+        ("/api/v1/consent-requests", "post"),
+        ("/api/v1/consent-requests", "get"),
+        ("/api/v1/consent-requests/{id}/decision", "post"),
+        ("/api/v1/users/{id}/consents", "get"),
+        ("/api/v1/users/{id}/consents/revoke", "post"),
         ("/api/v1/mailbox", "get"),
         ("/api/v1/me/mailbox", "get"),
     ];
