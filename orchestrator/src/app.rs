@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     db::Db,
     error::ApiError,
+    mailer::SharedMailer,
     metrics::Metrics,
     outbox::Outbox,
 };
@@ -24,6 +25,7 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub clock: SharedClock,
     pub outbox: Outbox,
+    pub mailer: SharedMailer,
     pub config: Arc<Config>,
     pub login_limits: Arc<LoginLimits>,
     pub metrics: Arc<Metrics>,
@@ -50,6 +52,7 @@ from_ref!(
     tokens: Arc<Tokens>,
     clock: SharedClock,
     outbox: Outbox,
+    mailer: SharedMailer,
     config: Arc<Config>,
     login_limits: Arc<LoginLimits>,
     metrics: Arc<Metrics>,

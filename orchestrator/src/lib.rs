@@ -2,15 +2,18 @@
 //!
 //! Layout — one module per domain noun, each holding its rules, storage and routes together:
 //! - `identity` (tenants, users, sessions) and `auth` (tokens, roles as extractors, login limits);
-//! - `classes` (courses, classes, meetings, enrollments, credit ledger, attendance, lesson unlocks),
-//!   `consent` (parental consent for minors), `gamification` (XP, levels, streaks, badges);
+//! - `classes` (courses, classes, meetings, enrollments, credit ledger, attendance, lesson unlocks)
+//!   and `gamification` (XP, levels, streaks, badges, leaderboards);
 //! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
+//! - `consent` (parents' per-scope consent for minors: requests, decisions, revocation, and the
+//!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
 //!   `error` (the single error → HTTP mapping), `idempotency`, `metrics`, `server` (router,
 //!   middleware, startup and graceful shutdown), `app` (the handles handlers extract).
 //!
-//! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), and the
-//! outbox's durable consumers and live subscribers (in-process now; the signaling layer's bus later). The `liveclass` binary
+//! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), the
+//! outbox's durable consumers and live subscribers (in-process now; the signaling layer's bus
+//! later), and the [`mailer::Mailer`] (the embedded mailbox now; a real transport later). The `liveclass` binary
 //! (`main.rs`) only parses arguments and wires these together.
 
 pub mod app;
@@ -26,6 +29,7 @@ pub mod gamification;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
+pub mod mailer;
 pub mod metrics;
 pub mod outbox;
 pub mod seed;

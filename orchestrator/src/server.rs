@@ -37,10 +37,12 @@ use crate::{
     classes::{attendance, courses, enrollments, ledger, lifecycle, unlocks},
     clock::SharedClock,
     config::Config,
+    consent,
     db::Db,
     error::{ApiError, ErrorBody, Json},
     idempotency,
     identity::{sessions, tenants, users},
+    mailer::{self, Mailbox},
     metrics::{self, Metrics},
     outbox::Outbox,
 };
@@ -92,6 +94,7 @@ impl Server {
                 tokens,
                 clock,
                 outbox: Outbox::default(),
+                mailer: Arc::new(Mailbox),
                 config: Arc::new(config),
                 login_limits,
                 metrics: Arc::new(Metrics::default()),
@@ -195,6 +198,12 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(unlocks::list))
         .routes(routes!(unlocks::complete))
         .routes(routes!(unlocks::for_student))
+        .routes(routes!(consent::requests::create, consent::requests::list))
+        .routes(routes!(consent::requests::decide))
+        .routes(routes!(consent::state))
+        .routes(routes!(consent::revoke))
+        .routes(routes!(mailer::list))
+        .routes(routes!(mailer::mine))
         .split_for_parts();
     let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
     let config = st.config.clone();

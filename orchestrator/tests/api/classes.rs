@@ -539,6 +539,45 @@ async fn minors_need_consent_to_enroll() {
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "consent_required"), "{res:?}");
     let roster = app.get(&format!("/api/v1/classes/{class}/roster"), &s.tutor.access).await;
     assert_eq!(roster.body, json!([]));
+
+    // The parent grants live-video consent; then the enrollment goes through.
+    let parent = app.user(&s.t, "parent", "mum", None).await;
+    app.post(
+        &format!("/api/v1/users/{}/children", parent.user_id),
+        Some(&s.t.admin.access),
+        json!({"child_id": kid.user_id}),
+    )
+    .await;
+    let req = app
+        .post("/api/v1/consent-requests", Some(&s.t.admin.access), json!({"child_id": kid.user_id, "scopes": ["chat"]}))
+        .await;
+    assert_eq!(req.status, StatusCode::CREATED, "{req:?}");
+    let decided = app
+        .post(
+            &format!("/api/v1/consent-requests/{}/decision", id(&req.body)),
+            Some(&parent.access),
+            json!({"grant": ["chat"], "method": "signed_form"}),
+        )
+        .await;
+    assert_eq!(decided.status, StatusCode::OK, "{decided:?}");
+    let res = s.enroll(&app, &class, &kid.user_id).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "consent_required"), "chat alone is not live video");
+    assert!(res.body["error"]["message"].as_str().unwrap().contains("live_video"), "{res:?}");
+    let req = app
+        .post(
+            "/api/v1/consent-requests",
+            Some(&s.t.admin.access),
+            json!({"child_id": kid.user_id, "scopes": ["live_video"]}),
+        )
+        .await;
+    app.post(
+        &format!("/api/v1/consent-requests/{}/decision", id(&req.body)),
+        Some(&parent.access),
+        json!({"grant": ["live_video"], "method": "video_call"}),
+    )
+    .await;
+    let res = s.enroll(&app, &class, &kid.user_id).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
 }
 
 #[tokio::test]

@@ -92,6 +92,13 @@ async fn openapi_documents_every_route() {
         ("/api/v1/classes/{id}/lessons", "get"),
         ("/api/v1/classes/{id}/lessons/{lesson_id}/complete", "post"),
         ("/api/v1/users/{id}/lessons", "get"),
+        ("/api/v1/consent-requests", "post"),
+        ("/api/v1/consent-requests", "get"),
+        ("/api/v1/consent-requests/{id}/decision", "post"),
+        ("/api/v1/users/{id}/consents", "get"),
+        ("/api/v1/users/{id}/consents/revoke", "post"),
+        ("/api/v1/mailbox", "get"),
+        ("/api/v1/me/mailbox", "get"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");

@@ -3,6 +3,7 @@
 
 mod classes;
 mod cli;
+mod consent;
 mod helpers;
 mod http;
 mod idempotency;
