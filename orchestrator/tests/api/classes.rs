@@ -606,3 +606,27 @@ async fn class_events_are_emitted() {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
 }
+
+#[tokio::test]
+async fn random_remarks_over_http_end_at_the_implied_balance() {
+    let app = TestApp::spawn_with(|c| c.access_token_ttl_secs = DAYS).await;
+    let (s, _class, m, e) = running_class(&app, "prop", 4, 1).await;
+    app.advance(Duration::days(3) + Duration::minutes(55)); // all four meetings are open for marking
+    let statuses = ["present", "late", "absent", "excused"];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n) as usize
+    };
+    let mut last = [None::<&str>; 4];
+    for _ in 0..40 {
+        let (meeting, status) = (next(4), statuses[next(4)]);
+        let res = mark(&app, &s.t.admin.access, &m[meeting], &s.students[0].user_id, status).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        last[meeting] = Some(status);
+    }
+    let used = last.iter().flatten().filter(|s| matches!(**s, "present" | "late")).count() as i64;
+    assert_eq!(balance(&app, &s.t.admin.access, &e[0]).await, 4 - used, "final marks {last:?}");
+}
