@@ -75,6 +75,12 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// How long a stored `Idempotency-Key` response is replayed.
     pub idempotency_ttl_secs: u64,
+    /// XP for attending a meeting on time.
+    pub xp_attendance_present: i64,
+    /// XP for attending a meeting late.
+    pub xp_attendance_late: i64,
+    /// XP for completing a lesson (once per student and lesson).
+    pub xp_lesson_completed: i64,
 }
 
 impl Default for Config {
@@ -98,6 +104,9 @@ impl Default for Config {
             login_window_secs: 15 * 60,
             trust_forwarded_for: false,
             idempotency_ttl_secs: 24 * 3600,
+            xp_attendance_present: 10,
+            xp_attendance_late: 5,
+            xp_lesson_completed: 20,
         }
     }
 }
@@ -181,6 +190,9 @@ impl Config {
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid("db_max_connections must be positive".into()));
         }
+        if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
+            return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
+        }
         Ok(())
     }
 
@@ -213,6 +225,9 @@ fn known_keys() -> Vec<&'static str> {
         "login_window_secs",
         "trust_forwarded_for",
         "idempotency_ttl_secs",
+        "xp_attendance_present",
+        "xp_attendance_late",
+        "xp_lesson_completed",
     ]
 }
 

@@ -149,8 +149,8 @@ macro_rules! migrations {
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => migrations!("sqlite": 1 "init", 2 "classes"),
-        Backend::Postgres => migrations!("postgres": 1 "init", 2 "classes"),
+        Backend::Sqlite => migrations!("sqlite": 1 "init", 2 "classes", 4 "gamification"),
+        Backend::Postgres => migrations!("postgres": 1 "init", 2 "classes", 4 "gamification"),
     };
     Migrator::with_migrations(migrations)
 }
