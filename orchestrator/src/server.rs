@@ -38,6 +38,7 @@ use crate::{
     config::Config,
     db::Db,
     error::{ApiError, ErrorBody, Json},
+    gamification::{self, leaderboard},
     idempotency,
     identity::{sessions, tenants, users},
     metrics::{self, Metrics},
@@ -85,12 +86,14 @@ impl Server {
             per_account: Limiter::new(config.login_max_failures_per_account, config.login_window_secs),
             per_ip: Limiter::new(config.login_max_attempts_per_ip, config.login_window_secs),
         });
+        let outbox = Outbox::default();
+        outbox.register(Arc::new(gamification::Awards::new(gamification::XpRules::from_config(&config))));
         Ok(Self {
             state: AppState {
                 db,
                 tokens,
                 clock,
-                outbox: Outbox::default(),
+                outbox,
                 config: Arc::new(config),
                 login_limits,
                 metrics: Arc::new(Metrics::default()),
@@ -173,6 +176,10 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(users::change_role))
         .routes(routes!(users::link_child, users::list_children))
         .routes(routes!(audit::list))
+        .routes(routes!(gamification::profile::get))
+        .routes(routes!(leaderboard::opt_in))
+        .routes(routes!(leaderboard::opt_out))
+        .routes(routes!(leaderboard::get))
         .split_for_parts();
     let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
     let config = st.config.clone();
