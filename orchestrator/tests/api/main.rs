@@ -2,6 +2,7 @@
 //! gets its own server and database (see `helpers`). Set `TEST_DATABASE_URL` to run on PostgreSQL.
 
 mod cli;
+mod gamification;
 mod helpers;
 mod http;
 mod idempotency;
