@@ -80,6 +80,12 @@ pub struct Config {
     pub attendance_lead_secs: u64,
     /// The instructor may mark attendance until this long after a meeting ends; staff may correct later.
     pub attendance_grace_secs: u64,
+    /// XP for attending a meeting on time.
+    pub xp_attendance_present: i64,
+    /// XP for attending a meeting late.
+    pub xp_attendance_late: i64,
+    /// XP for completing a lesson (once per student and lesson).
+    pub xp_lesson_completed: i64,
 }
 
 impl Default for Config {
@@ -105,6 +111,9 @@ impl Default for Config {
             idempotency_ttl_secs: 24 * 3600,
             attendance_lead_secs: 15 * 60,
             attendance_grace_secs: 24 * 3600,
+            xp_attendance_present: 10,
+            xp_attendance_late: 5,
+            xp_lesson_completed: 20,
         }
     }
 }
@@ -195,6 +204,9 @@ impl Config {
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid("db_max_connections must be positive".into()));
         }
+        if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
+            return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
+        }
         Ok(())
     }
 
@@ -229,6 +241,9 @@ fn known_keys() -> Vec<&'static str> {
         "idempotency_ttl_secs",
         "attendance_lead_secs",
         "attendance_grace_secs",
+        "xp_attendance_present",
+        "xp_attendance_late",
+        "xp_lesson_completed",
     ]
 }
 

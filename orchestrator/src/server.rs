@@ -40,6 +40,7 @@ use crate::{
     consent,
     db::Db,
     error::{ApiError, ErrorBody, Json},
+    gamification::{self, leaderboard},
     idempotency,
     identity::{sessions, tenants, users},
     mailer::{self, Mailbox},
@@ -88,12 +89,14 @@ impl Server {
             per_account: Limiter::new(config.login_max_failures_per_account, config.login_window_secs),
             per_ip: Limiter::new(config.login_max_attempts_per_ip, config.login_window_secs),
         });
+        let outbox = Outbox::default();
+        outbox.register(Arc::new(gamification::Awards::new(gamification::XpRules::from_config(&config))));
         Ok(Self {
             state: AppState {
                 db,
                 tokens,
                 clock,
-                outbox: Outbox::default(),
+                outbox,
                 mailer: Arc::new(Mailbox),
                 config: Arc::new(config),
                 login_limits,
@@ -204,6 +207,10 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(consent::revoke))
         .routes(routes!(mailer::list))
         .routes(routes!(mailer::mine))
+        .routes(routes!(gamification::profile::get))
+        .routes(routes!(leaderboard::opt_in))
+        .routes(routes!(leaderboard::opt_out))
+        .routes(routes!(leaderboard::get))
         .split_for_parts();
     let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
     let config = st.config.clone();

@@ -99,6 +99,10 @@ async fn openapi_documents_every_route() {
         ("/api/v1/users/{id}/consents/revoke", "post"),
         ("/api/v1/mailbox", "get"),
         ("/api/v1/me/mailbox", "get"),
+        ("/api/v1/users/{id}/gamification", "get"),
+        ("/api/v1/classes/{id}/leaderboard/opt-in", "post"),
+        ("/api/v1/classes/{id}/leaderboard/opt-out", "post"),
+        ("/api/v1/classes/{id}/leaderboard", "get"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");

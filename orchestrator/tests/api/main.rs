@@ -4,6 +4,7 @@
 mod classes;
 mod cli;
 mod consent;
+mod gamification;
 mod helpers;
 mod http;
 mod idempotency;
