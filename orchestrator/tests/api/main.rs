@@ -11,3 +11,4 @@ mod idempotency;
 mod identity;
 mod lifecycle;
 mod outbox;
+mod walkthrough;
