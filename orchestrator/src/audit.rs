@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
+    app::ClientInfo,
     auth::{Admin, Authed},
     db::{self, Db},
     error::{ApiResult, Json, Query},
@@ -24,6 +25,34 @@ pub struct Entry<'a> {
     pub details: serde_json::Value,
     pub ip: Option<String>,
     pub request_id: Option<String>,
+}
+
+impl<'a> Entry<'a> {
+    /// An entry for `action` in `tenant` by `actor`, from the request `client` describes.
+    pub fn new(tenant: TenantId, actor: Option<UserId>, action: &'a str, client: &ClientInfo) -> Self {
+        Self {
+            tenant,
+            actor,
+            action,
+            target_type: None,
+            target_id: None,
+            details: serde_json::json!({}),
+            ip: client.ip.clone(),
+            request_id: client.request_id.clone(),
+        }
+    }
+
+    /// What the action was done to.
+    pub fn target(mut self, kind: &'a str, id: impl ToString) -> Self {
+        self.target_type = Some(kind);
+        self.target_id = Some(id.to_string());
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
 }
 
 pub async fn record(conn: &mut AnyConnection, now: DateTime<Utc>, e: Entry<'_>) -> Result<(), sqlx::Error> {

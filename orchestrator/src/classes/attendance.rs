@@ -25,7 +25,7 @@ use super::{
 use crate::{
     app::ClientInfo,
     audit,
-    auth::{AnyRole, AuthUser, Authed, Role},
+    auth::{AnyRole, AuthUser, Authed},
     clock::SharedClock,
     config::Config,
     db::{self, Db, Tx},
@@ -277,19 +277,12 @@ async fn mark_all(
             audit::record(
                 tx.conn(),
                 now,
-                audit::Entry {
-                    tenant: auth.tenant_id,
-                    actor: Some(auth.user_id),
-                    action,
-                    target_type: Some("attendance"),
-                    target_id: Some(format!("{}/{}", meeting.id, mark.student_id)),
-                    details: serde_json::json!({
+                audit::Entry::new(auth.tenant_id, Some(auth.user_id), action, &client)
+                    .target("attendance", format!("{}/{}", meeting.id, mark.student_id))
+                    .details(serde_json::json!({
                         "previous": outcome.previous, "status": outcome.status, "balance": outcome.balance,
                         "late_correction": late_correction,
-                    }),
-                    ip: client.ip.clone(),
-                    request_id: client.request_id.clone(),
-                },
+                    })),
             )
             .await?;
         }
@@ -539,9 +532,7 @@ pub async fn student_report(
 ) -> ApiResult<Response> {
     let mut conn = db.pool().acquire().await?;
     users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = auth.is_staff()
-        || auth.user_id == id
-        || (auth.role == Role::Parent && users::is_parent_of(&mut conn, auth.tenant_id, auth.user_id, id).await?);
+    let allowed = users::is_self_parent_or_staff(&mut conn, &auth, id).await?;
     if !allowed {
         return Err(ApiError::forbidden("forbidden", "you may not view this student's attendance"));
     }

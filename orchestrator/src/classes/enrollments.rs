@@ -12,7 +12,7 @@ use super::{
     ClassKind, ClassStatus, LedgerKind, Relation, ledger, load_class, load_student, relation, require_manager,
 };
 use crate::{
-    auth::{AuthUser, Authed, Role, Staff},
+    auth::{AuthUser, Authed, Staff},
     clock::SharedClock,
     consent::{self, ConsentScope},
     db::{self, Db},
@@ -81,9 +81,7 @@ pub async fn may_view(
     rel: Relation,
     e: &Enrollment,
 ) -> Result<bool, sqlx::Error> {
-    Ok(rel.manages()
-        || auth.user_id == e.student_id
-        || (auth.role == Role::Parent && users::is_parent_of(conn, auth.tenant_id, auth.user_id, e.student_id).await?))
+    Ok(rel.manages() || users::is_self_parent_or_staff(conn, auth, e.student_id).await?)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -233,16 +233,7 @@ pub async fn adjust(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: auth.tenant_id,
-            actor: Some(auth.user_id),
-            action: if overdrawn { "credits.override" } else { "credits.adjusted" },
-            target_type: Some("enrollment"),
-            target_id: Some(id.to_string()),
-            details: serde_json::json!({ "kind": kind, "delta": body.delta, "reason": reason, "balance_before": before, "balance_after": after }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(auth.tenant_id, Some(auth.user_id), if overdrawn { "credits.override" } else { "credits.adjusted" }, &client).target("enrollment", id).details(serde_json::json!({ "kind": kind, "delta": body.delta, "reason": reason, "balance_before": before, "balance_after": after })),
     )
     .await?;
     let event = DomainEvent::CreditAdjusted {

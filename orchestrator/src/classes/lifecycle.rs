@@ -425,16 +425,9 @@ async fn transition(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: auth.tenant_id,
-            actor: Some(auth.user_id),
-            action: "class.status_changed",
-            target_type: Some("class"),
-            target_id: Some(id.to_string()),
-            details: serde_json::json!({ "from": class.status, "to": to }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(auth.tenant_id, Some(auth.user_id), "class.status_changed", &client)
+            .target("class", id)
+            .details(serde_json::json!({ "from": class.status, "to": to })),
     )
     .await?;
     let class = load_class(tx.conn(), auth.tenant_id, id, "").await?;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{ClassStatus, Relation, courses, load_class, relation, require_manager};
 use crate::{
-    auth::{AnyRole, Authed, Role},
+    auth::{AnyRole, Authed},
     clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
@@ -224,9 +224,7 @@ pub async fn for_student(
 ) -> ApiResult<Json<Vec<ClassLesson>>> {
     let mut conn = db.pool().acquire().await?;
     users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = auth.is_staff()
-        || auth.user_id == id
-        || (auth.role == Role::Parent && users::is_parent_of(&mut conn, auth.tenant_id, auth.user_id, id).await?);
+    let allowed = users::is_self_parent_or_staff(&mut conn, &auth, id).await?;
     if !allowed {
         return Err(ApiError::forbidden("forbidden", "you may not view this student's lessons"));
     }

@@ -293,9 +293,7 @@ pub(crate) async fn upsert(
 
 /// Who may see a child's consents: staff, the child, and linked parents.
 async fn may_view(conn: &mut AnyConnection, auth: &crate::auth::AuthUser, child: &User) -> ApiResult<bool> {
-    Ok(auth.is_staff()
-        || auth.user_id == child.id
-        || (auth.role == Role::Parent && users::is_parent_of(conn, auth.tenant_id, auth.user_id, child.id).await?))
+    Ok(users::is_self_parent_or_staff(conn, auth, child.id).await?)
 }
 
 /// A child's consent per scope (granted, denied, revoked or none; by which parent, how verified,
@@ -388,16 +386,9 @@ pub async fn revoke(
         audit::record(
             tx.conn(),
             now,
-            audit::Entry {
-                tenant: auth.tenant_id,
-                actor: Some(auth.user_id),
-                action: "consent.revoked",
-                target_type: Some("user"),
-                target_id: Some(child.id.to_string()),
-                details: serde_json::json!({ "parent_id": parent, "scopes": scopes }),
-                ip: client.ip.clone(),
-                request_id: client.request_id.clone(),
-            },
+            audit::Entry::new(auth.tenant_id, Some(auth.user_id), "consent.revoked", &client)
+                .target("user", child.id)
+                .details(serde_json::json!({ "parent_id": parent, "scopes": scopes })),
         )
         .await?;
     }

@@ -210,16 +210,9 @@ pub async fn create(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: auth.tenant_id,
-            actor: Some(auth.user_id),
-            action: "consent.requested",
-            target_type: Some("consent_request"),
-            target_id: Some(request.id.to_string()),
-            details: serde_json::json!({ "child_id": child.id, "parent_id": parent.id, "scopes": request.scopes }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(auth.tenant_id, Some(auth.user_id), "consent.requested", &client)
+            .target("consent_request", request.id)
+            .details(serde_json::json!({ "child_id": child.id, "parent_id": parent.id, "scopes": request.scopes })),
     )
     .await?;
     tx.commit().await?;
@@ -408,18 +401,11 @@ pub async fn decide(
         audit::record(
             tx.conn(),
             now,
-            audit::Entry {
-                tenant: auth.tenant_id,
-                actor: Some(auth.user_id),
-                action,
-                target_type: Some("user"),
-                target_id: Some(child_id.to_string()),
-                details: serde_json::json!({
+            audit::Entry::new(auth.tenant_id, Some(auth.user_id), action, &client).target("user", child_id).details(
+                serde_json::json!({
                     "request_id": id, "parent_id": parent_id, "scopes": scopes, "method": decision.method,
                 }),
-                ip: client.ip.clone(),
-                request_id: client.request_id.clone(),
-            },
+            ),
         )
         .await?;
     }

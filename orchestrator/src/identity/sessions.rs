@@ -132,15 +132,13 @@ pub async fn login(
     let ok = password::verify(body.password, stored).await;
 
     let mut tx = db.begin().await?;
-    let entry = |action, actor: Option<UserId>, details| audit::Entry {
-        tenant: tenant.as_ref().map(|t| t.id).unwrap_or_default(),
-        actor,
-        action,
-        target_type: Some("user"),
-        target_id: actor.map(|a| a.to_string()),
-        details,
-        ip: client.ip.clone(),
-        request_id: client.request_id.clone(),
+    let entry = |action, actor: Option<UserId>, details| {
+        let e = audit::Entry::new(tenant.as_ref().map(|t| t.id).unwrap_or_default(), actor, action, &client);
+        let e = e.details(details);
+        match actor {
+            Some(a) => e.target("user", a),
+            None => e,
+        }
     };
     let (Some(tenant), Some(user_id), true) = (&tenant, user_id, ok) else {
         limits.per_account.record(&account_key, now);
@@ -213,16 +211,9 @@ pub async fn refresh(
         audit::record(
             tx.conn(),
             now,
-            audit::Entry {
-                tenant,
-                actor: Some(user_id),
-                action: "refresh_token.reused",
-                target_type: Some("user"),
-                target_id: Some(user_id.to_string()),
-                details: serde_json::json!({ "family_id": family }),
-                ip: client.ip,
-                request_id: client.request_id,
-            },
+            audit::Entry::new(tenant, Some(user_id), "refresh_token.reused", &client)
+                .target("user", user_id)
+                .details(serde_json::json!({ "family_id": family })),
         )
         .await?;
         tx.commit().await?;
@@ -316,16 +307,9 @@ pub async fn register(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: tenant.id,
-            actor: Some(id),
-            action: "user.self_registered",
-            target_type: Some("user"),
-            target_id: Some(id.to_string()),
-            details: serde_json::json!({ "email": new.email.as_str() }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(tenant.id, Some(id), "user.self_registered", &client)
+            .target("user", id)
+            .details(serde_json::json!({ "email": new.email.as_str() })),
     )
     .await?;
     let user = users::get_or_404(tx.conn(), tenant.id, id, now).await?;

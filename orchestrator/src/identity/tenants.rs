@@ -156,16 +156,9 @@ pub async fn create(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: tenant_id,
-            actor: None,
-            action: "tenant.created",
-            target_type: Some("tenant"),
-            target_id: Some(tenant_id.to_string()),
-            details: serde_json::json!({ "slug": slug, "admin_id": admin_id }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(tenant_id, None, "tenant.created", &client)
+            .target("tenant", tenant_id)
+            .details(serde_json::json!({ "slug": slug, "admin_id": admin_id })),
     )
     .await?;
     let tenant = find(tx.conn(), tenant_id).await?.ok_or_else(ApiError::internal)?;
@@ -231,16 +224,9 @@ pub async fn update_settings(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: id,
-            actor: Some(auth.user_id),
-            action: "tenant.settings_changed",
-            target_type: Some("tenant"),
-            target_id: Some(id.to_string()),
-            details: serde_json::json!({ "consent_age": body.consent_age, "self_registration": body.self_registration }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(id, Some(auth.user_id), "tenant.settings_changed", &client).target("tenant", id).details(
+            serde_json::json!({ "consent_age": body.consent_age, "self_registration": body.self_registration }),
+        ),
     )
     .await?;
     let tenant = find(tx.conn(), id).await?.ok_or_else(ApiError::internal)?;

@@ -191,16 +191,9 @@ pub async fn create(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: auth.tenant_id,
-            actor: Some(auth.user_id),
-            action: "user.registered",
-            target_type: Some("user"),
-            target_id: Some(id.to_string()),
-            details: serde_json::json!({ "role": new.role, "email": new.email.as_str() }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(auth.tenant_id, Some(auth.user_id), "user.registered", &client)
+            .target("user", id)
+            .details(serde_json::json!({ "role": new.role, "email": new.email.as_str() })),
     )
     .await?;
     let user = get_or_404(tx.conn(), auth.tenant_id, id, now).await?;
@@ -269,6 +262,18 @@ pub async fn is_parent_of(
         .is_some())
 }
 
+/// Who may see a user's own records (profile, attendance, lessons, progress, consents): staff, the
+/// user themself, and their linked parents.
+pub async fn is_self_parent_or_staff(
+    conn: &mut AnyConnection,
+    auth: &crate::auth::AuthUser,
+    user: UserId,
+) -> Result<bool, sqlx::Error> {
+    Ok(auth.is_staff()
+        || auth.user_id == user
+        || (auth.role == Role::Parent && is_parent_of(conn, auth.tenant_id, auth.user_id, user).await?))
+}
+
 /// A user's profile: staff see anyone in the tenant, users see themselves, parents their children.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -280,9 +285,7 @@ pub async fn get(
 ) -> ApiResult<Json<User>> {
     let mut conn = db.pool().acquire().await?;
     let user = get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = auth.is_staff()
-        || auth.user_id == id
-        || (auth.role == Role::Parent && is_parent_of(&mut conn, auth.tenant_id, auth.user_id, id).await?);
+    let allowed = is_self_parent_or_staff(&mut conn, &auth, id).await?;
     if !allowed {
         return Err(ApiError::forbidden("forbidden", "you may not view this user"));
     }
@@ -376,16 +379,9 @@ pub async fn change_role(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: auth.tenant_id,
-            actor: Some(auth.user_id),
-            action: "user.role_changed",
-            target_type: Some("user"),
-            target_id: Some(id.to_string()),
-            details: serde_json::json!({ "from": user.role, "to": body.role }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(auth.tenant_id, Some(auth.user_id), "user.role_changed", &client)
+            .target("user", id)
+            .details(serde_json::json!({ "from": user.role, "to": body.role })),
     )
     .await?;
     let user = get_or_404(tx.conn(), auth.tenant_id, id, now).await?;
@@ -421,16 +417,9 @@ pub async fn link_child(
     audit::record(
         tx.conn(),
         now,
-        audit::Entry {
-            tenant: auth.tenant_id,
-            actor: Some(auth.user_id),
-            action: "parent.linked",
-            target_type: Some("user"),
-            target_id: Some(child.id.to_string()),
-            details: serde_json::json!({ "parent_id": parent.id }),
-            ip: client.ip,
-            request_id: client.request_id,
-        },
+        audit::Entry::new(auth.tenant_id, Some(auth.user_id), "parent.linked", &client)
+            .target("user", child.id)
+            .details(serde_json::json!({ "parent_id": parent.id })),
     )
     .await?;
     tx.commit().await?;
