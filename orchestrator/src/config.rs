@@ -72,7 +72,8 @@ pub struct Config {
     /// Login attempts allowed per client IP within `login_window_secs`.
     pub login_max_attempts_per_ip: u32,
     pub login_window_secs: u64,
-    /// Use the first `X-Forwarded-For` address as the client IP (only behind a trusted proxy).
+    /// Use the last `X-Forwarded-For` address (the hop our proxy appended) as the client IP; only behind a
+    /// trusted proxy.
     pub trust_forwarded_for: bool,
     /// How long a stored `Idempotency-Key` response is replayed.
     pub idempotency_ttl_secs: u64,

@@ -345,6 +345,8 @@ pub async fn change_package(
     .await?;
     let reason = format!("package changed to {} meetings", body.total_meetings);
     for e in &enrolled {
+        // The ledger is appended under the enrollment's row lock, like marks and adjustments.
+        enrollments::load(tx.conn(), auth.tenant_id, e.id, db.for_update()).await?;
         let movement = ledger::Movement {
             kind: LedgerKind::Grant,
             delta,
@@ -420,7 +422,7 @@ async fn transition(
     };
     outbox::append(tx.conn(), auth.tenant_id, now, &event).await?;
     if to == ClassStatus::Cancelled {
-        refund_all(&mut tx, auth, &class, now).await?;
+        refund_all(&mut tx, db.for_update(), auth, &class, now).await?;
     }
     audit::record(
         tx.conn(),
@@ -438,8 +440,16 @@ async fn transition(
 }
 
 /// Cancelling returns each enrollment's remaining credits (a `refund` entry down to zero).
-async fn refund_all(tx: &mut Tx, auth: &crate::auth::AuthUser, class: &Class, now: DateTime<Utc>) -> ApiResult<()> {
+async fn refund_all(
+    tx: &mut Tx,
+    lock: &str,
+    auth: &crate::auth::AuthUser,
+    class: &Class,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     for e in enrollments::list(tx.conn(), class.id).await? {
+        // Under the enrollment's row lock, so a racing mark can't overdraw between read and append.
+        enrollments::load(tx.conn(), auth.tenant_id, e.id, lock).await?;
         let balance = ledger::balance(tx.conn(), e.id).await?;
         if balance <= 0 {
             continue;
