@@ -1,7 +1,12 @@
-//! liveclass signaling: the real-time layer (not built yet).
+//! liveclass signaling: the real-time layer.
 //!
-//! What will live here: the typed, versioned WebSocket protocol (serde tagged enums, documented in
-//! `docs/protocol.md`); connection handling with bounded, coalescing outgoing queues; rooms and user
-//! channels with per-room epoch + offset; presence; history and recovery; and the two seams the
-//! rest of the system plugs into — `Bus` (publish/subscribe/history: in-process and Redis) and
-//! `PresenceStore` (in-process and Redis with expiry).
+//! Layout: `protocol` (the versioned JSON wire messages), `bus` (the `Bus` seam: room streams with
+//! offsets, history windows, whiteboard snapshots, cross-node fan-out; `MemoryBus`), `presence`
+//! (the `PresenceStore` seam with expiring entries; `MemoryPresence`).
+//!
+//! Seams: `Bus` and `PresenceStore` vary by deployment (in-process, Redis). This crate knows nothing
+//! of classes or users' rights: the application supplies them through the `Gate` trait.
+
+pub mod bus;
+pub mod presence;
+pub mod protocol;
