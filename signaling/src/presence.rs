@@ -44,9 +44,12 @@ pub fn members(entries: &[PresenceEntry]) -> Vec<Member> {
     by_user.into_values().collect()
 }
 
+/// A room's entries by connection, each with its expiry.
+type RoomEntries = HashMap<String, (PresenceEntry, Instant)>;
+
 #[derive(Default)]
 pub struct MemoryPresence {
-    rooms: Mutex<HashMap<String, HashMap<String, (PresenceEntry, Instant)>>>,
+    rooms: Mutex<HashMap<String, RoomEntries>>,
 }
 
 impl PresenceStore for MemoryPresence {
