@@ -1,0 +1,476 @@
+//! One WebSocket connection: authentication, the read loop (client messages, rate limit, frame
+//! checks), and the write side (the bounded outgoing queue, drained in batches and flushed once per
+//! batch, so queued frames leave in few socket writes). One task owns all of it; nothing is shared
+//! but the queue's sending half, held by the hub.
+//!
+//! Joins don't lose or duplicate: the member is registered (live frames start queueing) before the
+//! history is read; frames at or below the offset the join reply covered are then skipped.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::{SinkExt, StreamExt, stream::SplitSink};
+use tokio::{sync::mpsc, time::Instant};
+
+use crate::{
+    Signaling,
+    bus::Publish,
+    gate::{Identity, RoomGrant},
+    hub::{Kill, MemberHandle, Outgoing},
+    presence::{PresenceEntry, members},
+    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, VERSION},
+};
+
+/// Close codes (4000-4999 are the application's).
+pub mod close {
+    pub const UNAUTHORIZED: u16 = 4001;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    pub const SLOW_CONSUMER: u16 = 4008;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+}
+
+struct Joined {
+    grant: RoomGrant,
+    /// Highest offset already sent for this room; later frames at or below it are duplicates.
+    last: u64,
+}
+
+struct Conn {
+    sig: Signaling,
+    id: u64,
+    who: Identity,
+    presence_key: String,
+    rooms: HashMap<Arc<str>, Joined>,
+    tx: mpsc::Sender<Outgoing>,
+    kill: Arc<Kill>,
+    tokens: f64,
+    refilled: Instant,
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+fn text(m: &ServerMessage<'_>) -> Message {
+    Message::Text(Utf8Bytes::from(m.to_text()))
+}
+
+async fn send_error(sink: &mut Sink, id: Option<u64>, code: &str, message: &str) -> Result<(), axum::Error> {
+    sink.send(text(&ServerMessage::Error { id, code, message })).await
+}
+
+async fn close_with(mut sink: Sink, code: u16, reason: &'static str) {
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+    let _ = sink.close().await;
+}
+
+/// Serves one upgraded socket until it closes.
+pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
+    let (mut sink, mut stream) = socket.split();
+    let cfg = sig.config.clone();
+    let token = match token {
+        Some(t) => t,
+        None => match tokio::time::timeout(cfg.auth_timeout, stream.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ClientMessage>(&t) {
+                Ok(ClientMessage::Auth { token }) => token,
+                _ => {
+                    let _ = send_error(&mut sink, None, "unauthorized", "the first frame must be auth").await;
+                    return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
+                }
+            },
+            _ => return close_with(sink, close::UNAUTHORIZED, "unauthorized").await,
+        },
+    };
+    let who = match sig.gate.authenticate(&token) {
+        Ok(who) => who,
+        Err(d) => {
+            let _ = send_error(&mut sink, None, &d.code, &d.message).await;
+            return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
+        }
+    };
+    let id = sig.next_conn_id();
+    let (tx, mut rx) = mpsc::channel(cfg.queue_capacity);
+    let mut conn = Conn {
+        presence_key: format!("{}:{id}", sig.node_id),
+        sig: sig.clone(),
+        id,
+        who,
+        rooms: HashMap::new(),
+        tx,
+        kill: Arc::new(Kill::default()),
+        tokens: cfg.burst as f64,
+        refilled: Instant::now(),
+    };
+    let welcome = ServerMessage::Welcome {
+        version: VERSION,
+        user_id: &conn.who.user_id,
+        connection_id: id,
+        heartbeat_secs: cfg.heartbeat.as_secs(),
+    };
+    if sink.send(text(&welcome)).await.is_err() {
+        return;
+    }
+    // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
+    let user_room = format!("user:{}", conn.who.user_id);
+    if conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY).await.is_err() {
+        conn.cleanup().await;
+        return;
+    }
+
+    let mut shutdown = sig.shutdown.clone();
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    heartbeat.tick().await;
+    let mut last_seen = Instant::now();
+    let mut batch = Vec::with_capacity(64);
+    let kill = conn.kill.clone();
+    let outcome: Option<(u16, &'static str)> = loop {
+        tokio::select! {
+            biased;
+            reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
+            _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
+            n = rx.recv_many(&mut batch, 64) => {
+                if n == 0 {
+                    break None;
+                }
+                if conn.write_batch(&mut sink, &mut batch).await.is_err() {
+                    break None;
+                }
+            }
+            incoming = stream.next() => {
+                last_seen = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(t))) => {
+                        if conn.handle_text(&mut sink, &t).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if send_error(&mut sink, None, "bad_frame", "binary frames are not supported").await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                    Some(Ok(_)) => {} // ping/pong: answered by the library; counted as liveness above
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > cfg.heartbeat * 2 + Duration::from_secs(5) {
+                    break Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout"));
+                }
+                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    break None;
+                }
+                conn.refresh_presence().await;
+            }
+        }
+    };
+    conn.cleanup().await;
+    if let Some((code, reason)) = outcome {
+        close_with(sink, code, reason).await;
+    }
+}
+
+impl Conn {
+    fn member(&self) -> MemberHandle {
+        MemberHandle { conn: self.id, tx: self.tx.clone(), kill: self.kill.clone() }
+    }
+
+    fn presence_entry(&self) -> PresenceEntry {
+        PresenceEntry {
+            conn: self.presence_key.clone(),
+            user_id: self.who.user_id.clone(),
+            name: self.who.name.clone(),
+            role: self.who.role.clone(),
+        }
+    }
+
+    /// Writes queued frames, skipping duplicates of what a join reply already covered.
+    async fn write_batch(&mut self, sink: &mut Sink, batch: &mut Vec<Outgoing>) -> Result<(), axum::Error> {
+        let mut kicks = Vec::new();
+        for item in batch.drain(..) {
+            match item {
+                Outgoing::Publication { room, offset, frame } => {
+                    let Some(joined) = self.rooms.get_mut(&room) else { continue };
+                    if offset != 0 {
+                        if offset <= joined.last {
+                            continue;
+                        }
+                        joined.last = offset;
+                    }
+                    sink.feed(Message::Text(frame)).await?;
+                }
+                Outgoing::Kick { prefix, reason } => kicks.push((prefix, reason)),
+            }
+        }
+        sink.flush().await?;
+        for (prefix, reason) in kicks {
+            let rooms: Vec<Arc<str>> = self.rooms.keys().filter(|r| r.starts_with(&*prefix)).cloned().collect();
+            for room in rooms {
+                self.leave_room(&room).await;
+                sink.send(text(&ServerMessage::Kicked { room: &room, reason: &reason })).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn take_token(&mut self) -> bool {
+        let cfg = &self.sig.config;
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * cfg.messages_per_sec as f64;
+        self.tokens = (self.tokens + refill).min(cfg.burst as f64);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn handle_text(&mut self, sink: &mut Sink, raw: &str) -> Result<(), axum::Error> {
+        if !self.take_token() {
+            return send_error(sink, None, "rate_limited", "too many messages; slow down").await;
+        }
+        let msg = match serde_json::from_str::<ClientMessage>(raw) {
+            Ok(m) => m,
+            Err(e) => {
+                let id = serde_json::from_str::<serde_json::Value>(raw).ok().and_then(|v| v["id"].as_u64());
+                return send_error(sink, id, "bad_frame", &format!("not a valid message: {e}")).await;
+            }
+        };
+        let id = msg.id();
+        match msg {
+            ClientMessage::Auth { .. } => send_error(sink, id, "bad_frame", "already authenticated").await,
+            ClientMessage::Ping { id } => sink.send(text(&ServerMessage::Pong { id })).await,
+            ClientMessage::Join { room, recover, .. } => {
+                if self.rooms.contains_key(room.as_str()) {
+                    return send_error(sink, id, "already_joined", "already in this room").await;
+                }
+                if self.rooms.len() >= self.sig.config.max_rooms {
+                    return send_error(sink, id, "too_many_rooms", "leave a room before joining another").await;
+                }
+                if room.is_empty() || room.len() > 200 {
+                    return send_error(sink, id, "bad_room", "room names are 1-200 characters").await;
+                }
+                match self.sig.gate.authorize(&self.who, &room).await {
+                    Ok(grant) => self.join(sink, id, &room, recover.as_ref(), grant).await,
+                    Err(d) => send_error(sink, id, &d.code, &d.message).await,
+                }
+            }
+            ClientMessage::Leave { room, .. } => {
+                if !self.rooms.contains_key(room.as_str()) || room.starts_with("user:") {
+                    return send_error(sink, id, "not_joined", "not in this room").await;
+                }
+                self.leave_room(&Arc::from(room.as_str())).await;
+                sink.send(text(&ServerMessage::Left { id, room: &room })).await
+            }
+            ClientMessage::Chat { room, text: body, .. } => {
+                let Some(j) = self.rooms.get(room.as_str()) else {
+                    return send_error(sink, id, "not_joined", "join the room first").await;
+                };
+                if !j.grant.chat {
+                    return send_error(sink, id, "forbidden", "you may not chat here").await;
+                }
+                let n = body.chars().count();
+                if n == 0 || n > 2000 {
+                    return send_error(sink, id, "invalid", "chat text is 1-2000 characters").await;
+                }
+                let data = serde_json::json!({
+                    "kind": "chat",
+                    "from": {"id": self.who.user_id, "name": self.who.name},
+                    "text": body,
+                    "at": now_ms(),
+                })
+                .to_string();
+                match self.sig.bus.publish(&room, &data, Publish { store: true, board: None }).await {
+                    Ok(offset) => {
+                        self.sig.gate.chat_posted(&room, offset, &self.who, &body);
+                        self.ack(sink, id, Some(offset)).await
+                    }
+                    Err(e) => send_error(sink, id, "unavailable", &e.to_string()).await,
+                }
+            }
+            ClientMessage::Draw { room, op, .. } => {
+                let Some(j) = self.rooms.get(room.as_str()) else {
+                    return send_error(sink, id, "not_joined", "join the room first").await;
+                };
+                if !j.grant.draw {
+                    return send_error(sink, id, "forbidden", "you may not draw here").await;
+                }
+                if !op.is_valid() {
+                    return send_error(sink, id, "invalid", "board keys are 1-64 characters").await;
+                }
+                let data = serde_json::json!({"kind": "draw", "from": self.who.user_id, "op": op}).to_string();
+                match self.sig.bus.publish(&room, &data, Publish { store: true, board: Some(&op) }).await {
+                    Ok(offset) => self.ack(sink, id, Some(offset)).await,
+                    Err(e) => send_error(sink, id, "unavailable", &e.to_string()).await,
+                }
+            }
+            ClientMessage::Hand { room, raised, .. } => {
+                if !self.rooms.contains_key(room.as_str()) {
+                    return send_error(sink, id, "not_joined", "join the room first").await;
+                }
+                let data = serde_json::json!({
+                    "kind": "hand", "user": {"id": self.who.user_id, "name": self.who.name}, "raised": raised,
+                })
+                .to_string();
+                match self.sig.bus.publish(&room, &data, Publish { store: true, board: None }).await {
+                    Ok(offset) => self.ack(sink, id, Some(offset)).await,
+                    Err(e) => send_error(sink, id, "unavailable", &e.to_string()).await,
+                }
+            }
+            ClientMessage::React { room, emoji, .. } => {
+                if !self.rooms.contains_key(room.as_str()) {
+                    return send_error(sink, id, "not_joined", "join the room first").await;
+                }
+                if emoji.is_empty() || emoji.chars().count() > 8 {
+                    return send_error(sink, id, "invalid", "a reaction is 1-8 characters").await;
+                }
+                let data = serde_json::json!({
+                    "kind": "reaction", "user": {"id": self.who.user_id, "name": self.who.name}, "emoji": emoji,
+                })
+                .to_string();
+                match self.sig.bus.publish(&room, &data, Publish::default()).await {
+                    Ok(_) => self.ack(sink, id, None).await,
+                    Err(e) => send_error(sink, id, "unavailable", &e.to_string()).await,
+                }
+            }
+            ClientMessage::Command { room, name, args, .. } => {
+                let Some(j) = self.rooms.get(room.as_str()) else {
+                    return send_error(sink, id, "not_joined", "join the room first").await;
+                };
+                if !j.grant.moderate {
+                    return send_error(sink, id, "forbidden", "you may not run commands here").await;
+                }
+                match self.sig.gate.command(&self.who, &room, &name, &args).await {
+                    Ok(()) => self.ack(sink, id, None).await,
+                    Err(d) => send_error(sink, id, &d.code, &d.message).await,
+                }
+            }
+        }
+    }
+
+    async fn ack(&self, sink: &mut Sink, id: Option<u64>, offset: Option<u64>) -> Result<(), axum::Error> {
+        match id {
+            Some(id) => sink.send(text(&ServerMessage::Ack { id, offset })).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn join(
+        &mut self,
+        sink: &mut Sink,
+        id: Option<u64>,
+        room: &str,
+        recover: Option<&crate::protocol::StreamPosition>,
+        grant: RoomGrant,
+    ) -> Result<(), axum::Error> {
+        let key: Arc<str> = Arc::from(room);
+        if let Err(e) = self.sig.hub.join(&key, self.member()).await {
+            return send_error(sink, id, "unavailable", &e.to_string()).await;
+        }
+        let entry = self.presence_entry();
+        // A user channel has no presence or board: skip those round trips for every connect.
+        let personal = room.starts_with("user:");
+        let joined = async {
+            let history = self.sig.bus.history(room, recover, self.sig.config.join_history).await?;
+            if personal {
+                return Ok((history, BoardSnapshot { offset: 0, objects: Vec::new() }, Vec::new()));
+            }
+            let board = self.sig.bus.board(room).await?;
+            self.sig.presence.add(room, &entry, self.sig.config.presence_ttl()).await?;
+            let present = self.sig.presence.list(room).await?;
+            Ok::<_, crate::bus::BusError>((history, board, present))
+        }
+        .await;
+        let (history, board, present) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                self.sig.hub.leave(&key, self.id).await;
+                return send_error(sink, id, "unavailable", &e.to_string()).await;
+            }
+        };
+        let last =
+            history.publications.last().map_or(history.position.offset, |p| p.offset.max(history.position.offset));
+        self.rooms.insert(key.clone(), Joined { grant, last });
+        if recover.is_some() && !history.recovered {
+            sink.send(text(&ServerMessage::NotRecoverable { room, position: history.position.clone() })).await?;
+        }
+        let raw: Vec<Box<serde_json::value::RawValue>> = history
+            .publications
+            .iter()
+            .map(|p| serde_json::value::RawValue::from_string(p.data.to_string()).unwrap_or_else(|_| empty_object()))
+            .collect();
+        let items =
+            history.publications.iter().zip(&raw).map(|(p, d)| HistoryItem { offset: p.offset, data: d }).collect();
+        let reply = ServerMessage::Joined {
+            id,
+            room,
+            position: history.position.clone(),
+            recovered: history.recovered,
+            history: items,
+            presence: members(&present),
+            board,
+        };
+        sink.send(text(&reply)).await?;
+        // Announce the first device of this user in the room.
+        let devices = present.iter().filter(|e| e.user_id == self.who.user_id).count();
+        if devices == 1 && !personal {
+            self.publish_presence(room, "join", 1).await;
+        }
+        Ok(())
+    }
+
+    async fn publish_presence(&self, room: &str, event: &str, devices: usize) {
+        let data = serde_json::json!({
+            "kind": "presence", "event": event,
+            "user": {"id": self.who.user_id, "name": self.who.name, "role": self.who.role}, "devices": devices,
+        })
+        .to_string();
+        if let Err(e) = self.sig.bus.publish(room, &data, Publish::default()).await {
+            tracing::debug!(error = %e, "presence publish failed");
+        }
+    }
+
+    async fn leave_room(&mut self, room: &Arc<str>) {
+        if self.rooms.remove(room).is_none() {
+            return;
+        }
+        self.sig.hub.leave(room, self.id).await;
+        if room.starts_with("user:") {
+            return;
+        }
+        let _ = self.sig.presence.remove(room, &self.presence_key).await;
+        let remaining = match self.sig.presence.list(room).await {
+            Ok(list) => list.iter().filter(|e| e.user_id == self.who.user_id).count(),
+            Err(_) => 0,
+        };
+        if remaining == 0 {
+            self.publish_presence(room, "leave", 0).await;
+        }
+    }
+
+    async fn refresh_presence(&self) {
+        let entry = self.presence_entry();
+        for room in self.rooms.keys().filter(|r| !r.starts_with("user:")) {
+            let _ = self.sig.presence.add(room, &entry, self.sig.config.presence_ttl()).await;
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.leave_room(&room).await;
+        }
+        // A join that failed half way may have registered the member: remove it everywhere.
+        let user_room: Arc<str> = Arc::from(format!("user:{}", self.who.user_id));
+        self.sig.hub.leave(&user_room, self.id).await;
+    }
+}
+
+fn empty_object() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

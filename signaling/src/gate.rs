@@ -1,0 +1,59 @@
+//! The `Gate` seam: the application decides who a token belongs to, who may join which room with
+//! which rights, and what domain commands sent over the socket do. This crate enforces its answers.
+
+use futures::future::BoxFuture;
+
+/// An authenticated connection's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub role: String,
+}
+
+/// What a member may do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomGrant {
+    pub chat: bool,
+    pub draw: bool,
+    /// May run commands (e.g. mark attendance).
+    pub moderate: bool,
+}
+
+impl RoomGrant {
+    pub const ALL: RoomGrant = RoomGrant { chat: true, draw: true, moderate: true };
+    pub const PARTICIPANT: RoomGrant = RoomGrant { chat: true, draw: true, moderate: false };
+    pub const READ_ONLY: RoomGrant = RoomGrant { chat: false, draw: false, moderate: false };
+}
+
+/// A refusal, sent to the client as an `error` frame with this code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub code: String,
+    pub message: String,
+}
+
+impl Denied {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.into(), message: message.into() }
+    }
+}
+
+pub trait Gate: Send + Sync + 'static {
+    /// Verifies an access token.
+    fn authenticate(&self, token: &str) -> Result<Identity, Denied>;
+    /// Whether `who` may join `room`, and with which rights.
+    fn authorize<'a>(&'a self, who: &'a Identity, room: &'a str) -> BoxFuture<'a, Result<RoomGrant, Denied>>;
+    /// Runs a domain command sent in `room`. Its visible effect reaches the room as a publication
+    /// made by the application (e.g. from its event stream), not by this call's answer.
+    fn command<'a>(
+        &'a self,
+        who: &'a Identity,
+        room: &'a str,
+        name: &'a str,
+        args: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), Denied>>;
+    /// A chat message was published at `offset`; persist it without blocking (e.g. queue a batch write).
+    fn chat_posted(&self, _room: &str, _offset: u64, _who: &Identity, _text: &str) {}
+}
