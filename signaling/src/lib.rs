@@ -16,6 +16,7 @@ pub mod gate;
 pub mod hub;
 pub mod presence;
 pub mod protocol;
+pub mod redis_bus;
 
 use std::{
     sync::{
