@@ -70,7 +70,8 @@ struct Common {
 #[derive(Subcommand)]
 enum Cmd {
     /// 1 room x --clients; ramps the delivered rate (--rate is the first step, in delivered msgs/s) by
-    /// --factor until p99 > --p99-ms or messages go missing; reports the highest passing step.
+    /// --factor until p99 > --p99-ms or messages go missing (halving instead while no step has passed);
+    /// reports the highest passing step.
     Fanout {
         #[command(flatten)]
         c: Common,
@@ -466,6 +467,11 @@ async fn fanout(c: &Common, senders: usize, factor: f64, max_steps: usize, p99_l
         let ok = lost as f64 <= expected as f64 * 0.001 && p99_limit.is_none_or(|l| p99 <= l);
         eprintln!("step {:.0}/s: delivered {delivered}, p99 {p99:.2} ms, lost {lost}, ok {ok}", rate);
         steps.push(step.clone());
+        if !ok && best.is_none() && p99_limit.is_some() && rate > 2000.0 {
+            // The first step already failed: come down until one passes, then stop there.
+            rate /= 2.0;
+            continue;
+        }
         if !ok {
             break;
         }
