@@ -29,8 +29,9 @@
 //! re-subscribing the node reads what it missed from each room's stream (after the last offset it
 //! delivered) and delivers it in order before anything newer, so members see no gap — unless the
 //! gap fell out of the window, or Redis lost the room (restart without persistence, eviction):
-//! then the epoch changes and clients find out when they next recover (reload state). Publications
-//! made on the Redis side of a restart are never lost silently: they fail with `Unavailable`.
+//! then the epoch changes and clients find out when they next recover (reload state). A publish
+//! attempted while Redis is down is not lost silently: it fails with `Unavailable` — though one that
+//! timed out ([`IO_TIMEOUT`]) may still have been applied, so a retry can duplicate it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -61,7 +62,7 @@ use crate::{
 pub const ROOM_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Each Redis round trip gives up after this long; so does a (re)connection attempt.
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// The pub/sub connection is pinged this often, so a half-open socket is noticed.
 const PING_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
