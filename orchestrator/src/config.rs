@@ -77,6 +77,17 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// How long a stored `Idempotency-Key` response is replayed.
     pub idempotency_ttl_secs: u64,
+    /// `redis://host:port`: fan-out, history and presence across nodes. Unset: in-process (one node).
+    pub redis_url: Option<Secret>,
+    /// Publications kept per room for recovery, and for how long.
+    pub history_size: usize,
+    pub history_ttl_secs: u64,
+    /// WebSocket: server ping interval; a silent connection is dropped after two missed intervals.
+    pub ws_heartbeat_secs: u64,
+    /// WebSocket: frames queued per connection before it counts as a slow consumer and is closed.
+    pub ws_queue_capacity: usize,
+    pub ws_max_rooms: usize,
+    pub ws_messages_per_sec: u32,
     /// Attendance opens this long before a meeting starts.
     pub attendance_lead_secs: u64,
     /// The instructor may mark attendance until this long after a meeting ends; staff may correct later.
@@ -110,6 +121,13 @@ impl Default for Config {
             login_window_secs: 15 * 60,
             trust_forwarded_for: false,
             idempotency_ttl_secs: 24 * 3600,
+            redis_url: None,
+            history_size: 1000,
+            history_ttl_secs: 600,
+            ws_heartbeat_secs: 25,
+            ws_queue_capacity: 1024,
+            ws_max_rooms: 16,
+            ws_messages_per_sec: 50,
             attendance_lead_secs: 15 * 60,
             attendance_grace_secs: 24 * 3600,
             xp_attendance_present: 10,
@@ -202,6 +220,11 @@ impl Config {
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
+        if self.ws_heartbeat_secs == 0 || self.ws_queue_capacity == 0 || self.history_size == 0 {
+            return Err(ConfigError::Invalid(
+                "ws_heartbeat_secs, ws_queue_capacity and history_size must be positive".into(),
+            ));
+        }
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid("db_max_connections must be positive".into()));
         }
@@ -215,6 +238,9 @@ impl Config {
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         v["database_url"] = serde_json::Value::String(redact_url(self.database_url.expose()));
+        if let Some(r) = &self.redis_url {
+            v["redis_url"] = serde_json::Value::String(redact_url(r.expose()));
+        }
         v
     }
 }
@@ -240,6 +266,13 @@ fn known_keys() -> Vec<&'static str> {
         "login_window_secs",
         "trust_forwarded_for",
         "idempotency_ttl_secs",
+        "redis_url",
+        "history_size",
+        "history_ttl_secs",
+        "ws_heartbeat_secs",
+        "ws_queue_capacity",
+        "ws_max_rooms",
+        "ws_messages_per_sec",
         "attendance_lead_secs",
         "attendance_grace_secs",
         "xp_attendance_present",
@@ -256,6 +289,9 @@ fn env_key(name: &str) -> Option<(String, bool)> {
     };
     if base == "DATABASE_URL" {
         return Some(("database_url".into(), from_file));
+    }
+    if base == "REDIS_URL" {
+        return Some(("redis_url".into(), from_file));
     }
     let key = base.strip_prefix(PREFIX)?;
     Some((key.to_ascii_lowercase(), from_file))

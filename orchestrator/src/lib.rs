@@ -32,5 +32,6 @@ pub mod ids;
 pub mod mailer;
 pub mod metrics;
 pub mod outbox;
+pub mod realtime;
 pub mod seed;
 pub mod server;

@@ -17,7 +17,10 @@ use axum::{
     routing::get,
 };
 use sqlx::Row;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
@@ -46,6 +49,7 @@ use crate::{
     mailer::{self, Mailbox},
     metrics::{self, Metrics},
     outbox::Outbox,
+    realtime::{ClassroomGate, chat, push},
 };
 
 #[derive(OpenApi)]
@@ -71,6 +75,28 @@ impl Modify for BearerAuth {
 
 pub struct Server {
     state: AppState,
+    /// Started by `run`: the chat writer's queue and the live-push subscription (taken before the
+    /// dispatcher starts, so no event published from then on is missed).
+    chat_rx: Option<mpsc::Receiver<chat::ChatRow>>,
+    pushes: Option<mpsc::Receiver<Arc<crate::outbox::EventEnvelope>>>,
+}
+
+/// The real-time layer over the in-process bus, or Redis when `redis_url` is set.
+async fn build_signaling(config: &Config, gate: Arc<ClassroomGate>) -> anyhow::Result<signaling::Signaling> {
+    let window =
+        signaling::bus::Window { size: config.history_size, ttl: Duration::from_secs(config.history_ttl_secs) };
+    let ws = signaling::Config {
+        queue_capacity: config.ws_queue_capacity,
+        max_rooms: config.ws_max_rooms,
+        messages_per_sec: config.ws_messages_per_sec,
+        burst: config.ws_messages_per_sec.saturating_mul(2),
+        heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
+        ..signaling::Config::default()
+    };
+    match &config.redis_url {
+        None => Ok(signaling::Signaling::in_process(gate, ws, window)),
+        Some(url) => connect_redis(url.expose(), gate, ws, window).await,
+    }
 }
 
 impl Server {
@@ -91,6 +117,20 @@ impl Server {
         });
         let outbox = Outbox::default();
         outbox.register(Arc::new(gamification::Awards::new(gamification::XpRules::from_config(&config))));
+        let pushes = outbox.subscribe(4096);
+        let config = Arc::new(config);
+        let (chat_writer, chat_rx) = chat::ChatWriter::new();
+        let gate = Arc::new(ClassroomGate {
+            db: db.clone(),
+            tokens: tokens.clone(),
+            clock: clock.clone(),
+            outbox: outbox.clone(),
+            config: config.clone(),
+            chat: chat_writer,
+            signaling: std::sync::OnceLock::new(),
+        });
+        let signaling = build_signaling(&config, gate.clone()).await.context("starting the real-time layer")?;
+        let _ = gate.signaling.set(signaling.clone());
         Ok(Self {
             state: AppState {
                 db,
@@ -98,10 +138,13 @@ impl Server {
                 clock,
                 outbox,
                 mailer: Arc::new(Mailbox),
-                config: Arc::new(config),
+                signaling,
+                config,
                 login_limits,
                 metrics: Arc::new(Metrics::default()),
             },
+            chat_rx: Some(chat_rx),
+            pushes: Some(pushes),
         })
     }
 
@@ -115,18 +158,28 @@ impl Server {
 
     /// Serves on `listener` until `shutdown` resolves, then drains and stops.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let st = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let dispatcher = tokio::spawn(st.outbox.clone().run(st.db.clone(), st.clock.clone(), stop_rx));
+        let dispatcher = tokio::spawn(st.outbox.clone().run(st.db.clone(), st.clock.clone(), stop_rx.clone()));
+        let mut tasks = vec![dispatcher];
+        if let Some(rx) = self.chat_rx.take() {
+            tasks.push(tokio::spawn(chat::run_writer(st.db.clone(), rx, stop_rx.clone())));
+        }
+        if let Some(rx) = self.pushes.take() {
+            tasks.push(tokio::spawn(push::run(st.signaling.clone(), st.db.clone(), rx, stop_rx.clone())));
+        }
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
         let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let sig = st.signaling.clone();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            // Upgraded sockets aren't in-flight requests: tell them to go away now.
+            sig.shutdown();
             let _ = began_tx.send(());
         });
         let grace = Duration::from_secs(st.config.shutdown_timeout_secs);
@@ -141,7 +194,9 @@ impl Server {
             () = deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; dropping them"),
         }
         let _ = stop_tx.send(true);
-        let _ = dispatcher.await;
+        for task in tasks {
+            let _ = task.await;
+        }
         st.db.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -180,6 +235,8 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(users::change_role))
         .routes(routes!(users::link_child, users::list_children))
         .routes(routes!(audit::list))
+        .routes(routes!(websocket))
+        .routes(routes!(chat::history))
         .routes(routes!(courses::create))
         .routes(routes!(courses::get))
         .routes(routes!(lifecycle::create, lifecycle::list))
@@ -240,6 +297,19 @@ fn serve_openapi(doc: Arc<String>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response()
 }
 
+/// The real-time WebSocket endpoint (protocol in `docs/protocol.md`): `?token=<access token>` or an
+/// `auth` first frame.
+#[utoipa::path(get, path = "/ws", tag = "realtime",
+    params(("token" = Option<String>, Query, description = "access token (or send it in an `auth` first frame)")),
+    responses((status = 101, description = "switching to the WebSocket protocol"), (status = 400, description = "not a WebSocket upgrade")))]
+async fn websocket(
+    state: axum::extract::State<signaling::Signaling>,
+    query: axum::extract::Query<signaling::WsQuery>,
+    ws: axum::extract::WebSocketUpgrade,
+) -> Response {
+    signaling::upgrade(state, query, ws).await
+}
+
 /// The OpenAPI 3 document of this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document")))]
 #[allow(dead_code)] // Only documents the route `router` serves with the generated document.
@@ -293,4 +363,15 @@ async fn readyz(State(db): State<Db>) -> Result<Json<Status>, ApiError> {
         Ok(Ok(())) => Ok(Json(Status { status: "ready" })),
         _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is unreachable")),
     }
+}
+
+/// Redis-backed bus and presence (several nodes).
+async fn connect_redis(
+    url: &str,
+    gate: Arc<ClassroomGate>,
+    ws: signaling::Config,
+    window: signaling::bus::Window,
+) -> anyhow::Result<signaling::Signaling> {
+    let _ = (url, gate, ws, window);
+    anyhow::bail!("redis_url is set but this build has no Redis bus yet")
 }

@@ -58,9 +58,15 @@ async fn send_error(sink: &mut Sink, id: Option<u64>, code: &str, message: &str)
     sink.send(text(&ServerMessage::Error { id, code, message })).await
 }
 
+/// Sends a close frame, but gives up quickly: a client that stopped reading would block it forever.
+/// Dropping the socket afterwards closes the TCP connection either way.
 async fn close_with(mut sink: Sink, code: u16, reason: &'static str) {
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
-    let _ = sink.close().await;
+    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = sink.send(frame).await;
+        let _ = sink.close().await;
+    })
+    .await;
 }
 
 /// Serves one upgraded socket until it closes.
@@ -131,8 +137,11 @@ pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
                 if n == 0 {
                     break None;
                 }
-                if conn.write_batch(&mut sink, &mut batch).await.is_err() {
-                    break None;
+                // A write blocked by a client that doesn't read must not outlive the kill switch the
+                // hub fires when the queue behind it fills up.
+                tokio::select! {
+                    written = conn.write_batch(&mut sink, &mut batch) => if written.is_err() { break None },
+                    reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
                 }
             }
             incoming = stream.next() => {

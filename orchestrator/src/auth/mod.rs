@@ -71,6 +71,9 @@ pub struct Claims {
     pub sub: UserId,
     pub tid: TenantId,
     pub role: Role,
+    /// Display name, for presence and chat (tokens minted before it existed lack it).
+    #[serde(default)]
+    pub name: String,
     pub iat: i64,
     pub exp: i64,
 }
@@ -93,15 +96,26 @@ impl Tokens {
         self.access_ttl_secs
     }
 
-    pub fn issue(&self, user: UserId, tenant: TenantId, role: Role) -> String {
+    pub fn issue(&self, user: UserId, tenant: TenantId, role: Role, name: &str) -> String {
         let iat = self.clock.now().timestamp();
-        jwt::encode(
-            &self.key,
-            &Claims { iss: ISSUER.into(), sub: user, tid: tenant, role, iat, exp: iat + self.access_ttl_secs },
-        )
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: user,
+            tid: tenant,
+            role,
+            name: name.into(),
+            iat,
+            exp: iat + self.access_ttl_secs,
+        };
+        jwt::encode(&self.key, &claims)
     }
 
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let claims = self.verify_claims(token)?;
+        Ok(AuthUser { user_id: claims.sub, tenant_id: claims.tid, role: claims.role })
+    }
+
+    pub fn verify_claims(&self, token: &str) -> Result<Claims, ApiError> {
         let claims: Claims = jwt::decode(&self.key, token, self.clock.now().timestamp(), 0).map_err(|e| match e {
             jwt::JwtError::Expired => ApiError::unauthorized("token_expired", "the access token has expired"),
             _ => ApiError::unauthorized("invalid_token", "the access token is invalid"),
@@ -109,7 +123,7 @@ impl Tokens {
         if claims.iss != ISSUER {
             return Err(ApiError::unauthorized("invalid_token", "the access token is invalid"));
         }
-        Ok(AuthUser { user_id: claims.sub, tenant_id: claims.tid, role: claims.role })
+        Ok(claims)
     }
 
     /// The bearer token of a request, verified; `None` when the request carries no `Authorization`.

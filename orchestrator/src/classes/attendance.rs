@@ -237,7 +237,7 @@ async fn upsert(
 
 /// Marks several students of one meeting, all or nothing. Shared by the single and bulk routes.
 #[allow(clippy::too_many_arguments)]
-async fn mark_all(
+pub async fn mark_all(
     db: &Db,
     clock: &SharedClock,
     outbox: &Outbox,

@@ -63,7 +63,7 @@ pub async fn issue(
     .execute(conn)
     .await?;
     Ok(Session {
-        access_token: tokens.issue(user.id, user.tenant_id, user.role),
+        access_token: tokens.issue(user.id, user.tenant_id, user.role, &user.display_name),
         token_type: "Bearer".into(),
         expires_in: tokens.access_ttl_secs(),
         refresh_token,

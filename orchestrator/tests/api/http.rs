@@ -70,6 +70,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/users/{id}/children", "post"),
         ("/api/v1/users/{id}/children", "get"),
         ("/api/v1/audit", "get"),
+        ("/ws", "get"),
+        ("/api/v1/meetings/{id}/chat", "get"),
         ("/api/v1/courses", "post"),
         ("/api/v1/courses/{id}", "get"),
         ("/api/v1/classes", "post"),

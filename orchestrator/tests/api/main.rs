@@ -11,4 +11,5 @@ mod idempotency;
 mod identity;
 mod lifecycle;
 mod outbox;
+mod realtime;
 mod walkthrough;

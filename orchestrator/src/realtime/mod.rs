@@ -1,0 +1,199 @@
+//! The classroom side of the real-time layer: the `Gate` that tells the signaling crate who a token
+//! is, who may join which room with which rights, and what socket commands do (by the same rules as
+//! the HTTP API); `push` (domain events → room and user channels, consent revocation → kicks); and
+//! `chat` (batched persistence and history).
+//!
+//! Rooms: `user:<user id>` (automatic, personal pushes), `meeting:<meeting id>` (a live class
+//! meeting: staff, its instructor and enrolled students — minors only with live-video consent, and
+//! chat only with chat consent), `lobby:<tenant id>:<name>` (open to every member of that tenant).
+
+pub mod chat;
+pub mod push;
+
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use signaling::{
+    Signaling,
+    gate::{Denied, Gate, Identity, RoomGrant},
+};
+
+use crate::{
+    app::ClientInfo,
+    auth::{AuthUser, Role, Tokens},
+    classes::{
+        AttendanceStatus, ClassStatus, Relation,
+        attendance::{self, StudentMark},
+        load_meeting, relation,
+    },
+    clock::SharedClock,
+    config::Config,
+    consent::{self, ConsentScope},
+    db::Db,
+    error::ApiError,
+    identity::users,
+    ids::{MeetingId, UserId},
+    outbox::Outbox,
+};
+
+impl From<ApiError> for Denied {
+    fn from(e: ApiError) -> Self {
+        Denied::new(e.code.into_owned(), e.message)
+    }
+}
+
+pub struct ClassroomGate {
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub clock: SharedClock,
+    pub outbox: Outbox,
+    pub config: Arc<Config>,
+    pub chat: chat::ChatWriter,
+    /// Set once the signaling layer that owns this gate exists (for commands that publish).
+    pub signaling: OnceLock<Signaling>,
+}
+
+fn auth_user(who: &Identity) -> Result<AuthUser, Denied> {
+    let bad = || Denied::new("unauthorized", "the connection's identity is malformed");
+    Ok(AuthUser {
+        user_id: who.user_id.parse().map_err(|_| bad())?,
+        tenant_id: who.tenant_id.parse().map_err(|_| bad())?,
+        role: Role::parse(&who.role).ok_or_else(bad)?,
+    })
+}
+
+fn meeting_of(room: &str) -> Option<MeetingId> {
+    room.strip_prefix("meeting:")?.parse().ok()
+}
+
+impl ClassroomGate {
+    async fn authorize_meeting(&self, who: &Identity, meeting: MeetingId) -> Result<RoomGrant, Denied> {
+        let auth = auth_user(who)?;
+        let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
+        let (_, class) = load_meeting(&mut conn, auth.tenant_id, meeting, "").await?;
+        let rel = relation(&mut conn, &auth, &class).await?;
+        if rel.manages() {
+            return Ok(RoomGrant::ALL);
+        }
+        let Relation::Student(_) = rel else {
+            return Err(Denied::new("forbidden", "only the class's instructor, staff and enrolled students join"));
+        };
+        if class.status != ClassStatus::Active {
+            return Err(Denied::new("class_not_active", "the class is not running"));
+        }
+        let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
+        consent::ensure(&mut conn, &student, &[ConsentScope::LiveVideo]).await?;
+        let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
+        Ok(RoomGrant { chat, draw: true, moderate: false })
+    }
+
+    async fn mark_attendance(
+        &self,
+        who: &Identity,
+        meeting: MeetingId,
+        args: &serde_json::Value,
+    ) -> Result<(), Denied> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Args {
+            student_id: UserId,
+            status: AttendanceStatus,
+            #[serde(default)]
+            allow_negative: bool,
+        }
+        let args: Args =
+            serde_json::from_value(args.clone()).map_err(|e| Denied::new("invalid", format!("bad arguments: {e}")))?;
+        let auth = auth_user(who)?;
+        let client = ClientInfo { ip: None, request_id: None };
+        let marks = vec![StudentMark { student_id: args.student_id, status: args.status }];
+        attendance::mark_all(
+            &self.db,
+            &self.clock,
+            &self.outbox,
+            &self.config,
+            &auth,
+            client,
+            meeting,
+            marks,
+            args.allow_negative,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn lesson_state(&self, room: &str, args: &serde_json::Value) -> Result<(), Denied> {
+        let state = args["state"].as_str().unwrap_or("");
+        if !matches!(state, "started" | "ended") {
+            return Err(Denied::new("invalid", "state is `started` or `ended`"));
+        }
+        let sig = self.signaling.get().ok_or_else(|| Denied::new("unavailable", "starting up"))?;
+        sig.publish(room, &serde_json::json!({"kind": "lesson", "state": state}))
+            .await
+            .map_err(|e| Denied::new("unavailable", e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl Gate for ClassroomGate {
+    fn authenticate(&self, token: &str) -> Result<Identity, Denied> {
+        let claims = self.tokens.verify_claims(token)?;
+        Ok(Identity {
+            user_id: claims.sub.to_string(),
+            tenant_id: claims.tid.to_string(),
+            name: claims.name,
+            role: claims.role.as_str().to_string(),
+        })
+    }
+
+    fn authorize<'a>(&'a self, who: &'a Identity, room: &'a str) -> BoxFuture<'a, Result<RoomGrant, Denied>> {
+        Box::pin(async move {
+            if let Some(user) = room.strip_prefix("user:") {
+                return if user == who.user_id {
+                    Ok(RoomGrant::READ_ONLY)
+                } else {
+                    Err(Denied::new("forbidden", "a user channel is its user's alone"))
+                };
+            }
+            if let Some(rest) = room.strip_prefix("lobby:") {
+                return match rest.split_once(':') {
+                    Some((tenant, name)) if tenant == who.tenant_id && !name.is_empty() => Ok(RoomGrant::PARTICIPANT),
+                    _ => Err(Denied::new("forbidden", "lobbies are `lobby:<your tenant id>:<name>`")),
+                };
+            }
+            if room.starts_with("meeting:") {
+                let meeting = meeting_of(room).ok_or_else(|| Denied::new("bad_room", "not a meeting id"))?;
+                return self.authorize_meeting(who, meeting).await;
+            }
+            Err(Denied::new("unknown_room", "rooms are user:, meeting: or lobby:"))
+        })
+    }
+
+    fn command<'a>(
+        &'a self,
+        who: &'a Identity,
+        room: &'a str,
+        name: &'a str,
+        args: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), Denied>> {
+        Box::pin(async move {
+            let meeting = meeting_of(room).ok_or_else(|| Denied::new("unknown_command", "commands run in meetings"))?;
+            match name {
+                "mark_attendance" => self.mark_attendance(who, meeting, args).await,
+                "lesson_state" => self.lesson_state(room, args).await,
+                _ => Err(Denied::new("unknown_command", "commands: mark_attendance, lesson_state")),
+            }
+        })
+    }
+
+    fn chat_posted(&self, room: &str, offset: u64, who: &Identity, text: &str) {
+        self.chat.post(chat::ChatRow {
+            tenant_id: who.tenant_id.clone(),
+            room: room.to_string(),
+            offset,
+            user_id: who.user_id.clone(),
+            user_name: who.name.clone(),
+            text: text.to_string(),
+            at: self.clock.now(),
+        });
+    }
+}

@@ -1,0 +1,97 @@
+//! Domain events to the live rooms: attendance to the meeting and the student; credits, XP, levels,
+//! badges, streaks and unlocks to each student's user channel; a revoked live-video consent removes
+//! the child from every meeting room at once, on every node.
+//!
+//! This is a live subscriber of the outbox (see `outbox`): best effort after commit. A client that
+//! missed pushes recovers them from the room history window, or reloads state over HTTP.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use signaling::Signaling;
+use sqlx::Row;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    consent::ConsentScope,
+    db::Db,
+    outbox::{DomainEvent, EventEnvelope},
+};
+
+/// Publishes each event's live form until shutdown.
+pub async fn run(
+    sig: Signaling,
+    db: Db,
+    mut events: mpsc::Receiver<Arc<EventEnvelope>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => match e { Some(e) => e, None => return },
+            _ = shutdown.changed() => return,
+        };
+        if let Err(e) = push(&sig, &db, &event).await {
+            tracing::warn!(error = %e, event = event.event.name(), "live push failed");
+        }
+    }
+}
+
+async fn push(sig: &Signaling, db: &Db, env: &EventEnvelope) -> anyhow::Result<()> {
+    let user = |id: &dyn std::fmt::Display| format!("user:{id}");
+    match &env.event {
+        DomainEvent::AttendanceMarked { class_id, meeting_id, student_id, previous, status, marked_by, .. } => {
+            let data = json!({
+                "kind": "attendance", "class_id": class_id, "meeting_id": meeting_id, "student_id": student_id,
+                "status": status, "previous": previous, "marked_by": marked_by,
+            });
+            sig.publish(&format!("meeting:{meeting_id}"), &data).await?;
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::CreditDeducted { class_id, enrollment_id, student_id, meeting_id, balance } => {
+            let data = json!({
+                "kind": "credits", "class_id": class_id, "enrollment_id": enrollment_id, "delta": -1,
+                "balance": balance, "reason": "attendance", "meeting_id": meeting_id,
+            });
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::CreditAdjusted { class_id, enrollment_id, student_id, kind, delta, balance, reason } => {
+            let data = json!({
+                "kind": "credits", "class_id": class_id, "enrollment_id": enrollment_id, "delta": delta,
+                "balance": balance, "reason": reason, "entry": kind,
+            });
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::XpAwarded { student_id, class_id, amount, total, reason } => {
+            let data = json!({"kind": "xp", "class_id": class_id, "amount": amount, "total": total, "reason": reason});
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::LevelUp { student_id, level } => {
+            sig.publish(&user(student_id), &json!({"kind": "level", "level": level})).await?;
+        }
+        DomainEvent::BadgeUnlocked { student_id, badge, class_id } => {
+            sig.publish(&user(student_id), &json!({"kind": "badge", "badge": badge, "class_id": class_id})).await?;
+        }
+        DomainEvent::StreakUpdated { student_id, class_id, streak } => {
+            sig.publish(&user(student_id), &json!({"kind": "streak", "class_id": class_id, "streak": streak})).await?;
+        }
+        DomainEvent::LessonUnlocked { class_id, lesson_id, .. } => {
+            let students = sqlx::query("SELECT student_id FROM enrollments WHERE class_id = $1")
+                .bind(class_id.to_string())
+                .fetch_all(db.pool())
+                .await?;
+            let data = json!({"kind": "unlock", "class_id": class_id, "lesson_id": lesson_id});
+            for r in students {
+                sig.publish(&format!("user:{}", r.try_get::<String, _>("student_id")?), &data).await?;
+            }
+        }
+        // Live video gone: out of every meeting. Chat gone: out too, so a rejoin gets the read-only
+        // grant the gate now gives.
+        DomainEvent::ConsentRevoked { child_id, scopes, .. }
+            if scopes.iter().any(|s| matches!(s, ConsentScope::LiveVideo | ConsentScope::Chat)) =>
+        {
+            sig.kick(&child_id.to_string(), "meeting:", "consent_revoked").await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
