@@ -372,6 +372,10 @@ async fn connect_redis(
     ws: signaling::Config,
     window: signaling::bus::Window,
 ) -> anyhow::Result<signaling::Signaling> {
-    let _ = (url, gate, ws, window);
-    anyhow::bail!("redis_url is set but this build has no Redis bus yet")
+    use signaling::redis_bus::{RedisBus, RedisPresence};
+    let hub = Arc::new(signaling::hub::Hub::default());
+    let bus = RedisBus::connect(url, window, &signaling::bus::new_epoch()).await?;
+    bus.set_handler(hub.clone());
+    let presence = Arc::new(RedisPresence::connect(url).await?);
+    Ok(signaling::Signaling::new(hub, bus, presence, gate, ws))
 }
