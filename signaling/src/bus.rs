@@ -25,6 +25,9 @@ use crate::protocol::{BoardObject, BoardOp, BoardSnapshot, StreamPosition};
 #[derive(Debug, Clone)]
 pub struct Publication {
     pub offset: u64,
+    /// The room stream's epoch (empty for ephemeral publications). A change tells members that the
+    /// stream restarted (its history was lost) and they should reload state.
+    pub epoch: Arc<str>,
     pub data: Arc<str>,
 }
 
@@ -87,7 +90,7 @@ pub fn new_epoch() -> String {
 
 struct Stream {
     /// Per stream, so a room swept and recreated never reuses offsets under the same epoch.
-    epoch: String,
+    epoch: Arc<str>,
     offset: u64,
     items: VecDeque<(Instant, Publication)>,
     board: BTreeMap<String, Box<RawValue>>,
@@ -138,7 +141,7 @@ impl MemoryBus {
             .or_insert_with(|| {
                 let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Arc::new(Mutex::new(Stream {
-                    epoch: format!("{}-{generation}", self.epoch),
+                    epoch: Arc::from(format!("{}-{generation}", self.epoch)),
                     offset: 0,
                     items: VecDeque::new(),
                     board: BTreeMap::new(),
@@ -176,7 +179,7 @@ impl Bus for MemoryBus {
             s.last_used = now;
             let publication = if opts.store {
                 s.offset += 1;
-                let p = Publication { offset: s.offset, data: Arc::from(data) };
+                let p = Publication { offset: s.offset, epoch: s.epoch.clone(), data: Arc::from(data) };
                 s.items.push_back((now, p.clone()));
                 s.prune(self.window, now);
                 if let Some(op) = opts.board {
@@ -194,7 +197,7 @@ impl Bus for MemoryBus {
                 }
                 p
             } else {
-                Publication { offset: 0, data: Arc::from(data) }
+                Publication { offset: 0, epoch: Arc::from(""), data: Arc::from(data) }
             };
             // Delivered under the stream lock, so concurrent publishers can't reorder a room.
             if let Some(h) = self.handler.get() {
@@ -224,11 +227,11 @@ impl Bus for MemoryBus {
             let now = Instant::now();
             s.last_used = now;
             s.prune(self.window, now);
-            let position = StreamPosition { epoch: s.epoch.clone(), offset: s.offset };
+            let position = StreamPosition { epoch: s.epoch.to_string(), offset: s.offset };
             let (publications, recovered) = match since {
                 Some(p) => {
                     let oldest = s.items.front().map_or(s.offset + 1, |(_, p)| p.offset);
-                    let ok = p.epoch == s.epoch && p.offset <= s.offset && p.offset + 1 >= oldest;
+                    let ok = *p.epoch == *s.epoch && p.offset <= s.offset && p.offset + 1 >= oldest;
                     if ok {
                         (s.items.iter().filter(|(_, x)| x.offset > p.offset).map(|(_, x)| x.clone()).collect(), true)
                     } else {

@@ -18,7 +18,7 @@ use crate::{
     gate::{Identity, RoomGrant},
     hub::{Kill, MemberHandle, Outgoing},
     presence::{PresenceEntry, members},
-    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, VERSION},
+    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION},
 };
 
 /// Close codes (4000-4999 are the application's).
@@ -27,11 +27,13 @@ pub mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
     pub const SLOW_CONSUMER: u16 = 4008;
     pub const GOING_AWAY: u16 = 1001;
-    pub const POLICY: u16 = 1008;
 }
 
 struct Joined {
     grant: RoomGrant,
+    /// The stream epoch the member is following; a publication from another one means the stream
+    /// restarted (its history was lost).
+    epoch: Arc<str>,
     /// Highest offset already sent for this room; later frames at or below it are duplicates.
     last: u64,
 }
@@ -117,9 +119,11 @@ pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
     }
     // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
     let user_room = format!("user:{}", conn.who.user_id);
-    if conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY).await.is_err() {
+    let personal = conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY).await;
+    if personal.is_err() || !conn.rooms.contains_key(user_room.as_str()) {
+        // Without its user channel a connection would miss pushes and kicks: don't keep it.
         conn.cleanup().await;
-        return;
+        return close_with(sink, close::GOING_AWAY, "temporarily unavailable").await;
     }
 
     let mut shutdown = sig.shutdown.clone();
@@ -157,7 +161,12 @@ pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
                             break None;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                    Some(Ok(Message::Close(_))) => {
+                        // The library queued the close reply; flush it so the client sees a clean close.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+                        break None;
+                    }
+                    None | Some(Err(_)) => break None,
                     Some(Ok(_)) => {} // ping/pong: answered by the library; counted as liveness above
                 }
             }
@@ -197,9 +206,17 @@ impl Conn {
         let mut kicks = Vec::new();
         for item in batch.drain(..) {
             match item {
-                Outgoing::Publication { room, offset, frame } => {
+                Outgoing::Publication { room, epoch, offset, frame } => {
                     let Some(joined) = self.rooms.get_mut(&room) else { continue };
                     if offset != 0 {
+                        if epoch != joined.epoch {
+                            // The stream restarted under a new epoch: tell the client to reload, then
+                            // follow the new stream from here.
+                            let position = StreamPosition { epoch: epoch.to_string(), offset: offset - 1 };
+                            sink.feed(text(&ServerMessage::NotRecoverable { room: &room, position })).await?;
+                            joined.epoch = epoch;
+                            joined.last = offset - 1;
+                        }
                         if offset <= joined.last {
                             continue;
                         }
@@ -315,8 +332,11 @@ impl Conn {
                 }
             }
             ClientMessage::Hand { room, raised, .. } => {
-                if !self.rooms.contains_key(room.as_str()) {
+                let Some(j) = self.rooms.get(room.as_str()) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
+                };
+                if !j.grant.chat {
+                    return send_error(sink, id, "forbidden", "you may not raise a hand here").await;
                 }
                 let data = serde_json::json!({
                     "kind": "hand", "user": {"id": self.who.user_id, "name": self.who.name}, "raised": raised,
@@ -328,8 +348,11 @@ impl Conn {
                 }
             }
             ClientMessage::React { room, emoji, .. } => {
-                if !self.rooms.contains_key(room.as_str()) {
+                let Some(j) = self.rooms.get(room.as_str()) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
+                };
+                if !j.grant.chat {
+                    return send_error(sink, id, "forbidden", "you may not react here").await;
                 }
                 if emoji.is_empty() || emoji.chars().count() > 8 {
                     return send_error(sink, id, "invalid", "a reaction is 1-8 characters").await;
@@ -370,7 +393,7 @@ impl Conn {
         sink: &mut Sink,
         id: Option<u64>,
         room: &str,
-        recover: Option<&crate::protocol::StreamPosition>,
+        recover: Option<&StreamPosition>,
         grant: RoomGrant,
     ) -> Result<(), axum::Error> {
         let key: Arc<str> = Arc::from(room);
@@ -400,7 +423,7 @@ impl Conn {
         };
         let last =
             history.publications.last().map_or(history.position.offset, |p| p.offset.max(history.position.offset));
-        self.rooms.insert(key.clone(), Joined { grant, last });
+        self.rooms.insert(key.clone(), Joined { grant, epoch: Arc::from(history.position.epoch.as_str()), last });
         if recover.is_some() && !history.recovered {
             sink.send(text(&ServerMessage::NotRecoverable { room, position: history.position.clone() })).await?;
         }

@@ -28,7 +28,7 @@ pub type ConnId = u64;
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A room publication (`offset` 0 = ephemeral), already framed.
-    Publication { room: Arc<str>, offset: u64, frame: Utf8Bytes },
+    Publication { room: Arc<str>, epoch: Arc<str>, offset: u64, frame: Utf8Bytes },
     /// Leave every room starting with `prefix` and tell the client why.
     Kick { prefix: Arc<str>, reason: Arc<str> },
 }
@@ -171,8 +171,14 @@ impl BusHandler for Hub {
                 reason: Arc::from(v["reason"].as_str().unwrap_or("kicked")),
             }
         } else {
-            let frame = Utf8Bytes::from(publication_frame(room, publication.offset, &publication.data));
-            Outgoing::Publication { room: room_key.clone(), offset: publication.offset, frame }
+            let frame =
+                Utf8Bytes::from(publication_frame(room, &publication.epoch, publication.offset, &publication.data));
+            Outgoing::Publication {
+                room: room_key.clone(),
+                epoch: publication.epoch,
+                offset: publication.offset,
+                frame,
+            }
         };
         let mut delivered = 0;
         for m in members {

@@ -123,11 +123,24 @@ impl Signaling {
     }
 
     /// A single-node layer on the in-process bus and presence.
+    /// Must be called inside a Tokio runtime: it starts the task that frees idle rooms.
     pub fn in_process(gate: Arc<dyn Gate>, config: Config, window: bus::Window) -> Self {
         let hub = Arc::new(Hub::default());
         let bus = Arc::new(bus::MemoryBus::new(window));
         bus.set_handler(hub.clone());
-        Self::new(hub, bus, Arc::new(presence::MemoryPresence::default()), gate, config)
+        let sig = Self::new(hub, bus.clone(), Arc::new(presence::MemoryPresence::default()), gate, config);
+        // Rooms idle past the history age hold nothing recoverable: free them.
+        let mut stop = sig.shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(window.ttl.max(Duration::from_secs(60)));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => { bus.sweep(); }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+        sig
     }
 
     fn next_conn_id(&self) -> u64 {

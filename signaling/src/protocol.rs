@@ -207,13 +207,18 @@ impl ServerMessage<'_> {
     }
 }
 
-/// The frame of a room publication: `{"type":"message","room":…,"offset":…,"data":…}`.
-/// `offset` is 0 for ephemeral publications (presence, typing), which aren't stored or recovered.
-pub fn publication_frame(room: &str, offset: u64, data: &str) -> String {
+/// The frame of a room publication: `{"type":"message","room":…,"epoch":…,"offset":…,"data":…}`.
+/// `offset` is 0 for ephemeral publications (presence, reactions), which aren't stored or recovered
+/// and carry no `epoch`.
+pub fn publication_frame(room: &str, epoch: &str, offset: u64, data: &str) -> String {
     let room = serde_json::to_string(room).expect("strings serialize");
-    let mut s = String::with_capacity(room.len() + data.len() + 48);
+    let mut s = String::with_capacity(room.len() + epoch.len() + data.len() + 64);
     s.push_str(r#"{"type":"message","room":"#);
     s.push_str(&room);
+    if offset != 0 {
+        s.push_str(r#","epoch":"#);
+        s.push_str(&serde_json::to_string(epoch).expect("strings serialize"));
+    }
     s.push_str(r#","offset":"#);
     s.push_str(&offset.to_string());
     s.push_str(r#","data":"#);
@@ -228,11 +233,14 @@ mod tests {
 
     #[test]
     fn publication_frames_are_valid_json() {
-        let f = publication_frame("meeting:\"x\"", 7, r#"{"kind":"chat","text":"hi"}"#);
+        let f = publication_frame("meeting:\"x\"", "e1", 7, r#"{"kind":"chat","text":"hi"}"#);
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["room"], "meeting:\"x\"");
         assert_eq!(v["offset"], 7);
+        assert_eq!(v["epoch"], "e1");
+        let ephemeral: serde_json::Value = serde_json::from_str(&publication_frame("r", "e1", 0, "{}")).unwrap();
+        assert!(ephemeral.get("epoch").is_none());
         assert_eq!(v["data"]["text"], "hi");
     }
 

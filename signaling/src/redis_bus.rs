@@ -321,8 +321,11 @@ impl Inner {
             .arg(since.map_or("", |p| p.epoch.as_str()))
             .invoke_async(&mut conn))
         .await?;
-        let publications =
-            rows.into_iter().map(|(offset, data)| Publication { offset, data: Arc::from(data) }).collect();
+        let epoch_arc: Arc<str> = Arc::from(epoch.as_str());
+        let publications = rows
+            .into_iter()
+            .map(|(offset, data)| Publication { offset, epoch: epoch_arc.clone(), data: Arc::from(data) })
+            .collect();
         Ok(History { position: StreamPosition { epoch, offset }, publications, recovered: recovered == 1 })
     }
 
@@ -340,7 +343,7 @@ impl Inner {
         };
         if offset == 0 {
             if self.is_subscribed(room) {
-                self.deliver(room, Publication { offset, data: Arc::from(data) });
+                self.deliver(room, Publication { offset, epoch: Arc::from(""), data: Arc::from(data) });
             }
             return;
         }
@@ -358,7 +361,7 @@ impl Inner {
                 self.fill_gap(room, &last_epoch, last_offset, offset).await;
             }
         }
-        self.deliver(room, Publication { offset, data: Arc::from(data) });
+        self.deliver(room, Publication { offset, epoch: Arc::from(epoch), data: Arc::from(data) });
         self.mark_delivered(room, epoch, offset);
     }
 
