@@ -137,7 +137,7 @@ enum Cmd {
         tenant: String,
         #[arg(long, default_value_t = 100)]
         count: usize,
-        #[arg(long, default_value = "student")]
+        #[arg(long, default_value = "tutor")]
         role: String,
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
@@ -239,7 +239,9 @@ impl Ctx {
     /// Opens client `i` on node `node` and joins `room`; returns the connection and the join's body.
     async fn open(&self, i: usize, node: usize, room: &str) -> Result<(Conn, Value)> {
         let id = user_id(i);
-        let token = mint_token(&self.secret, &self.tenant, &id, &format!("u{i}"), "student", 3600);
+        // Synthetic users exist only in their tokens; a lobby looks students up (consent), so load
+        // tokens carry a role that needs no database row.
+        let token = mint_token(&self.secret, &self.tenant, &id, &format!("u{i}"), "tutor", 3600);
         let src = if self.sources.is_empty() { None } else { Some(self.sources[i % self.sources.len()]) };
         let mut conn = Conn::open(self.target, &self.endpoints[node % self.endpoints.len()], src, &token).await?;
         let (_, body) = conn.join(room, None, |_, _| {}).await?;

@@ -82,7 +82,8 @@ pub struct Config {
     /// Publications kept per room for recovery, and for how long.
     pub history_size: usize,
     pub history_ttl_secs: u64,
-    /// WebSocket: server ping interval; a silent connection is dropped after two missed intervals.
+    /// WebSocket: server ping interval; a connection silent for more than two intervals (plus 5 s) is
+    /// dropped at the next ping, and presence entries expire after three.
     pub ws_heartbeat_secs: u64,
     /// WebSocket: frames queued per connection before it counts as a slow consumer and is closed.
     pub ws_queue_capacity: usize,

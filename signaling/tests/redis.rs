@@ -1,5 +1,7 @@
-//! `RedisBus` and `RedisPresence` against a real Redis (`LC_REDIS_URL`, default 127.0.0.1:6379).
-//! No skipping: if Redis is unreachable these tests fail. Every test works in rooms of its own.
+//! `RedisBus` and `RedisPresence` against a real Redis (`LC_REDIS_URL`, default 127.0.0.1:6379); run
+//! with `TEST_REDIS=1` (see `enabled`).
+//! Once enabled there is no skipping: if Redis is unreachable these tests fail. Every test works in rooms
+//! of its own.
 
 use std::{
     sync::{Arc, Mutex},
@@ -15,6 +17,17 @@ use signaling::{
 
 /// Tests share one Redis; the one that kills pub/sub connections runs alone.
 static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// These tests run when `TEST_REDIS` is set (CI sets it); without it they are skipped, so the test
+/// suite passes on a machine with no Redis — except under `CI=true`, where a skip would hide a gap.
+fn enabled() -> bool {
+    if std::env::var("TEST_REDIS").is_ok() {
+        return true;
+    }
+    assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must run the Redis tests: set TEST_REDIS=1");
+    eprintln!("Redis tests skipped: set TEST_REDIS=1 (and LC_REDIS_URL if not 127.0.0.1:6379)");
+    false
+}
 
 fn url() -> String {
     std::env::var("LC_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -83,6 +96,9 @@ async fn redis_conn() -> redis::aio::MultiplexedConnection {
 
 #[tokio::test]
 async fn offsets_ephemeral_and_the_window_by_size() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let (bus, seen) = node(window(3, MINUTE), "a").await;
     let r = room("size");
@@ -119,6 +135,9 @@ async fn offsets_ephemeral_and_the_window_by_size() {
 
 #[tokio::test]
 async fn age_limits_the_window() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let (bus, _) = node(window(10, Duration::from_millis(300)), "a").await;
     let r = room("age");
@@ -137,6 +156,9 @@ async fn age_limits_the_window() {
 
 #[tokio::test]
 async fn a_lost_room_comes_back_under_a_new_epoch() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let (bus, _) = node(window(10, MINUTE), "a").await;
     let r = room("lost");
@@ -171,6 +193,9 @@ async fn a_lost_room_comes_back_under_a_new_epoch() {
 
 #[tokio::test]
 async fn board_snapshot_follows_ops() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let (bus, _) = node(window(10, MINUTE), "a").await;
     let r = room("board");
@@ -201,6 +226,9 @@ async fn board_snapshot_follows_ops() {
 
 #[tokio::test]
 async fn a_node_gets_only_the_rooms_it_subscribed_to() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let (a, seen_a) = node(window(10, MINUTE), "a").await;
     let (b, seen_b) = node(window(10, MINUTE), "b").await;
@@ -227,6 +255,9 @@ async fn a_node_gets_only_the_rooms_it_subscribed_to() {
 
 #[tokio::test]
 async fn concurrent_publishers_are_seen_in_order_on_every_node() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let (a, seen_a) = node(window(100, MINUTE), "a").await;
     let (b, seen_b) = node(window(100, MINUTE), "b").await;
@@ -260,6 +291,9 @@ fn entry(conn: &str, user: &str) -> PresenceEntry {
 
 #[tokio::test]
 async fn presence_spans_nodes_and_expires() {
+    if !enabled() {
+        return;
+    }
     let _shared = EXCLUSIVE.read().await;
     let a = RedisPresence::connect(&url()).await.expect("Redis reachable");
     let b = RedisPresence::connect(&url()).await.expect("Redis reachable");
@@ -304,6 +338,9 @@ async fn presence_spans_nodes_and_expires() {
 
 #[tokio::test]
 async fn deliveries_resume_after_the_pubsub_connection_is_killed() {
+    if !enabled() {
+        return;
+    }
     // Kills every pub/sub connection on the server, so no other test may be running.
     let _alone = EXCLUSIVE.write().await;
     let (a, seen_a) = node(window(100, MINUTE), "a").await;
@@ -394,6 +431,9 @@ impl Drop for OwnRedis {
 #[tokio::test]
 #[ignore = "spawns and kills its own redis-server"]
 async fn a_redis_restart_is_unavailable_then_recovers_under_a_new_epoch() {
+    if !enabled() {
+        return;
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = OwnRedis::start(port);
     server.ready().await;

@@ -17,9 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::{AnyRole, Authed},
-    classes::{load_meeting, relation, require_member},
+    classes::{Relation, load_meeting, relation, require_member},
     db::{self, Db},
-    error::{ApiResult, ErrorBody, Json, Path, Query},
+    error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     ids::MeetingId,
 };
 
@@ -132,7 +132,8 @@ pub struct ChatQuery {
     pub limit: Option<i64>,
 }
 
-/// A meeting's persisted chat, oldest first: for members of the class.
+/// A meeting's persisted chat, oldest first: for those who may join the meeting (staff, the
+/// instructor, enrolled students).
 #[utoipa::path(get, path = "/api/v1/meetings/{id}/chat", tag = "realtime", params(("id" = MeetingId, Path), ChatQuery),
     security(("bearer" = [])), responses((status = 200, body = Vec<ChatMessage>), (status = 403, body = ErrorBody)))]
 pub async fn history(
@@ -143,7 +144,11 @@ pub async fn history(
 ) -> ApiResult<Json<Vec<ChatMessage>>> {
     let mut conn = db.pool().acquire().await?;
     let (_, class) = load_meeting(&mut conn, auth.tenant_id, id, "").await?;
-    require_member(relation(&mut conn, &auth, &class).await?)?;
+    let rel = relation(&mut conn, &auth, &class).await?;
+    if matches!(rel, Relation::Parent) {
+        return Err(ApiError::forbidden("not_class_member", "the meeting's chat is for its participants"));
+    }
+    require_member(rel)?;
     let rows = sqlx::query(
         "SELECT id, room_offset, user_id, user_name, text, created_at FROM chat_messages
          WHERE tenant_id = $1 AND room = $2 AND id > $3 ORDER BY id LIMIT $4",

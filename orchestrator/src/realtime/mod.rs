@@ -87,6 +87,18 @@ impl ClassroomGate {
         Ok(RoomGrant { chat, draw: true, moderate: false })
     }
 
+    /// Lobbies are open to the tenant; a minor student chats there only with chat consent.
+    async fn lobby_grant(&self, who: &Identity) -> Result<RoomGrant, Denied> {
+        let auth = auth_user(who)?;
+        if auth.role != Role::Student {
+            return Ok(RoomGrant::PARTICIPANT);
+        }
+        let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
+        let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
+        let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
+        Ok(RoomGrant { chat, ..RoomGrant::PARTICIPANT })
+    }
+
     async fn mark_attendance(
         &self,
         who: &Identity,
@@ -156,7 +168,7 @@ impl Gate for ClassroomGate {
             }
             if let Some(rest) = room.strip_prefix("lobby:") {
                 return match rest.split_once(':') {
-                    Some((tenant, name)) if tenant == who.tenant_id && !name.is_empty() => Ok(RoomGrant::PARTICIPANT),
+                    Some((tenant, name)) if tenant == who.tenant_id && !name.is_empty() => self.lobby_grant(who).await,
                     _ => Err(Denied::new("forbidden", "lobbies are `lobby:<your tenant id>:<name>`")),
                 };
             }

@@ -84,8 +84,8 @@ async fn push(sig: &Signaling, db: &Db, env: &EventEnvelope) -> anyhow::Result<(
                 sig.publish(&format!("user:{}", r.try_get::<String, _>("student_id")?), &data).await?;
             }
         }
-        // Live video gone: out of every meeting. Chat gone: out too, so a rejoin gets the read-only
-        // grant the gate now gives.
+        // Live video gone: out of every meeting. Chat gone: out too, so a rejoin gets the grant the
+        // gate now gives (no chat, hands or reactions).
         DomainEvent::ConsentRevoked { child_id, scopes, .. }
             if scopes.iter().any(|s| matches!(s, ConsentScope::LiveVideo | ConsentScope::Chat)) =>
         {

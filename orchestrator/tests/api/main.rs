@@ -10,6 +10,7 @@ mod http;
 mod idempotency;
 mod identity;
 mod lifecycle;
+mod multinode;
 mod outbox;
 mod realtime;
 mod walkthrough;
