@@ -221,9 +221,17 @@ impl Config {
         if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
-        if self.ws_heartbeat_secs == 0 || self.ws_queue_capacity == 0 || self.history_size == 0 {
+        let real_time = [
+            self.ws_heartbeat_secs,
+            self.ws_queue_capacity as u64,
+            u64::from(self.ws_messages_per_sec),
+            self.history_size as u64,
+            self.history_ttl_secs,
+        ];
+        if real_time.contains(&0) {
             return Err(ConfigError::Invalid(
-                "ws_heartbeat_secs, ws_queue_capacity and history_size must be positive".into(),
+                "ws_heartbeat_secs, ws_queue_capacity, ws_messages_per_sec, history_size and history_ttl_secs must be positive"
+                    .into(),
             ));
         }
         if self.db_max_connections == 0 {
@@ -402,6 +410,8 @@ mod tests {
         assert!(e.to_string().contains("invalid"), "{e}");
         let e = Config::load(None, env(&[("LIVECLASS_JWT_SECRET", "short")])).unwrap_err();
         assert!(e.to_string().contains("32 bytes"), "{e}");
+        let e = Config::load(None, env(&[("LIVECLASS_WS_MESSAGES_PER_SEC", "0")])).unwrap_err();
+        assert!(e.to_string().contains("must be positive"), "{e}");
     }
 
     #[test]
