@@ -137,7 +137,7 @@ enum Cmd {
         tenant: String,
         #[arg(long, default_value_t = 100)]
         count: usize,
-        #[arg(long, default_value = "tutor")]
+        #[arg(long, default_value = LOAD_ROLE)]
         role: String,
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
@@ -239,9 +239,7 @@ impl Ctx {
     /// Opens client `i` on node `node` and joins `room`; returns the connection and the join's body.
     async fn open(&self, i: usize, node: usize, room: &str) -> Result<(Conn, Value)> {
         let id = user_id(i);
-        // Synthetic users exist only in their tokens; a lobby looks students up (consent), so load
-        // tokens carry a role that needs no database row.
-        let token = mint_token(&self.secret, &self.tenant, &id, &format!("u{i}"), "tutor", 3600);
+        let token = mint_token(&self.secret, &self.tenant, &id, &format!("u{i}"), LOAD_ROLE, 3600);
         let src = if self.sources.is_empty() { None } else { Some(self.sources[i % self.sources.len()]) };
         let mut conn = Conn::open(self.target, &self.endpoints[node % self.endpoints.len()], src, &token).await?;
         let (_, body) = conn.join(room, None, |_, _| {}).await?;
@@ -592,6 +590,10 @@ impl Stream {
     }
 }
 
+/// Synthetic users exist only in their tokens; a lobby looks students up (consent), so load tokens carry
+/// a role that needs no database row.
+const LOAD_ROLE: &str = "tutor";
+
 async fn reconnect(c: &Common, room_size: usize) -> Result<Value> {
     let ctx = Arc::new(Ctx::new(c)?);
     let rooms = c.clients.div_ceil(room_size);
@@ -663,7 +665,7 @@ async fn reconnect(c: &Common, room_size: usize) -> Result<Value> {
                         drop(conn.take()); // abrupt: no close frame
                         let t = Instant::now();
                         let src = if ctx.sources.is_empty() { None } else { Some(ctx.sources[i % ctx.sources.len()]) };
-                        let token = mint_token(&ctx.secret, &ctx.tenant, &user_id(i), &format!("u{i}"), "student", 3600);
+                        let token = mint_token(&ctx.secret, &ctx.tenant, &user_id(i), &format!("u{i}"), LOAD_ROLE, 3600);
                         let mut tries = 0;
                         let mut c2 = loop {
                             let ep = &ctx.endpoints[node % ctx.endpoints.len()];

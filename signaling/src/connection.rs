@@ -119,7 +119,7 @@ pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
     }
     // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
     let user_room = format!("user:{}", conn.who.user_id);
-    let personal = conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY).await;
+    let personal = Box::pin(conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY)).await;
     if personal.is_err() || !conn.rooms.contains_key(user_room.as_str()) {
         // Without its user channel a connection would miss pushes and kicks: don't keep it.
         conn.cleanup().await;
@@ -130,7 +130,8 @@ pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     heartbeat.tick().await;
     let mut last_seen = Instant::now();
-    let mut batch = Vec::with_capacity(64);
+    // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
+    let mut batch = Vec::new();
     let kill = conn.kill.clone();
     let outcome: Option<(u16, &'static str)> = loop {
         tokio::select! {
@@ -143,16 +144,21 @@ pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
                 }
                 // A write blocked by a client that doesn't read must not outlive the kill switch the
                 // hub fires when the queue behind it fills up.
+                // Boxed: the write's state lives only while writing, not in every idle connection's task.
                 tokio::select! {
-                    written = conn.write_batch(&mut sink, &mut batch) => if written.is_err() { break None },
+                    written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
                     reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
+                }
+                if batch.capacity() > 64 {
+                    batch = Vec::new();
                 }
             }
             incoming = stream.next() => {
                 last_seen = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(t))) => {
-                        if conn.handle_text(&mut sink, &t).await.is_err() {
+                        // Boxed for the same reason: joins and commands have large states.
+                        if Box::pin(conn.handle_text(&mut sink, &t)).await.is_err() {
                             break None;
                         }
                     }
@@ -206,33 +212,33 @@ impl Conn {
         let mut kicks = Vec::new();
         for item in batch.drain(..) {
             match item {
-                Outgoing::Publication { room, epoch, offset, frame } => {
-                    let Some(joined) = self.rooms.get_mut(&room) else { continue };
-                    if offset != 0 {
-                        if epoch != joined.epoch {
+                Outgoing::Publication(p) => {
+                    let Some(joined) = self.rooms.get_mut(&p.room) else { continue };
+                    if p.offset != 0 {
+                        if p.epoch != joined.epoch {
                             // The stream restarted under a new epoch: tell the client to reload, then
                             // follow the new stream from here.
-                            let position = StreamPosition { epoch: epoch.to_string(), offset: offset - 1 };
-                            sink.feed(text(&ServerMessage::NotRecoverable { room: &room, position })).await?;
-                            joined.epoch = epoch;
-                            joined.last = offset - 1;
+                            let position = StreamPosition { epoch: p.epoch.to_string(), offset: p.offset - 1 };
+                            sink.feed(text(&ServerMessage::NotRecoverable { room: &p.room, position })).await?;
+                            joined.epoch = p.epoch.clone();
+                            joined.last = p.offset - 1;
                         }
-                        if offset <= joined.last {
+                        if p.offset <= joined.last {
                             continue;
                         }
-                        joined.last = offset;
+                        joined.last = p.offset;
                     }
-                    sink.feed(Message::Text(frame)).await?;
+                    sink.feed(Message::Text(p.frame.clone())).await?;
                 }
-                Outgoing::Kick { prefix, reason } => kicks.push((prefix, reason)),
+                Outgoing::Kick(k) => kicks.push(k),
             }
         }
         sink.flush().await?;
-        for (prefix, reason) in kicks {
-            let rooms: Vec<Arc<str>> = self.rooms.keys().filter(|r| r.starts_with(&*prefix)).cloned().collect();
+        for k in kicks {
+            let rooms: Vec<Arc<str>> = self.rooms.keys().filter(|r| r.starts_with(&*k.prefix)).cloned().collect();
             for room in rooms {
                 self.leave_room(&room).await;
-                sink.send(text(&ServerMessage::Kicked { room: &room, reason: &reason })).await?;
+                sink.send(text(&ServerMessage::Kicked { room: &room, reason: &k.reason })).await?;
             }
         }
         Ok(())

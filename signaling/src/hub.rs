@@ -24,13 +24,28 @@ use crate::{
 
 pub type ConnId = u64;
 
-/// What the hub queues to a connection.
+/// A room publication (`offset` 0 = ephemeral), framed once and shared by every recipient.
+#[derive(Debug)]
+pub struct Framed {
+    pub room: Arc<str>,
+    pub epoch: Arc<str>,
+    pub offset: u64,
+    pub frame: Utf8Bytes,
+}
+
+/// Leave every room starting with `prefix` and tell the client why.
+#[derive(Debug)]
+pub struct KickOrder {
+    pub prefix: Arc<str>,
+    pub reason: Arc<str>,
+}
+
+/// What the hub queues to a connection: one pointer, so a queue slot (and its preallocated block)
+/// stays small on every idle connection.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// A room publication (`offset` 0 = ephemeral), already framed.
-    Publication { room: Arc<str>, epoch: Arc<str>, offset: u64, frame: Utf8Bytes },
-    /// Leave every room starting with `prefix` and tell the client why.
-    Kick { prefix: Arc<str>, reason: Arc<str> },
+    Publication(Arc<Framed>),
+    Kick(Arc<KickOrder>),
 }
 
 /// Tells a connection to close, with the reason it gives the client.
@@ -166,19 +181,19 @@ impl BusHandler for Hub {
         let Some((room_key, members)) = rooms.get_key_value(room) else { return };
         let message = if room.starts_with("user:") && publication.data.starts_with(KICK_PREFIX) {
             let v: serde_json::Value = serde_json::from_str(&publication.data).unwrap_or_default();
-            Outgoing::Kick {
+            Outgoing::Kick(Arc::new(KickOrder {
                 prefix: Arc::from(v["prefix"].as_str().unwrap_or("")),
                 reason: Arc::from(v["reason"].as_str().unwrap_or("kicked")),
-            }
+            }))
         } else {
             let frame =
                 Utf8Bytes::from(publication_frame(room, &publication.epoch, publication.offset, &publication.data));
-            Outgoing::Publication {
+            Outgoing::Publication(Arc::new(Framed {
                 room: room_key.clone(),
                 epoch: publication.epoch,
                 offset: publication.offset,
                 frame,
-            }
+            }))
         };
         let mut delivered = 0;
         for m in members {

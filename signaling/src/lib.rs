@@ -54,7 +54,8 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// Publications sent to a fresh (non-recovering) join.
     pub join_history: usize,
-    /// WebSocket read buffer per connection (the library default preallocates 128 KiB).
+    /// WebSocket read buffer per connection (the library default preallocates 128 KiB). Client frames are
+    /// small; a larger one grows the buffer as needed.
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
 }
@@ -70,7 +71,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(25),
             auth_timeout: Duration::from_secs(10),
             join_history: 50,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
         }
     }
