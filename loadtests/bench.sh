@@ -9,7 +9,7 @@
 #
 # Env: RUNS (3), TARGETS ("ours socketio"), SCENARIOS ("fanout latency idle connect reconnect"),
 # FANOUT_CLIENTS (1000), FANOUT_START (100000 delivered/s), STEP_SECS (5), IDLE_CLIENTS (19000),
-# CONNECT_CLIENTS (10000), RECONNECT_CLIENTS (10000), PEER_WORKERS (2), REDIS_URL (redis://127.0.0.1:6379),
+# CONNECT_CLIENTS (10000), RECONNECT_CLIENTS (10000), RECONNECT_RATE (2000), PEER_WORKERS (2), REDIS_URL (redis://127.0.0.1:6379),
 # OUR_PORT (18080), PEER_PORT (13100), SKIP_BUILD (unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,8 @@ STEP_SECS=${STEP_SECS:-5}
 IDLE_CLIENTS=${IDLE_CLIENTS:-19000}
 CONNECT_CLIENTS=${CONNECT_CLIENTS:-10000}
 RECONNECT_CLIENTS=${RECONNECT_CLIENTS:-10000}
+# Total publish rate during the reconnect test (into rooms of 100: x100 deliveries).
+RECONNECT_RATE=${RECONNECT_RATE:-2000}
 PEER_WORKERS=${PEER_WORKERS:-2}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 OUR_PORT=${OUR_PORT:-18080}
@@ -114,7 +116,7 @@ for ((n = 1; n <= RUNS; n++)); do
         fanout) run "$t" fanout fanout "$n" --clients "$FANOUT_CLIENTS" --rate "$FANOUT_START" --duration "$STEP_SECS" --max-secs 300 ;;
         idle) run "$t" idle idle "$n" --clients "$IDLE_CLIENTS" --duration 5 --concurrency 1000 --max-secs 180 ;;
         connect) run "$t" connect connect "$n" --clients "$CONNECT_CLIENTS" --concurrency 1000 --max-secs 120 ;;
-        reconnect) run "$t" reconnect reconnect "$n" --clients "$RECONNECT_CLIENTS" --rate 2000 --duration 3 --concurrency 1000 --max-secs 180 ;;
+        reconnect) run "$t" reconnect reconnect "$n" --clients "$RECONNECT_CLIENTS" --rate "$RECONNECT_RATE" --duration 3 --concurrency 1000 --max-secs 180 ;;
       esac
     done
   done

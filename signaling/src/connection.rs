@@ -452,7 +452,7 @@ impl Conn {
         sink.send(text(&reply)).await?;
         // Announce the first device of this user in the room.
         let devices = present.iter().filter(|e| e.user_id == self.who.user_id).count();
-        if devices == 1 && !personal {
+        if devices == 1 && !personal && grant.announce {
             self.publish_presence(room, "join", 1).await;
         }
         Ok(())
@@ -470,14 +470,15 @@ impl Conn {
     }
 
     async fn leave_room(&mut self, room: &Arc<str>) {
-        if self.rooms.remove(room).is_none() {
-            return;
-        }
+        let Some(joined) = self.rooms.remove(room) else { return };
         self.sig.hub.leave(room, self.id).await;
         if room.starts_with("user:") {
             return;
         }
         let _ = self.sig.presence.remove(room, &self.presence_key).await;
+        if !joined.grant.announce {
+            return;
+        }
         let remaining = match self.sig.presence.list(room).await {
             Ok(list) => list.iter().filter(|e| e.user_id == self.who.user_id).count(),
             Err(_) => 0,

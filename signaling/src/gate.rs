@@ -19,12 +19,16 @@ pub struct RoomGrant {
     pub draw: bool,
     /// May run commands (e.g. mark attendance).
     pub moderate: bool,
+    /// Announce this member's arrival and departure to the room (presence `join`/`leave`
+    /// publications). Off for large broadcast rooms, where each join would cost a frame to every
+    /// member; their presence is still in every `joined` snapshot.
+    pub announce: bool,
 }
 
 impl RoomGrant {
-    pub const ALL: RoomGrant = RoomGrant { chat: true, draw: true, moderate: true };
-    pub const PARTICIPANT: RoomGrant = RoomGrant { chat: true, draw: true, moderate: false };
-    pub const READ_ONLY: RoomGrant = RoomGrant { chat: false, draw: false, moderate: false };
+    pub const ALL: RoomGrant = RoomGrant { chat: true, draw: true, moderate: true, announce: true };
+    pub const PARTICIPANT: RoomGrant = RoomGrant { chat: true, draw: true, moderate: false, announce: true };
+    pub const READ_ONLY: RoomGrant = RoomGrant { chat: false, draw: false, moderate: false, announce: false };
 }
 
 /// A refusal, sent to the client as an `error` frame with this code.

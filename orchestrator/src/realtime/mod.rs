@@ -84,19 +84,21 @@ impl ClassroomGate {
         let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
         consent::ensure(&mut conn, &student, &[ConsentScope::LiveVideo]).await?;
         let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
-        Ok(RoomGrant { chat, draw: true, moderate: false })
+        Ok(RoomGrant { chat, ..RoomGrant::PARTICIPANT })
     }
 
-    /// Lobbies are open to the tenant; a minor student chats there only with chat consent.
+    /// Lobbies are open to the tenant; a minor student chats there only with chat consent. Lobbies
+    /// are broadcast rooms, possibly very large: arrivals and departures aren't announced.
     async fn lobby_grant(&self, who: &Identity) -> Result<RoomGrant, Denied> {
+        const LOBBY: RoomGrant = RoomGrant { announce: false, ..RoomGrant::PARTICIPANT };
         let auth = auth_user(who)?;
         if auth.role != Role::Student {
-            return Ok(RoomGrant::PARTICIPANT);
+            return Ok(LOBBY);
         }
         let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
         let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
         let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
-        Ok(RoomGrant { chat, ..RoomGrant::PARTICIPANT })
+        Ok(RoomGrant { chat, ..LOBBY })
     }
 
     async fn mark_attendance(
