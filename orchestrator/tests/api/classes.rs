@@ -1,7 +1,7 @@
 //! Class orchestration over HTTP: classes and their rules, enrollments, the credit ledger,
 //! attendance (including concurrency), lesson unlocks and reports.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use orchestrator::clock::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -532,50 +532,19 @@ async fn lesson_unlocks() {
 async fn minors_need_consent_to_enroll() {
     let app = TestApp::spawn_with(|c| c.access_token_ttl_secs = DAYS).await;
     let s = school(&app, "kids", 3, 0).await;
-    let kid_birth = (Utc::now() - Duration::days(365 * 9)).format("%Y-%m-%d").to_string();
-    let kid = app.user(&s.t, "student", "kid", Some(&kid_birth)).await;
+    let (kid, parent) = app.minor_with_parent(&s.t, "kid", "mum").await;
     let class = id(&s.class(&app, "group", 2, Some(5), meetings(&app, 2, Duration::hours(1))).await.body);
     let res = s.enroll(&app, &class, &kid.user_id).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "consent_required"), "{res:?}");
     let roster = app.get(&format!("/api/v1/classes/{class}/roster"), &s.tutor.access).await;
     assert_eq!(roster.body, json!([]));
 
-    // The parent grants live-video consent; then the enrollment goes through.
-    let parent = app.user(&s.t, "parent", "mum", None).await;
-    app.post(
-        &format!("/api/v1/users/{}/children", parent.user_id),
-        Some(&s.t.admin.access),
-        json!({"child_id": kid.user_id}),
-    )
-    .await;
-    let req = app
-        .post("/api/v1/consent-requests", Some(&s.t.admin.access), json!({"child_id": kid.user_id, "scopes": ["chat"]}))
-        .await;
-    assert_eq!(req.status, StatusCode::CREATED, "{req:?}");
-    let decided = app
-        .post(
-            &format!("/api/v1/consent-requests/{}/decision", id(&req.body)),
-            Some(&parent.access),
-            json!({"grant": ["chat"], "method": "signed_form"}),
-        )
-        .await;
-    assert_eq!(decided.status, StatusCode::OK, "{decided:?}");
+    // The parent grants chat only: not enough. Then live video: the enrollment goes through.
+    app.grant_consent(&s.t, &parent, &kid, &["chat"], "signed_form").await;
     let res = s.enroll(&app, &class, &kid.user_id).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "consent_required"), "chat alone is not live video");
     assert!(res.body["error"]["message"].as_str().unwrap().contains("live_video"), "{res:?}");
-    let req = app
-        .post(
-            "/api/v1/consent-requests",
-            Some(&s.t.admin.access),
-            json!({"child_id": kid.user_id, "scopes": ["live_video"]}),
-        )
-        .await;
-    app.post(
-        &format!("/api/v1/consent-requests/{}/decision", id(&req.body)),
-        Some(&parent.access),
-        json!({"grant": ["live_video"], "method": "video_call"}),
-    )
-    .await;
+    app.grant_consent(&s.t, &parent, &kid, &["live_video"], "video_call").await;
     let res = s.enroll(&app, &class, &kid.user_id).await;
     assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
 }

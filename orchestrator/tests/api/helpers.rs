@@ -220,6 +220,52 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A student under the default consent age (13), and a new parent linked to them.
+    pub async fn minor_with_parent(&self, tenant: &Tenant, kid: &str, parent: &str) -> (Session, Session) {
+        let birth = (Utc::now() - Duration::days(365 * 9)).format("%Y-%m-%d").to_string();
+        let child = self.user(tenant, "student", kid, Some(&birth)).await;
+        let parent = self.user(tenant, "parent", parent, None).await;
+        let res = self
+            .post(
+                &format!("/api/v1/users/{}/children", parent.user_id),
+                Some(&tenant.admin.access),
+                json!({"child_id": child.user_id}),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
+        (child, parent)
+    }
+
+    /// Staff ask for `scopes`; the parent grants them with `method`. Returns the request.
+    pub async fn grant_consent(
+        &self,
+        tenant: &Tenant,
+        parent: &Session,
+        child: &Session,
+        scopes: &[&str],
+        method: &str,
+    ) -> Value {
+        let req = self
+            .post(
+                "/api/v1/consent-requests",
+                Some(&tenant.admin.access),
+                json!({"child_id": child.user_id, "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(req.status, StatusCode::CREATED, "{req:?}");
+        let decided = self
+            .post(
+                &format!("/api/v1/consent-requests/{}/decision", req.body["id"].as_str().unwrap()),
+                Some(&parent.access),
+                json!({"grant": scopes, "method": method}),
+            )
+            .await;
+        assert_eq!(decided.status, StatusCode::OK, "{decided:?}");
+        req.body
+    }
+}
+
 pub const PASSWORD: &str = "password-123";
 
 pub struct Tenant {

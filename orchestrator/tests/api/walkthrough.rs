@@ -4,7 +4,7 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,11 +33,7 @@ async fn newcomer_runs_a_class_through_the_api() {
     let s = school(&app, "walk", 4, 1).await;
     let admin = &s.t.admin.access;
     let adult = &s.students[0];
-    let kid_birth = (Utc::now() - Duration::days(365 * 10)).format("%Y-%m-%d").to_string();
-    let kid = app.user(&s.t, "student", "kid", Some(&kid_birth)).await;
-    let parent = app.user(&s.t, "parent", "dad", None).await;
-    app.post(&format!("/api/v1/users/{}/children", parent.user_id), Some(admin), json!({"child_id": kid.user_id}))
-        .await;
+    let (kid, parent) = app.minor_with_parent(&s.t, "kid", "dad").await;
 
     // A group class of three meetings.
     let class = s.class(&app, "group", 3, Some(10), meetings(&app, 3, Duration::hours(1))).await;
@@ -49,24 +45,9 @@ async fn newcomer_runs_a_class_through_the_api() {
     // The adult enrolls at once; the minor only after the parent consents to live video.
     assert_eq!(s.enroll(&app, &class_id, &adult.user_id).await.status, StatusCode::CREATED);
     assert_eq!(s.enroll(&app, &class_id, &kid.user_id).await.code(), "consent_required");
-    let req = app
-        .post(
-            "/api/v1/consent-requests",
-            Some(admin),
-            json!({"child_id": kid.user_id, "scopes": ["live_video", "chat"]}),
-        )
-        .await;
-    assert_eq!(req.status, StatusCode::CREATED, "{req:?}");
+    let req = app.grant_consent(&s.t, &parent, &kid, &["live_video", "chat"], "credit_card").await;
     let mail = app.get("/api/v1/me/mailbox", &parent.access).await;
-    assert!(mail.text.contains(req.body["id"].as_str().unwrap()), "the parent got mail about the request: {mail:?}");
-    let decision = app
-        .post(
-            &format!("/api/v1/consent-requests/{}/decision", req.body["id"].as_str().unwrap()),
-            Some(&parent.access),
-            json!({"grant": ["live_video", "chat"], "method": "credit_card"}),
-        )
-        .await;
-    assert_eq!(decision.status, StatusCode::OK, "{decision:?}");
+    assert!(mail.text.contains(req["id"].as_str().unwrap()), "the parent got mail about the request: {mail:?}");
     assert_eq!(s.enroll(&app, &class_id, &kid.user_id).await.status, StatusCode::CREATED);
 
     assert_eq!(s.transition(&app, &class_id, "activate").await.status, StatusCode::OK);
