@@ -291,11 +291,6 @@ pub(crate) async fn upsert(
     Ok(())
 }
 
-/// Who may see a child's consents: staff, the child, and linked parents.
-async fn may_view(conn: &mut AnyConnection, auth: &crate::auth::AuthUser, child: &User) -> ApiResult<bool> {
-    Ok(users::is_self_parent_or_staff(conn, auth, child.id).await?)
-}
-
 /// A child's consent per scope (granted, denied, revoked or none; by which parent, how verified,
 /// when), with every parent's record — for staff, the child and linked parents.
 #[utoipa::path(get, path = "/api/v1/users/{id}/consents", tag = "consent",
@@ -309,7 +304,7 @@ pub async fn state(
 ) -> ApiResult<Json<ConsentState>> {
     let mut conn = db.pool().acquire().await?;
     let child = users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    if !may_view(&mut conn, &auth, &child).await? {
+    if !users::is_self_parent_or_staff(&mut conn, &auth, child.id).await? {
         return Err(ApiError::forbidden("forbidden", "you may not view this user's consents"));
     }
     Ok(Json(state_of(&mut conn, &child).await?))

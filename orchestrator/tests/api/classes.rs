@@ -72,6 +72,12 @@ impl School {
         app.request(Method::POST, &format!("/api/v1/classes/{class_id}/{to}"), Some(&self.t.admin.access), None, &[])
             .await
     }
+
+    pub async fn change_package(&self, app: &TestApp, class_id: &str, total: i64) -> Res {
+        let body = json!({"total_meetings": total});
+        let path = format!("/api/v1/classes/{class_id}/package");
+        app.request(Method::PUT, &path, Some(&self.t.admin.access), Some(&body), &[]).await
+    }
 }
 
 pub async fn mark(app: &TestApp, token: &str, meeting: &str, student: &str, status: &str) -> Res {
@@ -132,15 +138,7 @@ async fn group_class_rules() {
     let res = s.transition(&app, &class, "activate").await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "invalid_transition"));
     // Once active: the package and schedule are fixed, and enrollment is closed.
-    let res = app
-        .request(
-            Method::PUT,
-            &format!("/api/v1/classes/{class}/package"),
-            Some(&s.t.admin.access),
-            Some(&json!({"total_meetings": 4})),
-            &[],
-        )
-        .await;
+    let res = s.change_package(&app, &class, 4).await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "package_locked"));
     let res = app
         .post(
@@ -220,27 +218,11 @@ async fn private_class_is_flexible() {
         .await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "too_many_meetings"));
     // A top-up grants the extra credits to the enrolled student.
-    let res = app
-        .request(
-            Method::PUT,
-            &format!("/api/v1/classes/{class}/package"),
-            Some(&s.t.admin.access),
-            Some(&json!({"total_meetings": 4})),
-            &[],
-        )
-        .await;
+    let res = s.change_package(&app, &class, 4).await;
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
     let enrollment = id(&e.body);
     assert_eq!(balance(&app, &s.t.admin.access, &enrollment).await, 4);
-    let res = app
-        .request(
-            Method::PUT,
-            &format!("/api/v1/classes/{class}/package"),
-            Some(&s.t.admin.access),
-            Some(&json!({"total_meetings": 3})),
-            &[],
-        )
-        .await;
+    let res = s.change_package(&app, &class, 3).await;
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "package_shrink_not_allowed"));
     // Cancelling refunds what is left.
     assert_eq!(s.transition(&app, &class, "cancel").await.status, StatusCode::OK);
