@@ -89,6 +89,8 @@ pub struct Config {
     pub ws_queue_capacity: usize,
     pub ws_max_rooms: usize,
     pub ws_messages_per_sec: u32,
+    /// WebSocket: members listed in a join's presence snapshot (the total is always given).
+    pub ws_presence_snapshot_limit: usize,
     /// Attendance opens this long before a meeting starts.
     pub attendance_lead_secs: u64,
     /// The instructor may mark attendance until this long after a meeting ends; staff may correct later.
@@ -129,6 +131,7 @@ impl Default for Config {
             ws_queue_capacity: 1024,
             ws_max_rooms: 16,
             ws_messages_per_sec: 50,
+            ws_presence_snapshot_limit: 100,
             attendance_lead_secs: 15 * 60,
             attendance_grace_secs: 24 * 3600,
             xp_attendance_present: 10,
@@ -282,6 +285,7 @@ fn known_keys() -> Vec<&'static str> {
         "ws_queue_capacity",
         "ws_max_rooms",
         "ws_messages_per_sec",
+        "ws_presence_snapshot_limit",
         "attendance_lead_secs",
         "attendance_grace_secs",
         "xp_attendance_present",

@@ -91,6 +91,7 @@ async fn build_signaling(config: &Config, gate: Arc<ClassroomGate>) -> anyhow::R
         messages_per_sec: config.ws_messages_per_sec,
         burst: config.ws_messages_per_sec.saturating_mul(2),
         heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
+        join_presence_limit: config.ws_presence_snapshot_limit,
         ..signaling::Config::default()
     };
     match &config.redis_url {

@@ -440,13 +440,17 @@ impl Conn {
             .collect();
         let items =
             history.publications.iter().zip(&raw).map(|(p, d)| HistoryItem { offset: p.offset, data: d }).collect();
+        let mut snapshot = members(&present);
+        let presence_total = snapshot.len();
+        snapshot.truncate(self.sig.config.join_presence_limit);
         let reply = ServerMessage::Joined {
             id,
             room,
             position: history.position.clone(),
             recovered: history.recovered,
             history: items,
-            presence: members(&present),
+            presence: snapshot,
+            presence_total,
             board,
         };
         sink.send(text(&reply)).await?;

@@ -54,6 +54,9 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// Publications sent to a fresh (non-recovering) join.
     pub join_history: usize,
+    /// Members listed in a `joined` presence snapshot (`presence_total` always gives the full count), so a
+    /// join into a very large room stays a small frame.
+    pub join_presence_limit: usize,
     /// WebSocket read buffer per connection (the library default preallocates 128 KiB). Client frames are
     /// small; a larger one grows the buffer as needed.
     pub read_buffer_bytes: usize,
@@ -71,6 +74,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(25),
             auth_timeout: Duration::from_secs(10),
             join_history: 50,
+            join_presence_limit: 100,
             read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
         }

@@ -166,7 +166,10 @@ pub enum ServerMessage<'a> {
         recovered: bool,
         /// Publications after the recover position, or the most recent ones for a fresh join.
         history: Vec<HistoryItem<'a>>,
+        /// Members in the room, by user id, at most the server's snapshot limit.
         presence: Vec<Member>,
+        /// How many members (users) the room has, listed or not.
+        presence_total: usize,
         board: BoardSnapshot,
     },
     Left {

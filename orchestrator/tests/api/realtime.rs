@@ -129,6 +129,7 @@ async fn a_classroom_chats_draws_raises_hands_and_sees_presence() {
     // A second device of the same user is one member with two devices, and no second join event.
     let mut a2 = Client::connect(&app, &s.students[0].access).await;
     let ja2 = a2.join(&room).await;
+    assert_eq!(ja2["presence_total"], 2, "{ja2}");
     let me = ja2["presence"]
         .as_array()
         .unwrap()
@@ -160,6 +161,7 @@ async fn a_classroom_chats_draws_raises_hands_and_sees_presence() {
     assert_eq!(seen["data"]["op"]["key"], "l1");
     let mut b = Client::connect(&app, &s.students[1].access).await;
     let jb = b.join(&room).await;
+    assert_eq!(jb["presence_total"], 3, "{jb}");
     let keys: Vec<_> =
         jb["board"]["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_string()).collect();
     assert_eq!(keys, ["l2"], "{jb}");
@@ -399,4 +401,23 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered() {
     .expect("the slow connection ended");
     assert!(ended == "eof" || ended.contains("4008"), "{ended}");
     assert_eq!(hub.local_members(&lobby), 1, "only the fast client remains");
+}
+
+#[tokio::test]
+async fn a_join_lists_a_bounded_presence_snapshot() {
+    let app = TestApp::spawn_with(|c| c.ws_presence_snapshot_limit = 2).await;
+    let (s, _class, room) = live_class(&app, "snap", 3).await;
+    let mut clients = Vec::new();
+    for st in &s.students {
+        let mut c = Client::connect(&app, &st.access).await;
+        c.join(&room).await;
+        clients.push(c);
+    }
+    let mut tutor = Client::connect(&app, &s.tutor.access).await;
+    let j = tutor.join(&room).await;
+    assert_eq!(j["presence_total"], 4, "{j}");
+    let listed: Vec<_> =
+        j["presence"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed.len(), 2, "{j}");
+    assert!(listed[0] < listed[1], "listed in user id order");
 }
