@@ -1,5 +1,28 @@
-//! liveclass scheduling: pure time logic and durable jobs (not built yet).
+//! liveclass scheduling: when a tutor can be booked. Pure time logic today; the durable job queue is not built yet.
 //!
-//! What will live here: tutor availability in the tutor's IANA time zone, slot expansion across DST,
-//! buffers, minimum notice and conflicts — pure functions taking `now`; and the durable job queue
-//! (reminders, hold expiry, auto-end, payouts) claimed atomically from the database.
+//! Layout (modules are nouns):
+//! - `availability` — what a tutor publishes: [`WeeklyRule`]s and [`Exception`]s (time off in UTC or in the
+//!   tutor's wall-clock time, extra hours on a date), in the tutor's IANA zone, as an [`Availability`].
+//! - `slots` — [`Policy`] (lesson lengths, buffers, notice, daily cap, horizon), [`Busy`] time (bookings and
+//!   holds), and [`slots()`], which lists bookable [`Slot`]s in UTC; [`Slot::in_zone`] and [`viewer_days`]
+//!   translate for a viewer. The module doc states every rule (granularity, buffers, cap, range).
+//! - `span` (private) — half-open UTC spans and the one place wall-clock time becomes instants. DST rule:
+//!   a window is every instant whose wall-clock reading falls inside it, so a spring-forward skips the missing
+//!   hour and a fall-back includes both copies of the repeated one.
+//! - `error` — [`ScheduleError`], the crate's only error: invalid input.
+//!
+//! Seams: none yet. Everything here is a pure function of its arguments, with `now` passed in (no clock is read);
+//! the orchestrator loads rules, exceptions and busy items from storage and holds/books slots in its own
+//! transaction (a slot is never booked twice: that guarantee is the database's, not this crate's).
+//!
+//! Not built yet: the durable job queue (reminders, hold expiry, auto-end, payouts) claimed atomically from the
+//! database (SKIP LOCKED on Postgres). When it lands it will need a storage seam, which this crate does not have.
+
+mod availability;
+mod error;
+mod slots;
+mod span;
+
+pub use availability::{Availability, Exception, WeeklyRule};
+pub use error::ScheduleError;
+pub use slots::{Busy, MAX_RANGE_DAYS, Policy, SLOT_STEP_MINUTES, Slot, ZonedSlot, slots, viewer_days};
