@@ -158,8 +158,9 @@ pub fn slots(
     }
 
     let lesson = TimeDelta::minutes(i64::from(lesson_minutes));
-    let earliest = from.max(now + policy.min_notice);
-    let latest = now + policy.horizon; // inclusive
+    // Saturating: a policy of "any notice / any horizon" may be stored as a huge duration.
+    let earliest = from.max(now.checked_add_signed(policy.min_notice).unwrap_or(DateTime::<Utc>::MAX_UTC));
+    let latest = now.checked_add_signed(policy.horizon).unwrap_or(DateTime::<Utc>::MAX_UTC); // inclusive
     if earliest > latest {
         return Ok(Vec::new());
     }

@@ -231,6 +231,16 @@ fn horizon_is_measured_from_now_and_inclusive() {
 }
 
 #[test]
+fn huge_notice_and_horizon_saturate_instead_of_overflowing() {
+    let a = avail(Tz::UTC, every_day(t(8, 0), t(12, 0)), vec![]);
+    let range = day("2026-01-05T00:00:00Z");
+    let open = Policy { horizon: TimeDelta::MAX, ..open_policy() };
+    assert_eq!(slots(&a, &open, &[], range, 60, utc(NOW)).unwrap().len(), 13);
+    let closed = Policy { min_notice: TimeDelta::MAX, ..open_policy() };
+    assert!(slots(&a, &closed, &[], range, 60, utc(NOW)).unwrap().is_empty());
+}
+
+#[test]
 fn daily_cap_counts_busy_items_on_the_tutors_local_date() {
     let a = avail(Berlin, every_day(t(0, 0), t(0, 0)), vec![]);
     let policy = Policy { max_per_day: Some(2), ..open_policy() };
