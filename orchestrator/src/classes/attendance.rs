@@ -531,11 +531,7 @@ pub async fn student_report(
     Query(q): Query<ReportQuery>,
 ) -> ApiResult<Response> {
     let mut conn = db.pool().acquire().await?;
-    users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = users::is_self_parent_or_staff(&mut conn, &auth, id).await?;
-    if !allowed {
-        return Err(ApiError::forbidden("forbidden", "you may not view this student's attendance"));
-    }
+    users::load_viewable(&mut conn, &auth, id, clock.now(), "this student's attendance").await?;
     let rows = sqlx::query(
         "SELECT c.id AS class_id, c.title AS class_title, m.id AS meeting_id, m.starts_at, u.id AS student_id,
                 u.display_name, a.status, a.marked_by, a.marked_at

@@ -223,11 +223,7 @@ pub async fn for_student(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Vec<ClassLesson>>> {
     let mut conn = db.pool().acquire().await?;
-    users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = users::is_self_parent_or_staff(&mut conn, &auth, id).await?;
-    if !allowed {
-        return Err(ApiError::forbidden("forbidden", "you may not view this student's lessons"));
-    }
+    users::load_viewable(&mut conn, &auth, id, clock.now(), "this student's lessons").await?;
     let rows = sqlx::query(
         "SELECT u.class_id, u.lesson_id, l.position, l.title, u.unlocked_at,
                 (SELECT COUNT(*) FROM lesson_completions c

@@ -303,10 +303,7 @@ pub async fn state(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<ConsentState>> {
     let mut conn = db.pool().acquire().await?;
-    let child = users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    if !users::is_self_parent_or_staff(&mut conn, &auth, child.id).await? {
-        return Err(ApiError::forbidden("forbidden", "you may not view this user's consents"));
-    }
+    let child = users::load_viewable(&mut conn, &auth, id, clock.now(), "this user's consents").await?;
     Ok(Json(state_of(&mut conn, &child).await?))
 }
 

@@ -13,7 +13,7 @@ use crate::{
     auth::{AnyRole, Authed},
     clock::SharedClock,
     db::{self, Db},
-    error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    error::{ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{ClassId, UserId},
 };
@@ -58,11 +58,7 @@ pub async fn get(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Profile>> {
     let mut conn = db.pool().acquire().await?;
-    users::get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = users::is_self_parent_or_staff(&mut conn, &auth, id).await?;
-    if !allowed {
-        return Err(ApiError::forbidden("forbidden", "you may not view this user's progress"));
-    }
+    users::load_viewable(&mut conn, &auth, id, clock.now(), "this user's progress").await?;
 
     let xp = awards::total_xp(&mut conn, auth.tenant_id, id).await?;
     let level = super::level(xp);

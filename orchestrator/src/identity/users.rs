@@ -274,6 +274,22 @@ pub async fn is_self_parent_or_staff(
         || (auth.role == Role::Parent && is_parent_of(conn, auth.tenant_id, auth.user_id, user).await?))
 }
 
+/// Loads a user of the caller's tenant whose own records the caller may see (404 when there is no such
+/// user, 403 `forbidden` naming `what` otherwise). See [`is_self_parent_or_staff`].
+pub async fn load_viewable(
+    conn: &mut AnyConnection,
+    auth: &crate::auth::AuthUser,
+    id: UserId,
+    now: DateTime<Utc>,
+    what: &str,
+) -> ApiResult<User> {
+    let user = get_or_404(conn, auth.tenant_id, id, now).await?;
+    if !is_self_parent_or_staff(conn, auth, id).await? {
+        return Err(ApiError::forbidden("forbidden", format!("you may not view {what}")));
+    }
+    Ok(user)
+}
+
 /// A user's profile: staff see anyone in the tenant, users see themselves, parents their children.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -284,12 +300,7 @@ pub async fn get(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<User>> {
     let mut conn = db.pool().acquire().await?;
-    let user = get_or_404(&mut conn, auth.tenant_id, id, clock.now()).await?;
-    let allowed = is_self_parent_or_staff(&mut conn, &auth, id).await?;
-    if !allowed {
-        return Err(ApiError::forbidden("forbidden", "you may not view this user"));
-    }
-    Ok(Json(user))
+    Ok(Json(load_viewable(&mut conn, &auth, id, clock.now(), "this user").await?))
 }
 
 #[derive(Serialize, ToSchema)]
