@@ -16,7 +16,7 @@
 mod money;
 mod provider;
 
-pub use money::{Commission, Currency, CurrencyError, Money, percent_of};
+pub use money::{Commission, Currency, CurrencyError, Money, bps_of, percent_of};
 pub use provider::{
     Offline, PaymentProvider, PaymentRequest, PaymentStart, PaymentState, ProviderError, RefundOutcome, RefundRequest,
 };

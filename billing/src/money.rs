@@ -80,9 +80,13 @@ impl fmt::Display for Money {
 /// `bps` basis points (1/100 of a percent) of `amount`, rounded half up (away from zero for the
 /// non-negative amounts we use). 10 000 bps is the whole amount.
 pub fn percent_of(amount: Money, bps: u32) -> Money {
-    let num = i128::from(amount.minor) * i128::from(bps);
-    let rounded = (num + 5_000).div_euclid(10_000);
-    Money { minor: i64::try_from(rounded).unwrap_or(i64::MAX), currency: amount.currency }
+    Money { minor: bps_of(amount.minor, bps), currency: amount.currency }
+}
+
+/// [`percent_of`] on a bare amount of minor units.
+pub fn bps_of(minor: i64, bps: u32) -> i64 {
+    let num = i128::from(minor) * i128::from(bps);
+    i64::try_from((num + 5_000).div_euclid(10_000)).unwrap_or(i64::MAX)
 }
 
 /// The platform's share of a lesson price, in basis points (2 000 = 20%, the default).

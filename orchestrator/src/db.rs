@@ -118,6 +118,11 @@ impl Db {
         }
     }
 
+    /// [`Db::for_update`] for code that holds only a connection (inside a transaction it was given).
+    pub fn lock_clause(conn: &AnyConnection) -> &'static str {
+        if conn.backend_name() == "PostgreSQL" { " FOR UPDATE" } else { "" }
+    }
+
     /// `SELECT 1`, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
@@ -158,8 +163,10 @@ macro_rules! migrations {
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => migrations!("sqlite": 1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat"),
-        Backend::Postgres => migrations!("postgres": 1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat"),
+        Backend::Sqlite => migrations!("sqlite":
+            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings"),
+        Backend::Postgres => migrations!("postgres":
+            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings"),
     };
     Migrator::with_migrations(migrations)
 }

@@ -46,4 +46,17 @@ macro_rules! id_type {
     )*};
 }
 
-id_type!(TenantId, UserId, CourseId, LessonId, ClassId, MeetingId, EnrollmentId, ConsentRequestId);
+id_type!(
+    TenantId,
+    UserId,
+    CourseId,
+    LessonId,
+    ClassId,
+    MeetingId,
+    EnrollmentId,
+    ConsentRequestId,
+    BookingId,
+    PackageId,
+    PaymentId,
+    RefundId,
+);

@@ -19,6 +19,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod bookings;
 pub mod classes;
 pub mod clock;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod gamification;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;
+pub mod jobs;
 pub mod mailer;
 pub mod metrics;
 pub mod outbox;

@@ -24,11 +24,15 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
     auth::Role,
+    bookings::BookingStatus,
     classes::{AttendanceStatus, ClassKind, LedgerKind},
     clock::SharedClock,
     consent::ConsentScope,
     db::{self, Backend, Db},
-    ids::{ClassId, ConsentRequestId, CourseId, EnrollmentId, LessonId, MeetingId, TenantId, UserId},
+    ids::{
+        BookingId, ClassId, ConsentRequestId, CourseId, EnrollmentId, LessonId, MeetingId, PackageId, PaymentId,
+        RefundId, TenantId, UserId,
+    },
 };
 
 /// Every domain event. The `type` tag is the event's name on the wire and in the outbox.
@@ -174,6 +178,69 @@ pub enum DomainEvent {
         class_id: ClassId,
         streak: i64,
     },
+    // bookings
+    /// Every booking status change, including creation (`from` absent).
+    BookingStatusChanged {
+        booking_id: BookingId,
+        tutor_id: UserId,
+        student_id: UserId,
+        from: Option<BookingStatus>,
+        to: BookingStatus,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        actor: Option<UserId>,
+    },
+    BookingRescheduled {
+        booking_id: BookingId,
+        tutor_id: UserId,
+        student_id: UserId,
+        previous_starts_at: DateTime<Utc>,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        actor: UserId,
+    },
+    LessonRoomReady {
+        booking_id: BookingId,
+        tutor_id: UserId,
+        student_id: UserId,
+        room: String,
+        backend: String,
+    },
+    BookingReminder {
+        booking_id: BookingId,
+        tutor_id: UserId,
+        student_id: UserId,
+        starts_at: DateTime<Utc>,
+        minutes_before: i64,
+    },
+    PackageStatusChanged {
+        package_id: PackageId,
+        student_id: UserId,
+        tutor_id: UserId,
+        status: String,
+        remaining: i64,
+    },
+    PaymentSucceeded {
+        payment_id: PaymentId,
+        subject: String,
+        amount_minor: i64,
+        currency: String,
+    },
+    RefundIssued {
+        refund_id: RefundId,
+        payment_id: PaymentId,
+        amount_minor: i64,
+        currency: String,
+        status: String,
+    },
+    PayoutReleased {
+        booking_id: BookingId,
+        tutor_id: UserId,
+        gross_minor: i64,
+        fee_minor: i64,
+        share_minor: i64,
+        currency: String,
+    },
 }
 
 impl DomainEvent {
@@ -207,6 +274,14 @@ impl DomainEvent {
             LevelUp { .. } => "LevelUp",
             BadgeUnlocked { .. } => "BadgeUnlocked",
             StreakUpdated { .. } => "StreakUpdated",
+            BookingStatusChanged { .. } => "BookingStatusChanged",
+            BookingRescheduled { .. } => "BookingRescheduled",
+            LessonRoomReady { .. } => "LessonRoomReady",
+            BookingReminder { .. } => "BookingReminder",
+            PackageStatusChanged { .. } => "PackageStatusChanged",
+            PaymentSucceeded { .. } => "PaymentSucceeded",
+            RefundIssued { .. } => "RefundIssued",
+            PayoutReleased { .. } => "PayoutReleased",
         }
     }
 }

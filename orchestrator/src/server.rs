@@ -37,6 +37,7 @@ use crate::{
     app::{AppState, LoginLimits},
     audit,
     auth::{Tokens, limiter::Limiter, random_key_hex},
+    bookings::{self, lifecycle as booking, packages, payments::SharedProvider, policy as booking_policy, tutors},
     classes::{attendance, courses, enrollments, ledger, lifecycle, unlocks},
     clock::SharedClock,
     config::Config,
@@ -46,7 +47,8 @@ use crate::{
     gamification::{self, leaderboard},
     idempotency,
     identity::{sessions, tenants, users},
-    mailer::{self, Mailbox},
+    jobs::{self, Jobs},
+    mailer::{self, Mailbox, SharedMailer},
     metrics::{self, Metrics},
     outbox::Outbox,
     realtime::{ClassroomGate, chat, push},
@@ -119,6 +121,16 @@ impl Server {
         let outbox = Outbox::default();
         outbox.register(Arc::new(gamification::Awards::new(gamification::XpRules::from_config(&config))));
         let pushes = outbox.subscribe(4096);
+        let jobs = Jobs::from_config(&config);
+        let mailer: SharedMailer = Arc::new(Mailbox);
+        // The embedded defaults: no online payments (staff record money), no media server.
+        let payments: SharedProvider = Arc::new(billing::Offline);
+        let deps = bookings::jobs::Deps {
+            mailer: mailer.clone(),
+            provider: payments.clone(),
+            media: Arc::new(rooms::NoMedia),
+        };
+        bookings::jobs::register(&jobs, Arc::new(deps));
         let config = Arc::new(config);
         let (chat_writer, chat_rx) = chat::ChatWriter::new();
         let gate = Arc::new(ClassroomGate {
@@ -138,7 +150,9 @@ impl Server {
                 tokens,
                 clock,
                 outbox,
-                mailer: Arc::new(Mailbox),
+                jobs,
+                mailer,
+                payments,
                 signaling,
                 config,
                 login_limits,
@@ -166,7 +180,9 @@ impl Server {
         let st = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let dispatcher = tokio::spawn(st.outbox.clone().run(st.db.clone(), st.clock.clone(), stop_rx.clone()));
-        let mut tasks = vec![dispatcher];
+        let runner =
+            tokio::spawn(st.jobs.clone().run(st.db.clone(), st.clock.clone(), st.outbox.clone(), stop_rx.clone()));
+        let mut tasks = vec![dispatcher, runner];
         if let Some(rx) = self.chat_rx.take() {
             tasks.push(tokio::spawn(chat::run_writer(st.db.clone(), rx, stop_rx.clone())));
         }
@@ -265,6 +281,23 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(consent::revoke))
         .routes(routes!(mailer::list))
         .routes(routes!(mailer::mine))
+        .routes(routes!(tutors::put_availability, tutors::get_availability))
+        .routes(routes!(tutors::slots))
+        .routes(routes!(booking_policy::get, booking_policy::put))
+        .routes(routes!(booking::create, booking::list))
+        .routes(routes!(booking::get))
+        .routes(routes!(booking::checkout))
+        .routes(routes!(booking::cancel))
+        .routes(routes!(booking::reschedule))
+        .routes(routes!(booking::start))
+        .routes(routes!(booking::complete))
+        .routes(routes!(booking::no_show))
+        .routes(routes!(booking::refund))
+        .routes(routes!(bookings::payments::received))
+        .routes(routes!(packages::buy, packages::list))
+        .routes(routes!(packages::get))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::retry))
         .routes(routes!(gamification::profile::get))
         .routes(routes!(leaderboard::opt_in))
         .routes(routes!(leaderboard::opt_out))

@@ -5,7 +5,9 @@
 //!
 //! Rooms: `user:<user id>` (automatic, personal pushes), `meeting:<meeting id>` (a live class
 //! meeting: staff, its instructor and enrolled students — minors only with live-video consent, and
-//! chat only with chat consent), `lobby:<tenant id>:<name>` (open to every member of that tenant).
+//! chat only with chat consent), `lesson:<booking id>` (a booked lesson: its tutor, student and staff,
+//! inside the lesson window; both participants in starts it), `lobby:<tenant id>:<name>` (open to every
+//! member of that tenant).
 
 pub mod chat;
 pub mod push;
@@ -18,9 +20,12 @@ use signaling::{
     gate::{Denied, Gate, Identity, RoomGrant},
 };
 
+use sqlx::Row;
+
 use crate::{
     app::ClientInfo,
     auth::{AuthUser, Role, Tokens},
+    bookings::{self, BookingStatus, lifecycle},
     classes::{
         AttendanceStatus, ClassStatus, Relation,
         attendance::{self, StudentMark},
@@ -32,7 +37,7 @@ use crate::{
     db::Db,
     error::ApiError,
     identity::users,
-    ids::{MeetingId, UserId},
+    ids::{BookingId, MeetingId, UserId},
     outbox::Outbox,
 };
 
@@ -66,6 +71,10 @@ fn meeting_of(room: &str) -> Option<MeetingId> {
     room.strip_prefix("meeting:")?.parse().ok()
 }
 
+fn lesson_of(room: &str) -> Option<BookingId> {
+    room.strip_prefix("lesson:")?.parse().ok()
+}
+
 impl ClassroomGate {
     async fn authorize_meeting(&self, who: &Identity, meeting: MeetingId) -> Result<RoomGrant, Denied> {
         let auth = auth_user(who)?;
@@ -85,6 +94,61 @@ impl ClassroomGate {
         consent::ensure(&mut conn, &student, &[ConsentScope::LiveVideo]).await?;
         let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
         Ok(RoomGrant { chat, ..RoomGrant::PARTICIPANT })
+    }
+
+    /// A booked lesson's room: its tutor and student (a minor with live-video consent; chat with chat
+    /// consent) and staff, while the booking is confirmed or running, from the policy's join lead before
+    /// the start to the auto-end grace after the end. A participant's first entry is recorded (the
+    /// no-show check reads it) and once both participants are in, the lesson starts.
+    async fn authorize_lesson(&self, who: &Identity, id: BookingId) -> Result<RoomGrant, Denied> {
+        let auth = auth_user(who)?;
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
+        let mut b = bookings::load(tx.conn(), auth.tenant_id, id, self.db.for_update()).await?;
+        let participant = auth.user_id == b.tutor_id || auth.user_id == b.student_id;
+        if !participant && !auth.is_staff() {
+            return Err(Denied::new("forbidden", "only the lesson's tutor and student, and staff, join"));
+        }
+        if !matches!(b.status, BookingStatus::Confirmed | BookingStatus::InProgress) {
+            return Err(Denied::new("lesson_not_open", format!("the booking is {}", b.status.as_str())));
+        }
+        let pol = bookings::policy::load(tx.conn(), auth.tenant_id).await?;
+        let opens = b.starts_at - chrono::Duration::minutes(pol.join_lead_minutes);
+        let closes = b.ends_at + chrono::Duration::minutes(pol.auto_end_grace_minutes);
+        if now < opens || now >= closes {
+            return Err(Denied::new("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
+        }
+        let mut grant = RoomGrant::ALL;
+        if auth.user_id == b.student_id {
+            let student = users::get_or_404(tx.conn(), auth.tenant_id, auth.user_id, now).await?;
+            consent::ensure(tx.conn(), &student, &[ConsentScope::LiveVideo]).await?;
+            let chat = consent::ensure(tx.conn(), &student, &[ConsentScope::Chat]).await.is_ok();
+            grant = RoomGrant { chat, ..RoomGrant::PARTICIPANT };
+        }
+        if participant {
+            sqlx::query(
+                "INSERT INTO booking_joins (booking_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(b.id.to_string())
+            .bind(auth.user_id.to_string())
+            .bind(crate::db::ts(now))
+            .execute(tx.conn())
+            .await
+            .map_err(ApiError::from)?;
+            let both: i64 = sqlx::query("SELECT COUNT(*) FROM booking_joins WHERE booking_id = $1")
+                .bind(b.id.to_string())
+                .fetch_one(tx.conn())
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(ApiError::from)?;
+            if both == 2 && b.status == BookingStatus::Confirmed {
+                // Before the lead window it can't start; joining is still allowed.
+                let _ = lifecycle::start_lesson(tx.conn(), &mut b, &pol, None, now).await;
+            }
+        }
+        tx.commit().await.map_err(ApiError::from)?;
+        self.outbox.notify();
+        Ok(grant)
     }
 
     /// Lobbies are open to the tenant; a minor student chats there only with chat consent. Lobbies
@@ -174,11 +238,15 @@ impl Gate for ClassroomGate {
                     _ => Err(Denied::new("forbidden", "lobbies are `lobby:<your tenant id>:<name>`")),
                 };
             }
+            if room.starts_with("lesson:") {
+                let lesson = lesson_of(room).ok_or_else(|| Denied::new("bad_room", "not a booking id"))?;
+                return self.authorize_lesson(who, lesson).await;
+            }
             if room.starts_with("meeting:") {
                 let meeting = meeting_of(room).ok_or_else(|| Denied::new("bad_room", "not a meeting id"))?;
                 return self.authorize_meeting(who, meeting).await;
             }
-            Err(Denied::new("unknown_room", "rooms are user:, meeting: or lobby:"))
+            Err(Denied::new("unknown_room", "rooms are user:, meeting:, lesson: or lobby:"))
         })
     }
 

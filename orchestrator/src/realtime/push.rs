@@ -1,6 +1,8 @@
 //! Domain events to the live rooms: attendance to the meeting and the student; credits, XP, levels,
 //! badges, streaks and unlocks to each student's user channel; a revoked live-video consent removes
-//! the child from every meeting room at once, on every node.
+//! the child from every meeting room at once, on every node. Bookings: status changes, reschedules,
+//! reminders and the lesson's room go to both participants' user channels; the lesson room hears it
+//! start and end, and a cancelled (expired, no-show, refunded) lesson's participants are removed from it.
 //!
 //! This is a live subscriber of the outbox (see `outbox`): best effort after commit. A client that
 //! missed pushes recovers them from the room history window, or reloads state over HTTP.
@@ -13,6 +15,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    bookings::BookingStatus,
     consent::ConsentScope,
     db::Db,
     outbox::{DomainEvent, EventEnvelope},
@@ -90,6 +93,65 @@ async fn push(sig: &Signaling, db: &Db, env: &EventEnvelope) -> anyhow::Result<(
             if scopes.iter().any(|s| matches!(s, ConsentScope::LiveVideo | ConsentScope::Chat)) =>
         {
             sig.kick(&child_id.to_string(), "meeting:", "consent_revoked").await?;
+        }
+        DomainEvent::BookingStatusChanged {
+            booking_id, tutor_id, student_id, from, to, starts_at, ends_at, ..
+        } => {
+            let data = json!({
+                "kind": "booking", "booking_id": booking_id, "status": to, "from": from,
+                "starts_at": starts_at, "ends_at": ends_at,
+            });
+            sig.publish(&user(tutor_id), &data).await?;
+            sig.publish(&user(student_id), &data).await?;
+            let room = format!("lesson:{booking_id}");
+            match to {
+                BookingStatus::InProgress => {
+                    sig.publish(&room, &json!({"kind": "lesson", "state": "started", "booking_id": booking_id}))
+                        .await?;
+                }
+                BookingStatus::Completed => {
+                    sig.publish(&room, &json!({"kind": "lesson", "state": "ended", "booking_id": booking_id})).await?;
+                }
+                s if s.is_terminal() => {
+                    let reason = format!("booking_{}", s.as_str());
+                    for u in [tutor_id, student_id] {
+                        sig.kick(&u.to_string(), &room, &reason).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        DomainEvent::BookingRescheduled {
+            booking_id,
+            tutor_id,
+            student_id,
+            previous_starts_at,
+            starts_at,
+            ends_at,
+            ..
+        } => {
+            let data = json!({
+                "kind": "booking_rescheduled", "booking_id": booking_id, "previous_starts_at": previous_starts_at,
+                "starts_at": starts_at, "ends_at": ends_at,
+            });
+            sig.publish(&user(tutor_id), &data).await?;
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::LessonRoomReady { booking_id, tutor_id, student_id, room, backend } => {
+            let data = json!({"kind": "lesson_room", "booking_id": booking_id, "room": room, "backend": backend});
+            sig.publish(&user(tutor_id), &data).await?;
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::BookingReminder { booking_id, tutor_id, student_id, starts_at, minutes_before } => {
+            let data = json!({
+                "kind": "reminder", "booking_id": booking_id, "starts_at": starts_at, "minutes_before": minutes_before,
+            });
+            sig.publish(&user(tutor_id), &data).await?;
+            sig.publish(&user(student_id), &data).await?;
+        }
+        DomainEvent::PackageStatusChanged { package_id, student_id, status, remaining, .. } => {
+            let data = json!({"kind": "package", "package_id": package_id, "status": status, "remaining": remaining});
+            sig.publish(&user(student_id), &data).await?;
         }
         _ => {}
     }

@@ -80,10 +80,3 @@ async fn events_survive_a_restart_before_dispatch() {
     assert_eq!(got.event, event);
     assert!(tokio::time::timeout(Duration::from_millis(1200), sub.recv()).await.is_err());
 }
-
-impl TestApp {
-    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use orchestrator::clock::Clock;
-        self.clock.now()
-    }
-}

@@ -1,0 +1,432 @@
+//! Bookings: the 1:1 tutoring marketplace.
+//!
+//! Layout:
+//! - this file — [`BookingStatus`], the pure transition table ([`next`]), the stored [`Booking`] and the one
+//!   function that changes a booking's status ([`transition`]: history row + outbox event, same transaction);
+//! - `policy` — the tenant's [`policy::BookingPolicy`] and the pure cancellation / no-show outcomes;
+//! - `tutors` — tutors' availability and booking rules, and the slot listing (through the `scheduling` crate);
+//! - `lifecycle` — hold, checkout, cancel, reschedule, start, complete, no-show, refund; listing;
+//! - `payments` — payment and refund records, the `PaymentProvider` calls, staff recording money received;
+//! - `packages` — prepaid lessons with one tutor;
+//! - `jobs` — the durable jobs bookings schedule (hold expiry, reminders, no-show check, auto-end, room
+//!   creation, refunds, payout release) and their handlers.
+//!
+//! The guarantee that a slot is never booked twice: every change to a tutor's calendar first locks the
+//! tutor's `tutor_profiles` row (`FOR UPDATE` on PostgreSQL; SQLite's single writer on SQLite), then checks
+//! for conflicts against the same busy set the slot listing uses, then writes.
+
+pub mod jobs;
+pub mod lifecycle;
+pub mod packages;
+pub mod payments;
+pub mod policy;
+pub mod tutors;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use utoipa::ToSchema;
+
+use crate::{
+    auth::AuthUser,
+    classes::text_enum,
+    db,
+    error::{ApiError, ApiResult},
+    identity::users,
+    ids::{BookingId, PackageId, TenantId, UserId},
+    outbox::{self, DomainEvent},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// The slot is reserved for a short while (the tenant's `hold_minutes`).
+    Hold,
+    /// Checkout started; the slot stays reserved for the payment window.
+    PendingPayment,
+    Confirmed,
+    InProgress,
+    Completed,
+    /// The hold or payment window ran out.
+    Expired,
+    CancelledByStudent,
+    CancelledByTutor,
+    NoShowStudent,
+    NoShowTutor,
+    Refunded,
+}
+
+text_enum!(BookingStatus {
+    Hold = "hold",
+    PendingPayment = "pending_payment",
+    Confirmed = "confirmed",
+    InProgress = "in_progress",
+    Completed = "completed",
+    Expired = "expired",
+    CancelledByStudent = "cancelled_by_student",
+    CancelledByTutor = "cancelled_by_tutor",
+    NoShowStudent = "no_show_student",
+    NoShowTutor = "no_show_tutor",
+    Refunded = "refunded",
+});
+
+impl BookingStatus {
+    /// Statuses whose time the tutor can't give to anyone else (holds only until they expire).
+    pub const OCCUPYING: &'static str = "('confirmed', 'in_progress', 'completed')";
+    pub const HOLDING: &'static str = "('hold', 'pending_payment')";
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Expired | Self::CancelledByStudent | Self::CancelledByTutor | Self::NoShowTutor | Self::Refunded
+        )
+    }
+}
+
+/// What moves a booking from one status to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Checkout,
+    PaymentSucceeded,
+    PayWithPackage,
+    Expire,
+    CancelByStudent,
+    CancelByTutor,
+    Start,
+    Complete,
+    NoShowStudent,
+    NoShowTutor,
+    Refund,
+}
+
+/// The transition table. Everything not listed is illegal.
+pub fn next(from: BookingStatus, action: Action) -> Option<BookingStatus> {
+    use Action as A;
+    use BookingStatus as S;
+    Some(match (from, action) {
+        (S::Hold, A::Checkout) => S::PendingPayment,
+        (S::Hold | S::PendingPayment, A::PaymentSucceeded) => S::Confirmed,
+        (S::Hold, A::PayWithPackage) => S::Confirmed,
+        (S::Hold | S::PendingPayment, A::Expire) => S::Expired,
+        (S::Hold | S::PendingPayment | S::Confirmed, A::CancelByStudent) => S::CancelledByStudent,
+        (S::Hold | S::PendingPayment | S::Confirmed, A::CancelByTutor) => S::CancelledByTutor,
+        (S::Confirmed, A::Start) => S::InProgress,
+        (S::InProgress, A::Complete) => S::Completed,
+        (S::Confirmed | S::InProgress, A::NoShowStudent) => S::NoShowStudent,
+        (S::Confirmed | S::InProgress, A::NoShowTutor) => S::NoShowTutor,
+        (S::Completed | S::NoShowStudent, A::Refund) => S::Refunded,
+        _ => return None,
+    })
+}
+
+/// `next`, or a 409 naming both ends.
+pub fn step(from: BookingStatus, action: Action) -> ApiResult<BookingStatus> {
+    next(from, action).ok_or_else(|| {
+        ApiError::conflict(
+            "illegal_transition",
+            format!("a booking that is {} can't be {}", from.as_str(), action_name(action)),
+        )
+    })
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Checkout => "checked out",
+        Action::PaymentSucceeded => "confirmed by a payment",
+        Action::PayWithPackage => "paid with a package",
+        Action::Expire => "expired",
+        Action::CancelByStudent | Action::CancelByTutor => "cancelled",
+        Action::Start => "started",
+        Action::Complete => "completed",
+        Action::NoShowStudent | Action::NoShowTutor => "marked a no-show",
+        Action::Refund => "refunded",
+    }
+}
+
+/// A booking as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Booking {
+    pub id: BookingId,
+    pub tenant_id: TenantId,
+    pub tutor_id: UserId,
+    pub student_id: UserId,
+    pub booked_by: UserId,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub minutes: i64,
+    pub status: BookingStatus,
+    /// Minor units of `currency`; 0 when paid with a package credit.
+    pub price_minor: i64,
+    pub currency: String,
+    pub package_id: Option<PackageId>,
+    /// While `hold` or `pending_payment`: when the reservation lapses.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reschedules: i64,
+    /// The live room's name, once the lesson's room exists.
+    pub room: Option<String>,
+    /// Money owed back to the payer after a cancellation, no-show or refund.
+    pub refund_minor: i64,
+    /// Whether a package credit went back to the package.
+    pub credit_returned: bool,
+    pub cancel_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const BOOKING_COLUMNS: &str = "id, tenant_id, tutor_id, student_id, booked_by, starts_at, ends_at, minutes, status, \
+     price_minor, currency, package_id, expires_at, reschedules, room, refund_minor, credit_returned, cancel_reason, \
+     created_at, updated_at";
+
+fn opt_ts(r: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    r.try_get::<Option<String>, _>(col)?.map(|s| db::parse_ts(&s)).transpose()
+}
+
+fn booking_from_row(r: &AnyRow) -> Result<Booking, sqlx::Error> {
+    let uid = |c: &str| -> Result<UserId, sqlx::Error> { UserId::from_column(&r.try_get::<String, _>(c)?) };
+    Ok(Booking {
+        id: BookingId::from_column(&r.try_get::<String, _>("id")?)?,
+        tenant_id: TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?,
+        tutor_id: uid("tutor_id")?,
+        student_id: uid("student_id")?,
+        booked_by: uid("booked_by")?,
+        starts_at: db::parse_ts(&r.try_get::<String, _>("starts_at")?)?,
+        ends_at: db::parse_ts(&r.try_get::<String, _>("ends_at")?)?,
+        minutes: r.try_get("minutes")?,
+        status: BookingStatus::from_column(&r.try_get::<String, _>("status")?)?,
+        price_minor: r.try_get("price_minor")?,
+        currency: r.try_get("currency")?,
+        package_id: r.try_get::<Option<String>, _>("package_id")?.map(|s| PackageId::from_column(&s)).transpose()?,
+        expires_at: opt_ts(r, "expires_at")?,
+        reschedules: r.try_get("reschedules")?,
+        room: r.try_get("room")?,
+        refund_minor: r.try_get("refund_minor")?,
+        credit_returned: r.try_get::<i64, _>("credit_returned")? != 0,
+        cancel_reason: r.try_get("cancel_reason")?,
+        created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
+        updated_at: db::parse_ts(&r.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+/// Loads a booking of `tenant` (404 otherwise). `lock` is `Db::for_update()` inside write transactions.
+pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: BookingId, lock: &str) -> ApiResult<Booking> {
+    let sql = format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE tenant_id = $1 AND id = $2{lock}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("booking_not_found", "no such booking"))?;
+    Ok(booking_from_row(&row)?)
+}
+
+/// How the caller relates to a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Staff,
+    Tutor,
+    Student,
+    /// A linked parent of the student: acts for the student.
+    Parent,
+}
+
+impl Party {
+    /// Acts on the student's side (the student or their parent).
+    pub fn for_student(self) -> bool {
+        matches!(self, Party::Student | Party::Parent)
+    }
+}
+
+/// The caller's part in `b`, or 404 (a booking one isn't part of doesn't exist for them).
+pub async fn party(conn: &mut AnyConnection, auth: &AuthUser, b: &Booking) -> ApiResult<Party> {
+    if auth.is_staff() {
+        Ok(Party::Staff)
+    } else if auth.user_id == b.tutor_id {
+        Ok(Party::Tutor)
+    } else if auth.user_id == b.student_id {
+        Ok(Party::Student)
+    } else if users::is_parent_of(conn, auth.tenant_id, auth.user_id, b.student_id).await? {
+        Ok(Party::Parent)
+    } else {
+        Err(ApiError::not_found("booking_not_found", "no such booking"))
+    }
+}
+
+/// What a status change records besides the new status.
+pub struct Change<'a> {
+    pub action: Action,
+    pub actor: Option<UserId>,
+    pub reason: Option<&'a str>,
+}
+
+/// Moves `b` by `change`: checks the table, updates the row (and `b`), appends the history row and the
+/// `BookingStatusChanged` event, all on `conn` (the caller's transaction, holding the booking's lock).
+pub async fn transition(
+    conn: &mut AnyConnection,
+    b: &mut Booking,
+    change: Change<'_>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let to = step(b.status, change.action)?;
+    let from = b.status;
+    let expires = if matches!(to, BookingStatus::Hold | BookingStatus::PendingPayment) { b.expires_at } else { None };
+    sqlx::query("UPDATE bookings SET status = $1, expires_at = $2, updated_at = $3 WHERE id = $4")
+        .bind(to.as_str())
+        .bind(expires.map(db::ts))
+        .bind(db::ts(now))
+        .bind(b.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    b.status = to;
+    b.expires_at = expires;
+    b.updated_at = now;
+    record(conn, b, Some(from), change.actor, change.reason, now).await
+}
+
+/// Appends a history row and the event for `b`'s current status (`from` None: the booking is new).
+pub async fn record(
+    conn: &mut AnyConnection,
+    b: &Booking,
+    from: Option<BookingStatus>,
+    actor: Option<UserId>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO booking_transitions (booking_id, seq, from_status, to_status, actor_id, reason, at)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM booking_transitions WHERE booking_id = $1",
+    )
+    .bind(b.id.to_string())
+    .bind(from.map(|s| s.as_str()))
+    .bind(b.status.as_str())
+    .bind(actor.map(|a| a.to_string()))
+    .bind(reason)
+    .bind(db::ts(now))
+    .execute(&mut *conn)
+    .await?;
+    let event = DomainEvent::BookingStatusChanged {
+        booking_id: b.id,
+        tutor_id: b.tutor_id,
+        student_id: b.student_id,
+        from,
+        to: b.status,
+        starts_at: b.starts_at,
+        ends_at: b.ends_at,
+        actor,
+    };
+    outbox::append(conn, b.tenant_id, now, &event).await?;
+    Ok(())
+}
+
+/// One row of a booking's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEntry {
+    pub from: Option<BookingStatus>,
+    pub to: BookingStatus,
+    pub actor_id: Option<UserId>,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn history(conn: &mut AnyConnection, id: BookingId) -> ApiResult<Vec<HistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT from_status, to_status, actor_id, reason, at FROM booking_transitions WHERE booking_id = $1 ORDER BY seq",
+    )
+    .bind(id.to_string())
+    .fetch_all(conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(HistoryEntry {
+            from: r.try_get::<Option<String>, _>("from_status")?.map(|s| BookingStatus::from_column(&s)).transpose()?,
+            to: BookingStatus::from_column(&r.try_get::<String, _>("to_status")?)?,
+            actor_id: r.try_get::<Option<String>, _>("actor_id")?.map(|s| UserId::from_column(&s)).transpose()?,
+            reason: r.try_get("reason")?,
+            at: db::parse_ts(&r.try_get::<String, _>("at")?)?,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BookingStatus as S;
+
+    const ALL: [BookingStatus; 11] = [
+        S::Hold,
+        S::PendingPayment,
+        S::Confirmed,
+        S::InProgress,
+        S::Completed,
+        S::Expired,
+        S::CancelledByStudent,
+        S::CancelledByTutor,
+        S::NoShowStudent,
+        S::NoShowTutor,
+        S::Refunded,
+    ];
+    const ACTIONS: [Action; 11] = [
+        Action::Checkout,
+        Action::PaymentSucceeded,
+        Action::PayWithPackage,
+        Action::Expire,
+        Action::CancelByStudent,
+        Action::CancelByTutor,
+        Action::Start,
+        Action::Complete,
+        Action::NoShowStudent,
+        Action::NoShowTutor,
+        Action::Refund,
+    ];
+
+    #[test]
+    fn the_happy_path() {
+        let mut s = S::Hold;
+        for (a, want) in [
+            (Action::Checkout, S::PendingPayment),
+            (Action::PaymentSucceeded, S::Confirmed),
+            (Action::Start, S::InProgress),
+            (Action::Complete, S::Completed),
+            (Action::Refund, S::Refunded),
+        ] {
+            s = next(s, a).unwrap();
+            assert_eq!(s, want);
+        }
+    }
+
+    #[test]
+    fn terminal_statuses_go_nowhere() {
+        for s in ALL.into_iter().filter(|s| s.is_terminal()) {
+            for a in ACTIONS {
+                assert_eq!(next(s, a), None, "{s:?} {a:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_returns_to_an_earlier_reservation_state_and_time_only_runs_out_on_reservations() {
+        for s in ALL {
+            for a in ACTIONS {
+                if let Some(t) = next(s, a) {
+                    assert_ne!(t, S::Hold, "{s:?} {a:?}");
+                    if t == S::Expired {
+                        assert!(matches!(s, S::Hold | S::PendingPayment));
+                    }
+                    if t == S::Confirmed {
+                        assert!(matches!(s, S::Hold | S::PendingPayment), "only payment confirms");
+                    }
+                }
+            }
+        }
+        assert!(step(S::Completed, Action::CancelByStudent).is_err());
+        assert_eq!(step(S::Expired, Action::PaymentSucceeded).unwrap_err().code, "illegal_transition");
+    }
+
+    #[test]
+    fn text_round_trips() {
+        for s in ALL {
+            assert_eq!(BookingStatus::from_column(s.as_str()).unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! Bookings over HTTP (and the lesson room over WebSocket), in simulated time: a Berlin tutor's slots
+//! seen from New York across both DST changes, hold → checkout → offline payment → confirmed with a room
+//! and reminders, expiry, cancellations by the policy, packages, consent, no-shows, auto-end and payout,
+//! rescheduling, and contention (500 concurrent attempts on one slot, one winner).
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::{
+    helpers::{Res, Session, Tenant, TestApp},
+    realtime::Client,
+};
+
+/// 2027-03-01 12:00 UTC, a Monday: three weeks before Europe's spring-forward (2027-03-28) and two
+/// before America's (2027-03-14).
+fn epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 3, 1, 12, 0, 0).unwrap()
+}
+
+const ADULT: Option<&str> = Some("1990-01-01");
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct Market {
+    app: TestApp,
+    t: Tenant,
+    tutor: Session,
+    student: Session,
+}
+
+async fn market(slug: &str) -> Market {
+    let app = TestApp::spawn_with(|c| {
+        c.jobs_poll_interval_ms = 20;
+        c.access_token_ttl_secs = 90 * 24 * 3600;
+    })
+    .await;
+    app.advance(epoch() - app.clock_now());
+    let t = app.tenant(slug).await;
+    let tutor = app.user(&t, "tutor", "tutor", None).await;
+    let student = app.user(&t, "student", "student", ADULT).await;
+    publish(&app, &tutor, json!({})).await;
+    Market { app, t, tutor, student }
+}
+
+/// Mondays and Wednesdays 09:00–12:00 Berlin, 30- and 60-minute lessons, 10 minutes' buffer after.
+async fn publish(app: &TestApp, tutor: &Session, overrides: Value) {
+    let mut doc = json!({
+        "timezone": "Europe/Berlin", "currency": "EUR",
+        "lengths": [{"minutes": 60, "price_minor": 3500}, {"minutes": 30, "price_minor": 2000}],
+        "buffer_after_minutes": 10, "min_notice_minutes": 60, "horizon_days": 120,
+        "weekly": [{"weekday": "mon", "start": "09:00", "end": "12:00"},
+                   {"weekday": "wed", "start": "09:00", "end": "12:00"}],
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        doc[k] = v.clone();
+    }
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/v1/tutors/{}/availability", tutor.user_id),
+            Some(&tutor.access),
+            Some(&doc),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+}
+
+impl Market {
+    async fn slots(&self, who: &Session, from: &str, to: &str, tz: &str, minutes: u32) -> Vec<Value> {
+        let path = format!("/api/v1/tutors/{}/slots?from={from}&to={to}&tz={tz}&minutes={minutes}", self.tutor.user_id);
+        let res = self.app.get(&path, &who.access).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        res.body["slots"].as_array().unwrap().clone()
+    }
+
+    async fn hold(&self, who: &Session, starts_at: &str, minutes: u32) -> Res {
+        self.app
+            .post(
+                "/api/v1/bookings",
+                Some(&who.access),
+                json!({"tutor_id": self.tutor.user_id, "starts_at": starts_at, "minutes": minutes}),
+            )
+            .await
+    }
+
+    async fn booking(&self, id: &str) -> Value {
+        let res = self.app.get(&format!("/api/v1/bookings/{id}"), &self.t.admin.access).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        res.body
+    }
+
+    /// Waits (jobs run in the background) until the booking satisfies `pred`.
+    async fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+        loop {
+            let b = self.booking(id).await;
+            if pred(&b) {
+                return b;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {b}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+
+    /// Hold, checkout, staff record the money: a confirmed booking.
+    async fn book_and_pay(&self, who: &Session, starts_at: &str, minutes: u32) -> String {
+        let held = self.hold(who, starts_at, minutes).await;
+        assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
+        let id = held.body["id"].as_str().unwrap().to_string();
+        let co = self.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&who.access), json!({})).await;
+        assert_eq!(co.status, StatusCode::OK, "{co:?}");
+        let payment = co.body["payment"]["id"].as_str().unwrap();
+        let paid = self
+            .app
+            .post(
+                &format!("/api/v1/payments/{payment}/received"),
+                Some(&self.t.admin.access),
+                json!({"method": "bank_transfer"}),
+            )
+            .await;
+        assert_eq!(paid.status, StatusCode::OK, "{paid:?}");
+        id
+    }
+
+    async fn mail_subjects(&self, user: &Session) -> Vec<String> {
+        let res = self.app.get("/api/v1/me/mailbox", &user.access).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        res.body["messages"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap().to_string()).collect()
+    }
+
+    async fn wait_mail(&self, user: &Session, subject_part: &str, count: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+        loop {
+            let subjects = self.mail_subjects(user).await;
+            if subjects.iter().filter(|s| s.contains(subject_part)).count() >= count {
+                return subjects;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {count}× {subject_part:?} mail: {subjects:?}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+}
+
+fn starts(slots: &[Value]) -> Vec<&str> {
+    slots.iter().map(|s| s["starts_at"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_berlin_tutor_seen_from_new_york_across_both_dst_changes() {
+    let m = market("dst").await;
+    // Mon 22 Mar: Berlin on CET (UTC+1), New York already on EDT (UTC−4).
+    // Mon 29 Mar: Berlin on CEST (UTC+2) since the 28th.
+    let slots = m.slots(&m.student, "2027-03-22", "2027-03-29", "America/New_York", 60).await;
+    let s = starts(&slots);
+    // Mon, Wed, Mon: 09:00–11:00 Berlin starts every 15 minutes = 9 a day.
+    assert_eq!(s.len(), 27, "{s:?}");
+    assert_eq!(s[0], "2027-03-22T08:00:00Z");
+    assert_eq!(slots[0]["local_start"], "2027-03-22T04:00:00-04:00");
+    assert_eq!(s[18], "2027-03-29T07:00:00Z", "09:00 Berlin is 07:00 UTC in summer");
+    assert_eq!(slots[18]["local_start"], "2027-03-29T03:00:00-04:00");
+    assert_eq!(m.slots(&m.student, "2027-03-22", "2027-03-29", "America/New_York", 60).await, slots, "stable");
+    // The same instants whatever the viewer's zone.
+    let berlin = m.slots(&m.student, "2027-03-22", "2027-03-29", "Europe/Berlin", 60).await;
+    assert_eq!(starts(&berlin), s);
+    assert_eq!(berlin[0]["local_start"], "2027-03-22T09:00:00+01:00");
+
+    // Booking 09:00 Berlin on the 29th takes 09:00–10:00 plus 10 minutes' buffer after.
+    let id = m.book_and_pay(&m.student, "2027-03-29T07:00:00Z", 60).await;
+    let b = m.booking(&id).await;
+    assert_eq!(b["status"], "confirmed");
+    assert_eq!(b["price_minor"], 3500);
+    let after = m.slots(&m.student, "2027-03-29", "2027-03-29", "America/New_York", 60).await;
+    assert_eq!(starts(&after)[0], "2027-03-29T08:15:00Z", "{after:?}");
+    assert_eq!(after.len(), 4);
+
+    // Bad input is a 422 with a code, not a 500.
+    let bad = m
+        .app
+        .get(&format!("/api/v1/tutors/{}/slots?from=2027-03-01&to=2027-06-01", m.tutor.user_id), &m.student.access)
+        .await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_range"));
+    let bad = m
+        .app
+        .get(
+            &format!("/api/v1/tutors/{}/slots?from=2027-03-01&to=2027-03-02&tz=Mars/Base", m.tutor.user_id),
+            &m.student.access,
+        )
+        .await;
+    assert_eq!(bad.code(), "invalid_timezone");
+    let res = m
+        .app
+        .request(
+            Method::PUT,
+            &format!("/api/v1/tutors/{}/availability", m.tutor.user_id),
+            Some(&m.tutor.access),
+            Some(
+                &json!({"timezone": "Europe/Berlin", "currency": "EUR", "lengths": [{"minutes": 60, "price_minor": 1}],
+                "weekly": [{"weekday": "mon", "start": "12:00", "end": "09:00"}]}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!((res.status, res.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_availability"), "{res:?}");
+    let res = m
+        .app
+        .request(
+            Method::PUT,
+            &format!("/api/v1/tutors/{}/availability", m.tutor.user_id),
+            Some(&m.student.access),
+            Some(&json!({})),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{res:?}");
+}
+
+#[tokio::test]
+async fn book_pay_confirm_room_reminders_then_the_lesson_runs_and_pays_out() {
+    let m = market("life").await;
+    let mut student_ws = Client::connect(&m.app, &m.student.access).await;
+    let held = m.hold(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
+    assert_eq!(held.body["status"], "hold");
+    assert_eq!(held.body["expires_at"], "2027-03-01T12:10:00Z");
+    let id = held.body["id"].as_str().unwrap().to_string();
+
+    // The tutor can't pay; checking out twice gives one payment.
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.tutor.access), json!({})).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let co = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.student.access), json!({})).await;
+    assert_eq!(co.status, StatusCode::OK, "{co:?}");
+    assert_eq!(co.body["booking"]["status"], "pending_payment");
+    assert_eq!(co.body["payment"]["provider"], "offline");
+    assert!(co.body["payment"]["instructions"].as_str().unwrap().contains("35.00 EUR"));
+    let again = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.student.access), json!({})).await;
+    assert_eq!(again.body["payment"]["id"], co.body["payment"]["id"]);
+    // Never confirmed on the client's word: only staff recording money (or a provider) confirms.
+    let payment = co.body["payment"]["id"].as_str().unwrap();
+    let res = m
+        .app
+        .post(&format!("/api/v1/payments/{payment}/received"), Some(&m.student.access), json!({"method": "cash"}))
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = m
+        .app
+        .post(&format!("/api/v1/payments/{payment}/received"), Some(&m.t.admin.access), json!({"method": "cash"}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.body["refund_id"], Value::Null);
+
+    // Confirmation creates the room; both hear of it on their user channel.
+    let b = m.wait_for(&id, "the room", |b| b["room"].is_string()).await;
+    assert_eq!(b["status"], "confirmed");
+    assert_eq!(b["room"], format!("lesson:{id}"));
+    let pushed = student_ws.until(|v| v["data"]["kind"] == "lesson_room").await;
+    assert_eq!(pushed["data"]["room"], format!("lesson:{id}"));
+    m.wait_mail(&m.tutor, "confirmed", 1).await;
+    let history: Vec<&str> = b["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(history, ["hold", "pending_payment", "confirmed"]);
+
+    // Reminders a day and an hour before (the lesson is Wed 08:00 UTC).
+    assert!(!m.mail_subjects(&m.student).await.iter().any(|s| s.contains("Reminder")));
+    m.app.advance(at("2027-03-02T08:00:00Z") - m.app.clock_now());
+    m.wait_mail(&m.student, "starts in 1 day", 1).await;
+    m.app.advance(at("2027-03-03T07:00:00Z") - m.app.clock_now());
+    m.wait_mail(&m.student, "starts in 1 hour", 1).await;
+    m.wait_mail(&m.tutor, "starts in 1 hour", 1).await;
+
+    // Too early for the room; inside the window both join and the lesson starts.
+    let mut tutor_ws = Client::connect(&m.app, &m.tutor.access).await;
+    let room = format!("lesson:{id}");
+    let early = tutor_ws.join(&room).await;
+    assert_eq!(
+        (early["type"].as_str(), early["code"].as_str()),
+        (Some("error"), Some("outside_lesson_window")),
+        "{early}"
+    );
+    m.app.advance(Duration::minutes(55));
+    assert_eq!(tutor_ws.join(&room).await["type"], "joined");
+    let outsider = m.app.user(&m.t, "student", "outsider", ADULT).await;
+    let mut other_ws = Client::connect(&m.app, &outsider.access).await;
+    assert_eq!(other_ws.join(&room).await["code"], "forbidden");
+    assert_eq!(student_ws.join(&room).await["type"], "joined");
+    let started = tutor_ws.message(&room, "lesson").await;
+    assert_eq!(started["data"]["state"], "started");
+    assert_eq!(m.booking(&id).await["status"], "in_progress");
+
+    // Auto-end after the end plus grace; the payout waits for the dispute window (72 h).
+    m.app.advance(Duration::minutes(80));
+    m.wait_for(&id, "auto-end", |b| b["status"] == "completed").await;
+    let payouts = async || {
+        sqlx::query("SELECT gross_minor, fee_minor, share_minor FROM tutor_payouts WHERE booking_id = $1")
+            .bind(&id)
+            .fetch_all(m.app.state.db.pool())
+            .await
+            .unwrap()
+    };
+    assert!(payouts().await.is_empty());
+    m.app.advance(Duration::hours(73));
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    while payouts().await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no payout released");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let row = &payouts().await[0];
+    let parts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(parts, (3500, 700, 2800), "20% commission");
+}
+
+#[tokio::test]
+async fn an_unpaid_hold_expires_and_the_slot_comes_back() {
+    let m = market("expiry").await;
+    let held = m.hold(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    let id = held.body["id"].as_str().unwrap().to_string();
+    let other = m.app.user(&m.t, "student", "other", ADULT).await;
+    let res = m.hold(&other, "2027-03-03T08:30:00Z", 30).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "slot_unavailable"), "overlap of another length");
+    m.app.advance(Duration::minutes(11));
+    let b = m.wait_for(&id, "expiry", |b| b["status"] == "expired").await;
+    assert_eq!(b["expires_at"], Value::Null);
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.student.access), json!({})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "illegal_transition"), "{res:?}");
+    assert_eq!(m.hold(&other, "2027-03-03T08:30:00Z", 30).await.status, StatusCode::CREATED);
+
+    // A payment arriving for a lapsed hold is refunded, not confirmed.
+    let held = m.hold(&m.student, "2027-03-08T08:00:00Z", 60).await;
+    let id = held.body["id"].as_str().unwrap().to_string();
+    let co = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.student.access), json!({})).await;
+    let payment = co.body["payment"]["id"].as_str().unwrap().to_string();
+    m.app.advance(Duration::minutes(31));
+    let res = m
+        .app
+        .post(&format!("/api/v1/payments/{payment}/received"), Some(&m.t.admin.access), json!({"method": "cash"}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert!(res.body["refund_id"].is_string(), "{res:?}");
+    let b = m.wait_for(&id, "the refund", |b| b["refunds"][0]["status"] == "pending").await;
+    assert_eq!(b["status"], "expired");
+    assert_eq!(b["refunds"][0]["amount_minor"], 3500);
+}
+
+#[tokio::test]
+async fn five_hundred_concurrent_attempts_on_one_slot_give_one_hold() {
+    let m = market("contention").await;
+    let mut students = Vec::new();
+    for i in 0..20 {
+        students.push(m.app.user(&m.t, "student", &format!("s{i}"), ADULT).await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let s = students[i % students.len()].clone();
+        let (base, tutor) = (m.app.base.clone(), m.tutor.user_id.clone());
+        let http = m.app.http.clone();
+        // Identical starts and overlapping ones of the other length.
+        let (start, minutes) = if i % 2 == 0 { ("2027-03-03T08:00:00Z", 60) } else { ("2027-03-03T08:30:00Z", 30) };
+        tasks.push(tokio::spawn(async move {
+            http.post(format!("{base}/api/v1/bookings"))
+                .bearer_auth(&s.access)
+                .json(&json!({"tutor_id": tutor, "starts_at": start, "minutes": minutes}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM bookings").fetch_one(m.app.state.db.pool()).await.unwrap().get(0);
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn cancellations_follow_the_policy() {
+    let m = market("cancel").await;
+    // Free window (≥ 24 h): the whole price back.
+    let id = m.book_and_pay(&m.student, "2027-03-08T08:00:00Z", 60).await;
+    let res =
+        m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.student.access), json!({"reason": "ill"})).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.body["booking"]["status"], "cancelled_by_student");
+    assert_eq!(res.body["outcome"]["refund_minor"], 3500);
+    m.wait_for(&id, "refund", |b| b["refunds"][0]["status"] == "pending").await;
+    // The slot is free again.
+    assert!(
+        starts(&m.slots(&m.student, "2027-03-08", "2027-03-08", "UTC", 60).await).contains(&"2027-03-08T08:00:00Z")
+    );
+
+    // Late (< 24 h): half back, half to the tutor.
+    let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    m.app.advance(at("2027-03-02T20:00:00Z") - m.app.clock_now());
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.student.access), json!({})).await;
+    assert_eq!(res.body["outcome"]["refund_minor"], 1750, "{res:?}");
+    assert_eq!(res.body["outcome"]["tutor_keeps_minor"], 1750);
+    // Cancelled is final.
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "illegal_transition"));
+
+    // The tutor cancels, however late: all back.
+    let id = m.book_and_pay(&m.student, "2027-03-08T09:00:00Z", 60).await;
+    m.app.advance(at("2027-03-08T08:30:00Z") - m.app.clock_now());
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;
+    assert_eq!(res.body["booking"]["status"], "cancelled_by_tutor");
+    assert_eq!(res.body["outcome"]["refund_minor"], 3500);
+    // Staff must say on whose behalf; others can't see the booking at all.
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.t.admin.access), json!({})).await;
+    assert_eq!(res.code(), "on_behalf_of_required");
+    let stranger = m.app.user(&m.t, "student", "stranger", ADULT).await;
+    assert_eq!(m.app.get(&format!("/api/v1/bookings/{id}"), &stranger.access).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn packages_pay_for_lessons_and_free_cancellations_return_the_credit() {
+    let m = market("packages").await;
+    let res = m
+        .app
+        .post(
+            "/api/v1/packages",
+            Some(&m.student.access),
+            json!({"tutor_id": m.tutor.user_id, "minutes": 60, "lessons": 3}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
+    assert_eq!(res.body["package"]["price_minor"], 10500);
+    assert_eq!(res.body["package"]["status"], "pending_payment");
+    let pkg = res.body["package"]["id"].as_str().unwrap().to_string();
+    let book = async |start: &str| {
+        m.app
+            .post(
+                "/api/v1/bookings",
+                Some(&m.student.access),
+                json!({"tutor_id": m.tutor.user_id, "starts_at": start, "minutes": 60, "package_id": pkg}),
+            )
+            .await
+    };
+    assert_eq!(book("2027-03-08T08:00:00Z").await.code(), "package_not_active");
+    let payment = res.body["payment"]["id"].as_str().unwrap();
+    let res = m
+        .app
+        .post(&format!("/api/v1/payments/{payment}/received"), Some(&m.t.admin.access), json!({"method": "cash"}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+
+    let res = book("2027-03-08T08:00:00Z").await;
+    assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
+    assert_eq!(res.body["status"], "confirmed", "a package lesson needs no payment");
+    let id = res.body["id"].as_str().unwrap().to_string();
+    let remaining =
+        async || m.app.get(&format!("/api/v1/packages/{pkg}"), &m.student.access).await.body["remaining"].clone();
+    assert_eq!(remaining().await, 2);
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.student.access), json!({})).await;
+    assert_eq!(res.body["outcome"]["return_credit"], true, "{res:?}");
+    assert_eq!(remaining().await, 3);
+    // A 30-minute lesson can't use a 60-minute package.
+    let res = m
+        .app
+        .post(
+            "/api/v1/bookings",
+            Some(&m.student.access),
+            json!({"tutor_id": m.tutor.user_id, "starts_at": "2027-03-08T08:00:00Z", "minutes": 30, "package_id": pkg}),
+        )
+        .await;
+    assert_eq!(res.code(), "package_mismatch");
+}
+
+#[tokio::test]
+async fn a_minor_books_only_with_live_video_consent() {
+    let m = market("minors").await;
+    let (kid, parent) = m.app.minor_with_parent(&m.t, "kid", "mum").await;
+    let res = m.hold(&kid, "2027-03-03T08:00:00Z", 60).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "consent_required"), "{res:?}");
+    let res = m
+        .app
+        .post("/api/v1/bookings", Some(&parent.access), json!({"tutor_id": m.tutor.user_id, "starts_at": "2027-03-03T08:00:00Z", "minutes": 60, "student_id": kid.user_id}))
+        .await;
+    assert_eq!(res.code(), "consent_required");
+    m.app.grant_consent(&m.t, &parent, &kid, &["live_video"], "signed_form").await;
+    let res = m
+        .app
+        .post("/api/v1/bookings", Some(&parent.access), json!({"tutor_id": m.tutor.user_id, "starts_at": "2027-03-03T08:00:00Z", "minutes": 60, "student_id": kid.user_id}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
+    assert_eq!(res.body["student_id"], kid.user_id.as_str());
+    // Parents see their child's bookings; a tutor can't book.
+    let list = m.app.get("/api/v1/bookings", &parent.access).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(m.hold(&m.tutor, "2027-03-08T08:00:00Z", 60).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn nobody_comes_is_the_tutors_no_show_and_a_reschedule_moves_the_reminders() {
+    let m = market("noshow").await;
+    let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    m.app.advance(at("2027-03-03T08:16:00Z") - m.app.clock_now());
+    let b = m.wait_for(&id, "no-show check", |b| b["status"] == "no_show_tutor").await;
+    assert_eq!(b["refund_minor"], 3500);
+    // No-show is final; illegal moves have a code.
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/complete"), Some(&m.tutor.access), json!({})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "illegal_transition"));
+
+    // A reschedule two days ahead: the old reminders never fire, new ones do.
+    let id = m.book_and_pay(&m.student, "2027-03-10T08:00:00Z", 60).await;
+    let res = m
+        .app
+        .post(
+            &format!("/api/v1/bookings/{id}/reschedule"),
+            Some(&m.student.access),
+            json!({"starts_at": "2027-03-15T08:00:00Z"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.body["starts_at"], "2027-03-15T08:00:00Z");
+    assert_eq!(res.body["reschedules"], 1);
+    m.app.advance(at("2027-03-09T09:00:00Z") - m.app.clock_now());
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let day_before = |subjects: &[String]| subjects.iter().filter(|s| s.contains("starts in 1 day")).count();
+    let before = day_before(&m.mail_subjects(&m.student).await);
+    assert_eq!(before, 1, "only the first lesson's: the moved lesson's old reminder never fires");
+    m.app.advance(at("2027-03-14T08:00:00Z") - m.app.clock_now());
+    m.wait_mail(&m.student, "starts in 1 day", before + 1).await;
+    // Within 24 h students can't move it any more; the tutor still can.
+    m.app.advance(Duration::hours(1));
+    let res = m
+        .app
+        .post(
+            &format!("/api/v1/bookings/{id}/reschedule"),
+            Some(&m.student.access),
+            json!({"starts_at": "2027-03-17T08:00:00Z"}),
+        )
+        .await;
+    assert_eq!(res.code(), "too_late_to_reschedule");
+    let res = m
+        .app
+        .post(
+            &format!("/api/v1/bookings/{id}/reschedule"),
+            Some(&m.tutor.access),
+            json!({"starts_at": "2027-03-17T08:00:00Z"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+}
+
+#[tokio::test]
+async fn the_tenant_policy_is_admins_to_set() {
+    let m = market("policy").await;
+    let path = format!("/api/v1/tenants/{}/booking-policy", m.t.id);
+    let res = m.app.get(&path, &m.student.access).await;
+    assert_eq!(res.body["free_cancel_hours"], 24);
+    let body = json!({"free_cancel_hours": 48, "late_refund_bps": 0});
+    let res = m.app.request(Method::PUT, &path, Some(&m.tutor.access), Some(&body), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = m.app.request(Method::PUT, &path, Some(&m.t.admin.access), Some(&body), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let bad = json!({"late_refund_bps": 20000});
+    let res = m.app.request(Method::PUT, &path, Some(&m.t.admin.access), Some(&bad), &[]).await;
+    assert_eq!(res.code(), "invalid_policy");
+    // 30 hours ahead is now late: nothing back.
+    let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    m.app.advance(at("2027-03-02T02:00:00Z") - m.app.clock_now());
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.student.access), json!({})).await;
+    assert_eq!(res.body["outcome"]["refund_minor"], 0, "{res:?}");
+    assert_eq!(res.body["outcome"]["tutor_keeps_minor"], 3500);
+}
