@@ -158,8 +158,12 @@ macro_rules! migrations {
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => migrations!("sqlite": 1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat"),
-        Backend::Postgres => migrations!("postgres": 1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat"),
+        Backend::Sqlite => {
+            migrations!("sqlite": 1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs")
+        }
+        Backend::Postgres => {
+            migrations!("postgres": 1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs")
+        }
     };
     Migrator::with_migrations(migrations)
 }
