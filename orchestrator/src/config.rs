@@ -101,6 +101,14 @@ pub struct Config {
     pub xp_attendance_late: i64,
     /// XP for completing a lesson (once per student and lesson).
     pub xp_lesson_completed: i64,
+    /// How often the job runner looks for due jobs when nothing wakes it (jobs due later, other nodes).
+    pub jobs_poll_interval_ms: u64,
+    /// Failed attempts after which a job is given up (`dead`).
+    pub jobs_max_attempts: u32,
+    /// Retry delay after a job's first failure; it doubles with each further failure...
+    pub jobs_backoff_base_secs: u64,
+    /// ...up to this.
+    pub jobs_backoff_max_secs: u64,
 }
 
 impl Default for Config {
@@ -137,6 +145,10 @@ impl Default for Config {
             xp_attendance_present: 10,
             xp_attendance_late: 5,
             xp_lesson_completed: 20,
+            jobs_poll_interval_ms: 1000,
+            jobs_max_attempts: 8,
+            jobs_backoff_base_secs: 5,
+            jobs_backoff_max_secs: 3600,
         }
     }
 }
@@ -243,6 +255,9 @@ impl Config {
         if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
             return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
         }
+        if self.jobs_poll_interval_ms == 0 || self.jobs_max_attempts == 0 {
+            return Err(ConfigError::Invalid("jobs_poll_interval_ms and jobs_max_attempts must be positive".into()));
+        }
         Ok(())
     }
 
@@ -291,6 +306,10 @@ fn known_keys() -> Vec<&'static str> {
         "xp_attendance_present",
         "xp_attendance_late",
         "xp_lesson_completed",
+        "jobs_poll_interval_ms",
+        "jobs_max_attempts",
+        "jobs_backoff_base_secs",
+        "jobs_backoff_max_secs",
     ]
 }
 
@@ -415,6 +434,8 @@ mod tests {
         let e = Config::load(None, env(&[("LIVECLASS_JWT_SECRET", "short")])).unwrap_err();
         assert!(e.to_string().contains("32 bytes"), "{e}");
         let e = Config::load(None, env(&[("LIVECLASS_WS_MESSAGES_PER_SEC", "0")])).unwrap_err();
+        assert!(e.to_string().contains("must be positive"), "{e}");
+        let e = Config::load(None, env(&[("LIVECLASS_JOBS_MAX_ATTEMPTS", "0")])).unwrap_err();
         assert!(e.to_string().contains("must be positive"), "{e}");
     }
 

@@ -46,6 +46,7 @@ use crate::{
     gamification::{self, leaderboard},
     idempotency,
     identity::{sessions, tenants, users},
+    jobs::{self, Jobs},
     mailer::{self, Mailbox},
     metrics::{self, Metrics},
     outbox::Outbox,
@@ -119,6 +120,7 @@ impl Server {
         let outbox = Outbox::default();
         outbox.register(Arc::new(gamification::Awards::new(gamification::XpRules::from_config(&config))));
         let pushes = outbox.subscribe(4096);
+        let jobs = Jobs::from_config(&config);
         let config = Arc::new(config);
         let (chat_writer, chat_rx) = chat::ChatWriter::new();
         let gate = Arc::new(ClassroomGate {
@@ -138,6 +140,7 @@ impl Server {
                 tokens,
                 clock,
                 outbox,
+                jobs,
                 mailer: Arc::new(Mailbox),
                 signaling,
                 config,
@@ -166,7 +169,9 @@ impl Server {
         let st = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let dispatcher = tokio::spawn(st.outbox.clone().run(st.db.clone(), st.clock.clone(), stop_rx.clone()));
-        let mut tasks = vec![dispatcher];
+        let runner =
+            tokio::spawn(st.jobs.clone().run(st.db.clone(), st.clock.clone(), st.outbox.clone(), stop_rx.clone()));
+        let mut tasks = vec![dispatcher, runner];
         if let Some(rx) = self.chat_rx.take() {
             tasks.push(tokio::spawn(chat::run_writer(st.db.clone(), rx, stop_rx.clone())));
         }
@@ -265,6 +270,8 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(consent::revoke))
         .routes(routes!(mailer::list))
         .routes(routes!(mailer::mine))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::retry))
         .routes(routes!(gamification::profile::get))
         .routes(routes!(leaderboard::opt_in))
         .routes(routes!(leaderboard::opt_out))
