@@ -21,6 +21,8 @@ pub struct TestApp {
     pub state: orchestrator::app::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The database's URL, for a second server on it (`spawn_on`).
+    pub database_url: String,
     _db: TestDb,
 }
 
@@ -47,7 +49,12 @@ impl std::fmt::Debug for Res {
 
 pub enum TestDb {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another `TestApp`'s database: that one removes it.
+    Borrowed,
 }
 
 impl Drop for TestDb {
@@ -116,7 +123,17 @@ impl TestApp {
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let (db, url) = test_db().await;
-        let mut config = test_config(url);
+        Self::start(db, url, tweak).await
+    }
+
+    /// A further server on the database of an existing `TestApp` (a restart, or a second node). It has
+    /// its own clock; the database lives as long as the app that created it.
+    pub async fn spawn_on(database_url: &str, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start(TestDb::Borrowed, database_url.to_string(), tweak).await
+    }
+
+    async fn start(db: TestDb, url: String, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(url.clone());
         tweak(&mut config);
         let clock = ManualClock::new(Utc::now());
         let server = Server::build(config, Arc::new(clock.clone())).await.expect("server builds");
@@ -135,6 +152,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             server: Some(handle),
+            database_url: url,
             _db: db,
         }
     }

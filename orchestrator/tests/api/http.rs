@@ -101,6 +101,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/users/{id}/consents/revoke", "post"),
         ("/api/v1/mailbox", "get"),
         ("/api/v1/me/mailbox", "get"),
+        ("/api/v1/admin/jobs", "get"),
+        ("/api/v1/admin/jobs/{id}/retry", "post"),
         ("/api/v1/users/{id}/gamification", "get"),
         ("/api/v1/classes/{id}/leaderboard/opt-in", "post"),
         ("/api/v1/classes/{id}/leaderboard/opt-out", "post"),

@@ -9,6 +9,7 @@ mod helpers;
 mod http;
 mod idempotency;
 mod identity;
+mod jobs;
 mod lifecycle;
 mod multinode;
 mod outbox;
