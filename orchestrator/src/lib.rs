@@ -7,6 +7,8 @@
 //! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
 //! - `consent` (parents' per-scope consent for minors: requests, decisions, revocation, and the
 //!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it);
+//! - `jobs` (the durable job queue: jobs enqueued with a change, run later by a runner on every node,
+//!   retried with backoff; admin listing and retry);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
 //!   `error` (the single error → HTTP mapping), `idempotency`, `metrics`, `server` (router,
 //!   middleware, startup and graceful shutdown), `app` (the handles handlers extract).
