@@ -44,6 +44,13 @@ async fn view(conn: &mut AnyConnection, booking: Booking) -> ApiResult<BookingVi
     Ok(BookingView { booking, history, payments, refunds })
 }
 
+/// The booking as committed now (after work done in other transactions).
+async fn fresh_view(db: &Db, tenant: TenantId, id: BookingId) -> ApiResult<BookingView> {
+    let mut conn = db.pool().acquire().await?;
+    let b = load(&mut conn, tenant, id, "").await?;
+    view(&mut conn, b).await
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBooking {
@@ -316,8 +323,17 @@ pub async fn checkout(
     }
     if b.status == BookingStatus::PendingPayment {
         let pending = payments::pending_of(tx.conn(), Subject::Booking(b.id)).await?;
-        let booking = view(tx.conn(), b).await?;
-        return Ok(Json(Checkout { booking, payment: pending }));
+        return match pending {
+            // The provider never answered last time: ask again, with the same idempotency key.
+            Some(p) if p.provider_ref.is_none() => {
+                tx.commit().await?;
+                let description = description(&b);
+                let payment =
+                    payments::start(&db, &provider, &jobs, &outbox, &clock, auth.tenant_id, p, description).await?;
+                Ok(Json(Checkout { booking: fresh_view(&db, auth.tenant_id, id).await?, payment: Some(payment) }))
+            }
+            pending => Ok(Json(Checkout { booking: view(tx.conn(), b).await?, payment: pending })),
+        };
     }
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;
     if b.price_minor == 0 && b.status == BookingStatus::Hold {
@@ -351,12 +367,13 @@ pub async fn checkout(
     .await?;
     tx.commit().await?;
     outbox.notify();
-    let description = format!("{}-minute lesson on {}", b.minutes, b.starts_at.format("%Y-%m-%d %H:%M UTC"));
-    let payment = payments::start(&db, &provider, &jobs, &outbox, &clock, auth.tenant_id, payment, description).await?;
-    let mut conn = db.pool().acquire().await?;
-    let b = load(&mut conn, auth.tenant_id, id, "").await?;
-    let booking = view(&mut conn, b).await?;
-    Ok(Json(Checkout { booking, payment: Some(payment) }))
+    let payment =
+        payments::start(&db, &provider, &jobs, &outbox, &clock, auth.tenant_id, payment, description(&b)).await?;
+    Ok(Json(Checkout { booking: fresh_view(&db, auth.tenant_id, id).await?, payment: Some(payment) }))
+}
+
+fn description(b: &Booking) -> String {
+    format!("{}-minute lesson on {}", b.minutes, b.starts_at.format("%Y-%m-%d %H:%M UTC"))
 }
 
 /// Applies an early ending's money and credit outcome to `b` (already moved to `outcome.status`).

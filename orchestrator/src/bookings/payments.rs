@@ -176,6 +176,11 @@ pub async fn start(
         other => ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "payment_provider_error", other.to_string()),
     })?;
     let mut tx = db.begin().await?;
+    if started.state == billing::PaymentState::Succeeded {
+        // Before touching the payment row: `succeeded` locks the booking first (see there).
+        succeeded(tx.conn(), tenant, payment.id, None, Some(provider.name()), clock.now()).await?;
+        payment.status = "succeeded".into();
+    }
     sqlx::query("UPDATE payments SET provider_ref = $1, instructions = $2 WHERE id = $3")
         .bind(&started.provider_ref)
         .bind(&started.instructions)
@@ -185,10 +190,6 @@ pub async fn start(
     payment.provider_ref = Some(started.provider_ref.clone());
     payment.instructions = started.instructions.clone();
     payment.client_secret = started.client_secret.clone();
-    if started.state == billing::PaymentState::Succeeded {
-        succeeded(tx.conn(), tenant, payment.id, None, Some(provider.name()), clock.now()).await?;
-        payment.status = "succeeded".into();
-    }
     tx.commit().await?;
     jobs.notify();
     outbox.notify();
@@ -213,14 +214,24 @@ pub async fn succeeded(
     method: Option<&str>,
     now: DateTime<Utc>,
 ) -> ApiResult<Settled> {
-    let lock = Db::lock_clause(conn);
-    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2{lock}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    // Lock order everywhere: the booking (or package) before its payments. Read the subject first.
+    let subject: String = sqlx::query("SELECT subject FROM payments WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?;
+        .ok_or_else(|| ApiError::not_found("payment_not_found", "no such payment"))?
+        .try_get("subject")?;
+    let lock = Db::lock_clause(conn);
+    let table = match Subject::parse(&subject)? {
+        Subject::Booking(_) => "bookings",
+        Subject::Package(_) => "lesson_packages",
+    };
+    let sql = format!("SELECT id FROM {table} WHERE id = $1{lock}");
+    let id_of_subject = subject.split_once(':').map(|(_, id)| id).unwrap_or_default();
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id_of_subject).fetch_optional(&mut *conn).await?;
+    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1{lock}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_one(&mut *conn).await?;
     let mut payment = payment_from_row(&row)?;
     match payment.status.as_str() {
         "succeeded" => return Ok(Settled { payment, refund_id: None }),
