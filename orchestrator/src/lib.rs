@@ -7,6 +7,8 @@
 //! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
 //! - `consent` (parents' per-scope consent for minors: requests, decisions, revocation, and the
 //!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it);
+//! - `bookings` (the 1:1 marketplace: tutors' availability and slots, holds, checkout and payments,
+//!   cancellations and no-shows by the tenant's policy, packages, refunds, payouts, and their jobs);
 //! - `jobs` (the durable job queue: jobs enqueued with a change, run later by a runner on every node,
 //!   retried with backoff; admin listing and retry);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
@@ -14,8 +16,9 @@
 //!   middleware, startup and graceful shutdown), `app` (the handles handlers extract).
 //!
 //! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), the
-//! outbox's durable consumers and live subscribers (in-process now; the signaling layer's bus
-//! later), and the [`mailer::Mailer`] (the embedded mailbox now; a real transport later). The `liveclass` binary
+//! outbox's durable consumers and live subscribers, the [`mailer::Mailer`] (the embedded mailbox now;
+//! a real transport later), `billing::PaymentProvider` (offline now; Stripe later) and
+//! `rooms::MediaBackend` (no media server now; LiveKit later), both chosen in `Server::build`. The `liveclass` binary
 //! (`main.rs`) only parses arguments and wires these together.
 
 pub mod app;

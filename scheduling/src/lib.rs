@@ -13,9 +13,10 @@
 //!   [`Retry::GiveUp`] after a number of failures.
 //! - `error` — [`ScheduleError`], the crate's only error: invalid input.
 //!
-//! Seams: none yet. Everything here is a pure function of its arguments, with `now` passed in (no clock is read);
-//! the orchestrator loads rules, exceptions and busy items from storage and holds/books slots in its own
-//! transaction (a slot is never booked twice: that guarantee is the database's, not this crate's).
+//! Seams: none. Everything here is a pure function of its arguments, with `now` passed in (no clock is read);
+//! the orchestrator (`bookings::tutors`) loads rules, exceptions and busy items from storage, lists slots with
+//! [`slots()`], and checks each hold against the same function under the tutor's row lock (a slot is never
+//! booked twice: that guarantee is the database lock's, not this crate's).
 //!
 //! The durable job queue (reminders, hold expiry, auto-end, payouts): its retry policy lives here, as a pure
 //! function; the queue's storage and runner (claiming due jobs atomically, `SKIP LOCKED` on PostgreSQL) are the
