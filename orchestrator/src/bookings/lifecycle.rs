@@ -9,21 +9,20 @@ use sqlx::AnyConnection;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Action, Booking, BookingStatus, Change, HistoryEntry, Party, load, party, payments,
-    payments::{Payment, Refund, SharedProvider, Subject},
+    Action, Booking, BookingStatus, Change, Ctx, HistoryEntry, Party, load, party, payments,
+    payments::{Payment, Refund, Subject},
     policy::{self, BookingPolicy, Outcome, Paid, Side},
     transition, tutors,
 };
 use crate::{
     auth::{AnyRole, AuthUser, Authed, Role},
-    clock::SharedClock,
     consent::{self, ConsentScope},
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
-    jobs::{self, Jobs, NewJob},
-    outbox::{self, DomainEvent, Outbox},
+    jobs::{self, NewJob},
+    outbox::{self, DomainEvent},
 };
 
 /// Everything a client needs about one booking.
@@ -45,8 +44,8 @@ async fn view(conn: &mut AnyConnection, booking: Booking) -> ApiResult<BookingVi
 }
 
 /// The booking as committed now (after work done in other transactions).
-async fn fresh_view(db: &Db, tenant: TenantId, id: BookingId) -> ApiResult<BookingView> {
-    let mut conn = db.pool().acquire().await?;
+async fn fresh_view(cx: &Ctx, tenant: TenantId, id: BookingId) -> ApiResult<BookingView> {
+    let mut conn = cx.db.pool().acquire().await?;
     let b = load(&mut conn, tenant, id, "").await?;
     view(&mut conn, b).await
 }
@@ -67,7 +66,7 @@ pub struct NewBooking {
 
 /// The student a caller books for, checked: themself (students), a linked child (parents), anyone
 /// (staff). Minors need a parent's live-video consent.
-async fn student_for(
+pub(super) async fn student_for(
     conn: &mut AnyConnection,
     auth: &AuthUser,
     named: Option<UserId>,
@@ -118,18 +117,15 @@ async fn ensure_student_free(
     responses((status = 201, body = BookingView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Json(body): Json<NewBooking>,
 ) -> ApiResult<(StatusCode, Json<BookingView>)> {
-    let now = clock.now();
-    let mut tx = db.begin().await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
     let student = student_for(tx.conn(), &auth, body.student_id, now).await?;
     // The tutor's lock first: from here until commit nobody else changes this tutor's calendar.
-    let profile = tutors::load_profile(tx.conn(), auth.tenant_id, body.tutor_id, db.for_update()).await?;
+    let profile = tutors::load_profile(tx.conn(), auth.tenant_id, body.tutor_id, cx.db.for_update()).await?;
     tutors::ensure_offered(tx.conn(), &profile, body.starts_at, body.minutes, now, None).await?;
     let end = body.starts_at + Duration::minutes(i64::from(body.minutes));
     ensure_student_free(tx.conn(), student.id, body.starts_at, end, now, None).await?;
@@ -170,9 +166,7 @@ pub async fn create(
         schedule_expiry(tx.conn(), &b, now).await?;
     }
     let view = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -297,19 +291,14 @@ pub struct Checkout {
 #[utoipa::path(post, path = "/api/v1/bookings/{id}/checkout", tag = "bookings", params(("id" = BookingId, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = Checkout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-#[allow(clippy::too_many_arguments)]
 pub async fn checkout(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
-    State(provider): State<SharedProvider>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<Checkout>> {
-    let now = clock.now();
-    let mut tx = db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     let who = party(tx.conn(), &auth, &b).await?;
     if who == Party::Tutor {
         return Err(ApiError::forbidden("forbidden", "the student's side pays"));
@@ -317,8 +306,7 @@ pub async fn checkout(
     if b.expires_at.is_some_and(|t| t <= now) && matches!(b.status, BookingStatus::Hold | BookingStatus::PendingPayment)
     {
         expire(tx.conn(), &mut b, now).await?;
-        tx.commit().await?;
-        outbox.notify();
+        cx.commit(tx).await?;
         return Err(ApiError::conflict("hold_expired", "the reservation lapsed; pick a slot again"));
     }
     if b.status == BookingStatus::PendingPayment {
@@ -328,9 +316,8 @@ pub async fn checkout(
             Some(p) if p.provider_ref.is_none() => {
                 tx.commit().await?;
                 let description = description(&b);
-                let payment =
-                    payments::start(&db, &provider, &jobs, &outbox, &clock, auth.tenant_id, p, description).await?;
-                Ok(Json(Checkout { booking: fresh_view(&db, auth.tenant_id, id).await?, payment: Some(payment) }))
+                let payment = payments::start(&cx, auth.tenant_id, p, description).await?;
+                Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
             }
             pending => Ok(Json(Checkout { booking: view(tx.conn(), b).await?, payment: pending })),
         };
@@ -346,9 +333,7 @@ pub async fn checkout(
         .await?;
         on_confirmed(tx.conn(), &b, &pol, now).await?;
         let booking = view(tx.conn(), b).await?;
-        tx.commit().await?;
-        outbox.notify();
-        jobs.notify();
+        cx.commit(tx).await?;
         return Ok(Json(Checkout { booking, payment: None }));
     }
     b.expires_at = Some(now + Duration::minutes(pol.payment_minutes));
@@ -359,17 +344,15 @@ pub async fn checkout(
         tx.conn(),
         auth.tenant_id,
         Subject::Booking(b.id),
-        provider.name(),
+        cx.provider.name(),
         b.price_minor,
         &b.currency,
         now,
     )
     .await?;
-    tx.commit().await?;
-    outbox.notify();
-    let payment =
-        payments::start(&db, &provider, &jobs, &outbox, &clock, auth.tenant_id, payment, description(&b)).await?;
-    Ok(Json(Checkout { booking: fresh_view(&db, auth.tenant_id, id).await?, payment: Some(payment) }))
+    cx.commit(tx).await?;
+    let payment = payments::start(&cx, auth.tenant_id, payment, description(&b)).await?;
+    Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
 }
 
 fn description(b: &Booking) -> String {
@@ -473,21 +456,18 @@ fn side_of(who: Party, on_behalf_of: Option<Side>) -> ApiResult<Side> {
     request_body = CancelRequest, security(("bearer" = [])),
     responses((status = 200, body = Cancelled), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
     Json(body): Json<CancelRequest>,
 ) -> ApiResult<Json<Cancelled>> {
-    let now = clock.now();
+    let now = cx.clock.now();
     let reason = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or("cancelled");
     if reason.len() > 500 {
         return Err(ApiError::unprocessable("invalid_reason", "a reason is at most 500 characters"));
     }
-    let mut tx = db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let mut tx = cx.db.begin().await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     let side = side_of(party(tx.conn(), &auth, &b).await?, body.on_behalf_of)?;
     let action = if side == Side::Tutor { Action::CancelByTutor } else { Action::CancelByStudent };
     super::step(b.status, action)?;
@@ -497,9 +477,7 @@ pub async fn cancel(
     transition(tx.conn(), &mut b, Change { action, actor: Some(auth.user_id), reason: Some(reason) }, now).await?;
     settle(tx.conn(), &mut b, &outcome, reason, now).await?;
     let booking = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(Cancelled { booking, outcome }))
 }
 
@@ -517,21 +495,18 @@ pub struct RescheduleRequest {
     request_body = RescheduleRequest, security(("bearer" = [])),
     responses((status = 200, body = BookingView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn reschedule(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
     Json(body): Json<RescheduleRequest>,
 ) -> ApiResult<Json<BookingView>> {
-    let now = clock.now();
-    let mut tx = db.begin().await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
     // Tutor lock before the booking's, the same order as `create`, so the two can't deadlock.
     let peek = load(tx.conn(), auth.tenant_id, id, "").await?;
     let who = party(tx.conn(), &auth, &peek).await?;
-    let profile = tutors::load_profile(tx.conn(), auth.tenant_id, peek.tutor_id, db.for_update()).await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let profile = tutors::load_profile(tx.conn(), auth.tenant_id, peek.tutor_id, cx.db.for_update()).await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     if b.status != BookingStatus::Confirmed {
         return Err(ApiError::conflict(
             "not_reschedulable",
@@ -571,9 +546,7 @@ pub async fn reschedule(
     };
     outbox::append(tx.conn(), b.tenant_id, now, &event).await?;
     let view = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(view))
 }
 
@@ -583,23 +556,20 @@ pub async fn reschedule(
     security(("bearer" = [])),
     responses((status = 200, body = BookingView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn start(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<BookingView>> {
-    let now = clock.now();
-    let mut tx = db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     if party(tx.conn(), &auth, &b).await? == Party::Parent {
         return Err(ApiError::forbidden("forbidden", "the participants start their lesson"));
     }
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;
     start_lesson(tx.conn(), &mut b, &pol, Some(auth.user_id), now).await?;
     let view = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
+    cx.commit(tx).await?;
     Ok(Json(view))
 }
 
@@ -633,24 +603,19 @@ pub async fn start_and_complete(conn: &mut AnyConnection, b: &mut Booking, now: 
     security(("bearer" = [])),
     responses((status = 200, body = BookingView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn complete(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<BookingView>> {
-    let now = clock.now();
-    let mut tx = db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     if !matches!(party(tx.conn(), &auth, &b).await?, Party::Tutor | Party::Staff) {
         return Err(ApiError::forbidden("forbidden", "the tutor or staff complete a lesson"));
     }
     complete_lesson(tx.conn(), &mut b, Some(auth.user_id), now).await?;
     let view = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(view))
 }
 
@@ -679,17 +644,14 @@ pub struct NoShowRequest {
     request_body = NoShowRequest, security(("bearer" = [])),
     responses((status = 200, body = Cancelled), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn no_show(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
     Json(body): Json<NoShowRequest>,
 ) -> ApiResult<Json<Cancelled>> {
-    let now = clock.now();
-    let mut tx = db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;
     match (party(tx.conn(), &auth, &b).await?, body.absent) {
         (Party::Staff, _) => {}
@@ -702,9 +664,7 @@ pub async fn no_show(
     }
     let outcome = record_no_show(tx.conn(), &mut b, body.absent, Some(auth.user_id), now).await?;
     let booking = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(Cancelled { booking, outcome }))
 }
 
@@ -740,21 +700,18 @@ pub struct RefundRequest {
     responses((status = 200, body = BookingView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn refund(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<crate::auth::Staff>,
     Path(id): Path<BookingId>,
     Json(body): Json<RefundRequest>,
 ) -> ApiResult<Json<BookingView>> {
-    let now = clock.now();
+    let now = cx.clock.now();
     let reason = body.reason.trim();
     if reason.is_empty() || reason.len() > 500 {
         return Err(ApiError::unprocessable("invalid_reason", "a reason is 1 to 500 characters"));
     }
-    let mut tx = db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let mut tx = cx.db.begin().await?;
+    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     super::step(b.status, Action::Refund)?;
     let money = payments::paid_of(tx.conn(), Subject::Booking(b.id)).await?;
     let outcome = match (paid(&b, money.as_ref()), body.amount_minor) {
@@ -787,9 +744,7 @@ pub async fn refund(
     .await?;
     settle(tx.conn(), &mut b, &outcome, reason, now).await?;
     let view = view(tx.conn(), b).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(view))
 }
 
@@ -797,11 +752,11 @@ pub async fn refund(
 #[utoipa::path(get, path = "/api/v1/bookings/{id}", tag = "bookings", params(("id" = BookingId, Path)),
     security(("bearer" = [])), responses((status = 200, body = BookingView), (status = 404, body = ErrorBody)))]
 pub async fn get(
-    State(db): State<Db>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<BookingView>> {
-    let mut conn = db.pool().acquire().await?;
+    let mut conn = cx.db.pool().acquire().await?;
     let b = load(&mut conn, auth.tenant_id, id, "").await?;
     party(&mut conn, &auth, &b).await?;
     Ok(Json(view(&mut conn, b).await?))
@@ -826,7 +781,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/bookings", tag = "bookings", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<Booking>)))]
 pub async fn list(
-    State(db): State<Db>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Booking>>> {
@@ -849,7 +804,7 @@ pub async fn list(
         .bind(q.to.map(db::ts))
         .bind(q.limit.unwrap_or(100).clamp(1, 500))
         .bind(who.map(|u| u.to_string()))
-        .fetch_all(db.pool())
+        .fetch_all(cx.db.pool())
         .await?;
     Ok(Json(rows.iter().map(super::booking_from_row).collect::<Result<_, _>>()?))
 }

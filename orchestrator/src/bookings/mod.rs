@@ -22,20 +22,57 @@ pub mod payments;
 pub mod policy;
 pub mod tutors;
 
+use axum::extract::FromRef;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
 use crate::{
+    app::AppState,
     auth::AuthUser,
     classes::text_enum,
-    db,
+    clock::SharedClock,
+    db::{self, Db, Tx},
     error::{ApiError, ApiResult},
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
+    jobs::Jobs,
+    outbox::Outbox,
     outbox::{self, DomainEvent},
 };
+
+/// The handles booking handlers use, extracted as one `State<Ctx>`.
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub outbox: Outbox,
+    pub jobs: Jobs,
+    pub provider: payments::SharedProvider,
+}
+
+impl FromRef<AppState> for Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        Ctx {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            outbox: s.outbox.clone(),
+            jobs: s.jobs.clone(),
+            provider: s.payments.clone(),
+        }
+    }
+}
+
+impl Ctx {
+    /// Commits `tx`, then wakes the outbox dispatcher and the job runner for what it wrote.
+    pub async fn commit(&self, tx: Tx) -> ApiResult<()> {
+        tx.commit().await?;
+        self.outbox.notify();
+        self.jobs.notify();
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

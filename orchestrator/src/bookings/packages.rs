@@ -9,18 +9,17 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
 use super::{
-    payments::{self, Payment, SharedProvider, Subject},
+    Ctx,
+    payments::{self, Payment, Subject},
     tutors,
 };
 use crate::{
     auth::{AnyRole, Authed, Role},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{PackageId, TenantId, UserId},
-    jobs::Jobs,
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, DomainEvent},
 };
 
 pub const MAX_LESSONS: i64 = 100;
@@ -159,42 +158,24 @@ pub struct Purchase {
 }
 
 /// Buys a package of lessons with a tutor: priced at the tutor's price per lesson times `lessons`, paid
-/// through the payment provider (offline: staff record the money), active once paid.
+/// through the payment provider (offline: staff record the money), active once paid. Who may buy for whom
+/// is as for booking: students themselves, parents their children, staff anyone; minors need consent.
 #[utoipa::path(post, path = "/api/v1/packages", tag = "bookings", request_body = NewPackage, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
     responses((status = 201, body = Purchase), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
-#[allow(clippy::too_many_arguments)]
 pub async fn buy(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
-    State(provider): State<SharedProvider>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     Json(body): Json<NewPackage>,
 ) -> ApiResult<(StatusCode, Json<Purchase>)> {
-    let now = clock.now();
+    let now = cx.clock.now();
     if !(1..=MAX_LESSONS).contains(&body.lessons) {
         return Err(ApiError::unprocessable("invalid_lessons", format!("a package has 1 to {MAX_LESSONS} lessons")));
     }
-    let mut tx = db.begin().await?;
-    let student_id = match (auth.role, body.student_id) {
-        (Role::Student, None) => auth.user_id,
-        (Role::Student, Some(id)) if id == auth.user_id => id,
-        (Role::Parent | Role::Staff | Role::Admin, Some(id)) => id,
-        (Role::Parent | Role::Staff | Role::Admin, None) => {
-            return Err(ApiError::unprocessable("student_required", "name the student the package is for"));
-        }
-        _ => return Err(ApiError::forbidden("forbidden", "students, their parents and staff buy packages")),
-    };
-    let student = users::get_or_404(tx.conn(), auth.tenant_id, student_id, now).await?;
-    if student.role != Role::Student {
-        return Err(ApiError::unprocessable("not_a_student", "packages are for students"));
-    }
-    if auth.role == Role::Parent && !users::is_parent_of(tx.conn(), auth.tenant_id, auth.user_id, student_id).await? {
-        return Err(ApiError::forbidden("forbidden", "parents buy for their linked children"));
-    }
+    let mut tx = cx.db.begin().await?;
+    // Packages are for live lessons: a minor needs the same consent as for booking one.
+    let student_id = super::lifecycle::student_for(tx.conn(), &auth, body.student_id, now).await?.id;
     let profile = tutors::load_profile(tx.conn(), auth.tenant_id, body.tutor_id, "").await?;
     let price = profile.price(body.minutes)?.checked_mul(body.lessons).ok_or_else(ApiError::internal)?;
     if price == 0 {
@@ -233,7 +214,7 @@ pub async fn buy(
         tx.conn(),
         auth.tenant_id,
         Subject::Package(package.id),
-        provider.name(),
+        cx.provider.name(),
         price,
         &package.currency,
         now,
@@ -241,8 +222,8 @@ pub async fn buy(
     .await?;
     tx.commit().await?;
     let description = format!("{} lessons of {} minutes", package.lessons, package.minutes);
-    let payment = payments::start(&db, &provider, &jobs, &outbox, &clock, auth.tenant_id, payment, description).await?;
-    let mut conn = db.pool().acquire().await?;
+    let payment = payments::start(&cx, auth.tenant_id, payment, description).await?;
+    let mut conn = cx.db.pool().acquire().await?;
     let package = load(&mut conn, auth.tenant_id, package.id, "").await?;
     Ok((StatusCode::CREATED, Json(Purchase { package, payment })))
 }
@@ -250,8 +231,8 @@ pub async fn buy(
 /// A package: its student, the student's parents, its tutor, staff.
 #[utoipa::path(get, path = "/api/v1/packages/{id}", tag = "bookings", params(("id" = PackageId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Package), (status = 404, body = ErrorBody)))]
-pub async fn get(State(db): State<Db>, auth: Authed<AnyRole>, Path(id): Path<PackageId>) -> ApiResult<Json<Package>> {
-    let mut conn = db.pool().acquire().await?;
+pub async fn get(State(cx): State<Ctx>, auth: Authed<AnyRole>, Path(id): Path<PackageId>) -> ApiResult<Json<Package>> {
+    let mut conn = cx.db.pool().acquire().await?;
     let p = load(&mut conn, auth.tenant_id, id, "").await?;
     let sees = auth.user_id == p.tutor_id || users::is_self_parent_or_staff(&mut conn, &auth, p.student_id).await?;
     if !sees {
@@ -263,7 +244,7 @@ pub async fn get(State(db): State<Db>, auth: Authed<AnyRole>, Path(id): Path<Pac
 /// Packages the caller can see: their own (students), their children's (parents), sold (tutors), all (staff).
 #[utoipa::path(get, path = "/api/v1/packages", tag = "bookings", security(("bearer" = [])),
     responses((status = 200, body = Vec<Package>)))]
-pub async fn list(State(db): State<Db>, auth: Authed<AnyRole>) -> ApiResult<Json<Vec<Package>>> {
+pub async fn list(State(cx): State<Ctx>, auth: Authed<AnyRole>) -> ApiResult<Json<Vec<Package>>> {
     let filter = match auth.role {
         Role::Admin | Role::Staff => " AND $2 = $2",
         Role::Tutor => " AND tutor_id = $2",
@@ -276,7 +257,7 @@ pub async fn list(State(db): State<Db>, auth: Authed<AnyRole>) -> ApiResult<Json
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(auth.tenant_id.to_string())
         .bind(auth.user_id.to_string())
-        .fetch_all(db.pool())
+        .fetch_all(cx.db.pool())
         .await?;
     Ok(Json(rows.iter().map(from_row).collect::<Result<_, _>>()?))
 }

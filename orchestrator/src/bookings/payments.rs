@@ -15,17 +15,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
-use super::{lifecycle, packages};
+use super::{Ctx, lifecycle, packages};
 use crate::{
     app::ClientInfo,
     audit,
     auth::{Authed, Staff},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     ids::{BookingId, PackageId, PaymentId, RefundId, TenantId, UserId},
-    jobs::{self, Jobs, NewJob},
-    outbox::{self, DomainEvent, Outbox},
+    jobs::{self, NewJob},
+    outbox::{self, DomainEvent},
 };
 
 pub type SharedProvider = Arc<dyn billing::PaymentProvider>;
@@ -150,17 +149,7 @@ pub async fn create_pending(
 
 /// Asks the provider to collect `payment` (after the transaction that recorded it committed). The
 /// provider's answer is stored; a provider that reports success at once settles the payment.
-#[allow(clippy::too_many_arguments)]
-pub async fn start(
-    db: &Db,
-    provider: &SharedProvider,
-    jobs: &Jobs,
-    outbox: &Outbox,
-    clock: &SharedClock,
-    tenant: TenantId,
-    mut payment: Payment,
-    description: String,
-) -> ApiResult<Payment> {
+pub async fn start(cx: &Ctx, tenant: TenantId, mut payment: Payment, description: String) -> ApiResult<Payment> {
     let currency: billing::Currency = payment.currency.parse().map_err(|_| ApiError::internal())?;
     let req = billing::PaymentRequest {
         reference: payment.subject.clone(),
@@ -169,16 +158,16 @@ pub async fn start(
         transfer_group: Some(payment.subject.clone()),
         idempotency_key: payment.id.to_string(),
     };
-    let started = provider.start_payment(&req).await.map_err(|e| match e {
+    let started = cx.provider.start_payment(&req).await.map_err(|e| match e {
         billing::ProviderError::Declined(m) => {
             ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, "payment_declined", m)
         }
         other => ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "payment_provider_error", other.to_string()),
     })?;
-    let mut tx = db.begin().await?;
+    let mut tx = cx.db.begin().await?;
     if started.state == billing::PaymentState::Succeeded {
         // Before touching the payment row: `succeeded` locks the booking first (see there).
-        succeeded(tx.conn(), tenant, payment.id, None, Some(provider.name()), clock.now()).await?;
+        succeeded(tx.conn(), tenant, payment.id, None, Some(cx.provider.name()), cx.clock.now()).await?;
         payment.status = "succeeded".into();
     }
     sqlx::query("UPDATE payments SET provider_ref = $1, instructions = $2 WHERE id = $3")
@@ -190,9 +179,7 @@ pub async fn start(
     payment.provider_ref = Some(started.provider_ref.clone());
     payment.instructions = started.instructions.clone();
     payment.client_secret = started.client_secret.clone();
-    tx.commit().await?;
-    jobs.notify();
-    outbox.notify();
+    cx.commit(tx).await?;
     Ok(payment)
 }
 
@@ -360,12 +347,8 @@ pub struct Received {
 #[utoipa::path(post, path = "/api/v1/payments/{id}/received", tag = "bookings", params(("id" = PaymentId, Path)),
     request_body = Received, security(("bearer" = [])),
     responses((status = 200, body = Settled), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-#[allow(clippy::too_many_arguments)]
 pub async fn received(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<Ctx>,
     auth: Authed<Staff>,
     client: ClientInfo,
     Path(id): Path<PaymentId>,
@@ -375,15 +358,13 @@ pub async fn received(
     if method.is_empty() || method.len() > 40 {
         return Err(ApiError::unprocessable("invalid_method", "method is 1 to 40 characters, e.g. bank_transfer"));
     }
-    let now = clock.now();
-    let mut tx = db.begin().await?;
+    let now = cx.clock.now();
+    let mut tx = cx.db.begin().await?;
     let settled = succeeded(tx.conn(), auth.tenant_id, id, Some(auth.user_id), Some(method), now).await?;
     let entry = audit::Entry::new(auth.tenant_id, Some(auth.user_id), "payment.received", &client)
         .target("payment", id)
         .details(serde_json::json!({ "method": method, "note": body.note, "refunded": settled.refund_id }));
     audit::record(tx.conn(), now, entry).await?;
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(settled))
 }
