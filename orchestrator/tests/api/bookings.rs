@@ -272,6 +272,15 @@ async fn book_pay_confirm_room_reminders_then_the_lesson_runs_and_pays_out() {
     m.app.advance(at("2027-03-03T07:00:00Z") - m.app.clock_now());
     m.wait_mail(&m.student, "starts in 1 hour", 1).await;
     m.wait_mail(&m.tutor, "starts in 1 hour", 1).await;
+    let pushed = student_ws.until(|v| v["data"]["kind"] == "reminder" && v["data"]["minutes_before"] == 60).await;
+    assert_eq!(pushed["data"]["booking_id"], id.as_str());
+    // The jobs behind it are visible to staff.
+    let done = m.app.get("/api/v1/admin/jobs?kind=booking.remind&status=done", &m.t.admin.access).await;
+    assert_eq!(done.body["jobs"].as_array().map(Vec::len), Some(2), "{done:?}");
+    let queued = m.app.get("/api/v1/admin/jobs?status=queued", &m.t.admin.access).await;
+    let kinds: Vec<&str> =
+        queued.body["jobs"].as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"booking.no_show_check") && kinds.contains(&"booking.auto_end"), "{kinds:?}");
 
     // Too early for the room; inside the window both join and the lesson starts.
     let mut tutor_ws = Client::connect(&m.app, &m.tutor.access).await;
