@@ -1,6 +1,7 @@
 //! `lc-load`: the liveclass load generator. Each scenario prints one JSON object to stdout.
 //! See `loadtests/README.md` for what each scenario measures and how `bench.sh` drives them.
 
+mod booking;
 mod client;
 mod stats;
 
@@ -142,6 +143,51 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
     },
+    /// The booking API: setup (tenant, --tutors with availability, --students), then --concurrency
+    /// workers holding random free slots for --secs (holds/s, conflicts, latency), then --contenders
+    /// simultaneous holds of one slot (exactly one winner). Exits non-zero on errors or != 1 winner.
+    Booking {
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A label for the output (`sqlite`, `postgres`).
+        #[arg(long, default_value = "unknown")]
+        backend: String,
+        /// The server's HS256 secret: tokens are minted (fast). Without it every user logs in (the
+        /// server's per-IP login limit must allow tutors + students + 1 logins).
+        #[arg(long, env = "LIVECLASS_JWT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        tutors: usize,
+        #[arg(long, default_value_t = 200)]
+        students: usize,
+        /// Closed-loop workers (one keep-alive connection each) in the throughput phase.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds of the throughput phase.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Simultaneous holds of one slot in the contention phase (one connection each).
+        #[arg(long, default_value_t = 500)]
+        contenders: usize,
+        /// The throughput slots start this many days from today (UTC)...
+        #[arg(long, default_value_t = 2)]
+        days_ahead: u64,
+        /// ...and span this many days (at most 62: one slot listing per tutor).
+        #[arg(long, default_value_t = 56)]
+        days: u64,
+        /// Requests in flight during setup.
+        #[arg(long, default_value_t = 8)]
+        setup_concurrency: usize,
+        /// Seed of the random picks (default: the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Server processes whose CPU-seconds to report for the throughput phase.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+        #[arg(long, default_value_t = 300)]
+        max_secs: u64,
+    },
     /// Merges the JSON results of several shards of one scenario (sums counters, merges histograms).
     Merge { files: Vec<String> },
 }
@@ -158,6 +204,7 @@ fn main() -> Result<()> {
             | Cmd::Connect { c, .. }
             | Cmd::Reconnect { c, .. }
             | Cmd::Multinode { c, .. } => c.max_secs,
+            Cmd::Booking { max_secs, .. } => *max_secs,
             _ => 3600,
         };
         let work = async {
@@ -176,6 +223,41 @@ fn main() -> Result<()> {
                     Ok(tokens(&secret, &tenant, count, &role, ttl_secs))
                 }
                 Cmd::Merge { files } => merge(&files),
+                Cmd::Booking {
+                    url,
+                    backend,
+                    secret,
+                    tutors,
+                    students,
+                    concurrency,
+                    secs,
+                    contenders,
+                    days_ahead,
+                    days,
+                    setup_concurrency,
+                    seed,
+                    server_pid,
+                    max_secs: _,
+                } => {
+                    let days = days.clamp(1, 62);
+                    let server_pid = stats::with_descendants(&server_pid);
+                    booking::run(booking::Opts {
+                        url,
+                        backend,
+                        secret,
+                        tutors,
+                        students,
+                        concurrency,
+                        secs,
+                        contenders,
+                        days_ahead,
+                        days,
+                        setup_concurrency,
+                        seed,
+                        server_pid,
+                    })
+                    .await
+                }
             }
         };
         match tokio::time::timeout(Duration::from_secs(max), work).await {
@@ -187,6 +269,10 @@ fn main() -> Result<()> {
     let out = out?;
     println!("{out}");
     rt.shutdown_timeout(Duration::from_millis(100));
+    // A scenario that checks correctness (booking) says `"ok": false` when a check failed.
+    if out["ok"] == false {
+        bail!("a check failed (see \"ok\" in the output)");
+    }
     Ok(())
 }
 
