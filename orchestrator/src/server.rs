@@ -50,6 +50,7 @@ use crate::{
     jobs::{self, Jobs},
     mailer::{self, Mailbox, SharedMailer},
     metrics::{self, Metrics},
+    money,
     outbox::Outbox,
     realtime::{ClassroomGate, chat, push},
 };
@@ -296,6 +297,10 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(bookings::payments::received))
         .routes(routes!(packages::buy, packages::list))
         .routes(routes!(packages::get))
+        .routes(routes!(money::set_commission))
+        .routes(routes!(money::paid_by_hand))
+        .routes(routes!(money::reports::earnings))
+        .routes(routes!(money::reports::revenue))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::retry))
         .routes(routes!(gamification::profile::get))

@@ -23,6 +23,7 @@ use crate::{
     ids::{BookingId, PaymentId, RefundId, TenantId, UserId},
     jobs::{Handler, Job, Jobs},
     mailer::{Mail, SharedMailer},
+    money,
     outbox::{self, DomainEvent},
 };
 
@@ -183,7 +184,9 @@ impl BookingJob {
             RELEASE_PAYOUT if b.status != BookingStatus::Refunded => {
                 let gross = p.gross_minor.ok_or_else(|| missing("gross_minor"))?;
                 let pol = policy::load(conn, tenant).await?;
-                let (fee, share) = split(&pol, gross);
+                let commission = money::commission_for(conn, b.tutor_id, pol.commission()).await?;
+                let fee = billing::bps_of(gross, commission.rate_bps.min(10_000));
+                let share = gross - fee;
                 let inserted = sqlx::query(
                     "INSERT INTO tutor_payouts (booking_id, tenant_id, tutor_id, gross_minor, fee_minor, share_minor,
                          currency, released_at)
@@ -201,6 +204,17 @@ impl BookingJob {
                 .await?
                 .rows_affected();
                 if inserted == 1 {
+                    let posting = money::Posting {
+                        tenant,
+                        kind: "earned",
+                        reference: format!("earned:{}", b.id),
+                        booking: Some(b.id),
+                        tutor: Some(b.tutor_id),
+                        currency: &b.currency,
+                        memo: Some(b.status.as_str()),
+                        entries: money::earned(gross, commission, b.tutor_id),
+                    };
+                    money::post(conn, now, &posting).await?;
                     let event = DomainEvent::PayoutReleased {
                         booking_id: b.id,
                         tutor_id: b.tutor_id,
@@ -288,12 +302,6 @@ impl BookingJob {
         self.deps.mailer.queue(conn, now, &mail).await?;
         Ok(())
     }
-}
-
-/// `(platform fee, tutor share)` of `gross` under the tenant's commission.
-fn split(pol: &policy::BookingPolicy, gross: i64) -> (i64, i64) {
-    let fee = billing::bps_of(gross, pol.commission().rate_bps.min(10_000));
-    (fee, gross - fee)
 }
 
 /// "1 day", "1 hour", "90 minutes".

@@ -24,6 +24,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     ids::{BookingId, PackageId, PaymentId, RefundId, TenantId, UserId},
     jobs::{self, NewJob},
+    money,
     outbox::{self, DomainEvent},
 };
 
@@ -243,7 +244,22 @@ pub async fn succeeded(
         currency: payment.currency.clone(),
     };
     outbox::append(conn, tenant, now, &event).await?;
-    let confirmed = match Subject::parse(&payment.subject)? {
+    let subject = Subject::parse(&payment.subject)?;
+    let posting = money::Posting {
+        tenant,
+        kind: "payment",
+        reference: format!("payment:{id}"),
+        booking: match subject {
+            Subject::Booking(b) => Some(b),
+            Subject::Package(_) => None,
+        },
+        tutor: None,
+        currency: &payment.currency,
+        memo: Some(&payment.subject),
+        entries: money::payment(payment.amount_minor),
+    };
+    money::post(conn, now, &posting).await?;
+    let confirmed = match subject {
         Subject::Booking(b) => lifecycle::payment_arrived(conn, tenant, b, actor, now).await?,
         Subject::Package(p) => packages::payment_arrived(conn, tenant, p, now).await?,
     };
@@ -274,6 +290,20 @@ pub async fn request_refund(
     reason: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<RefundId> {
+    // Refunds never exceed what was paid (the payment's row is locked by the caller's booking lock order).
+    let already: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds WHERE payment_id = $1 AND status <> 'failed'",
+    )
+    .bind(payment.id.to_string())
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    if amount_minor <= 0 || already + amount_minor > payment.amount_minor {
+        return Err(ApiError::conflict(
+            "refund_exceeds_payment",
+            format!("{} of {} minor units are already refunded", already, payment.amount_minor),
+        ));
+    }
     let id = RefundId::new();
     sqlx::query(
         "INSERT INTO refunds (id, tenant_id, payment_id, amount_minor, currency, reason, status, created_at)
@@ -296,6 +326,21 @@ pub async fn request_refund(
         dedupe_key: Some(format!("refund:{id}")),
     };
     jobs::enqueue(conn, now, &job).await?;
+    let booking = match Subject::parse(&payment.subject)? {
+        Subject::Booking(b) => Some(b),
+        Subject::Package(_) => None,
+    };
+    let posting = money::Posting {
+        tenant,
+        kind: "refund",
+        reference: format!("refund:{id}"),
+        booking,
+        tutor: None,
+        currency: &payment.currency,
+        memo: Some(reason),
+        entries: money::refund(amount_minor),
+    };
+    money::post(conn, now, &posting).await?;
     Ok(id)
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use axum::{
     extract::State,
-    http::header,
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Duration, Utc};
@@ -423,13 +422,7 @@ pub struct ClassReport {
     pub records: Vec<AttendanceRecord>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Json,
-    Csv,
-}
+pub use crate::csv::Format;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -442,17 +435,9 @@ pub struct ReportQuery {
 const CSV_HEADER: &str =
     "class_id,class_title,meeting_id,meeting_starts_at,student_id,student_name,status,marked_by,marked_at";
 
-fn csv_field(s: &str) -> String {
-    // Quote fields with separators; neutralise leading formula characters for spreadsheet safety.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
-}
-
 fn csv(records: &[AttendanceRecord], filename: &str) -> Response {
-    let mut out = String::from(CSV_HEADER);
-    out.push('\n');
-    for r in records {
-        let fields = [
+    let rows = records.iter().map(|r| {
+        vec![
             r.class_id.to_string(),
             r.class_title.clone(),
             r.meeting_id.to_string(),
@@ -462,18 +447,9 @@ fn csv(records: &[AttendanceRecord], filename: &str) -> Response {
             r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
             r.marked_by.map(|u| u.to_string()).unwrap_or_default(),
             r.marked_at.map(db::ts).unwrap_or_default(),
-        ];
-        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
-        ],
-        out,
-    )
-        .into_response()
+        ]
+    });
+    crate::csv::response(CSV_HEADER, rows, filename)
 }
 
 /// The class's attendance: per-student tallies and balances, and every (meeting, student) record.
@@ -554,17 +530,4 @@ pub async fn student_report(
         return Ok(csv(&records, &format!("attendance-{id}.csv")));
     }
     Ok(Json(StudentReport { student_id: id, tally, records }).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_escaped_and_formula_safe() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=SUM(A1)"), "'=SUM(A1)");
-    }
 }

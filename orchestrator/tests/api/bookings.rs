@@ -321,6 +321,45 @@ async fn book_pay_confirm_room_reminders_then_the_lesson_runs_and_pays_out() {
     let row = &payouts().await[0];
     let parts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(parts, (3500, 700, 2800), "20% commission");
+
+    // The tutor's statement and the platform's report come from the ledger.
+    let statement = m.app.get(&format!("/api/v1/tutors/{}/earnings", m.tutor.user_id), &m.tutor.access).await;
+    assert_eq!(statement.status, StatusCode::OK, "{statement:?}");
+    let line = &statement.body["lines"][0];
+    assert_eq!(
+        (line["gross_minor"].as_i64(), line["commission_minor"].as_i64(), line["net_minor"].as_i64()),
+        (Some(3500), Some(700), Some(2800))
+    );
+    assert_eq!(line["paid_out_at"], Value::Null);
+    assert_eq!(statement.body["balance"]["EUR"], 2800, "owed to the tutor");
+    let res = m.app.get(&format!("/api/v1/tutors/{}/earnings", m.tutor.user_id), &m.student.access).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // Offline: staff pay the tutor by hand and record it, once.
+    let paid = async || {
+        m.app
+            .post(&format!("/api/v1/payouts/{id}/paid"), Some(&m.t.admin.access), json!({"method": "bank_transfer"}))
+            .await
+    };
+    assert_eq!(paid().await.body["recorded"], true);
+    assert_eq!(paid().await.body["recorded"], false);
+    let statement = m.app.get(&format!("/api/v1/tutors/{}/earnings", m.tutor.user_id), &m.tutor.access).await;
+    assert_eq!(statement.body["balance"]["EUR"], 0);
+    assert_eq!(statement.body["totals"]["EUR"]["paid_out_minor"], 2800);
+    let report = m.app.get("/api/v1/reports/revenue", &m.t.admin.access).await;
+    assert_eq!(report.status, StatusCode::OK, "{report:?}");
+    let eur = &report.body["lines"][0];
+    assert_eq!(eur["currency"], "EUR");
+    assert_eq!((eur["payments_minor"].as_i64(), eur["revenue_minor"].as_i64()), (Some(3500), Some(700)));
+    assert_eq!((eur["tutor_earnings_minor"].as_i64(), eur["paid_out_minor"].as_i64()), (Some(2800), Some(2800)));
+    assert_eq!(report.body["reconciliation"]["ledger_balanced"], true, "{report:?}");
+    assert_eq!(report.body["reconciliation"]["matches_records"], true, "{report:?}");
+    let csv =
+        m.app.request(Method::GET, "/api/v1/reports/revenue?format=csv", Some(&m.t.admin.access), None, &[]).await;
+    assert_eq!(
+        csv.text,
+        "currency,payments_minor,refunds_minor,revenue_minor,tutor_earnings_minor,paid_out_minor\nEUR,3500,0,700,2800,2800\n"
+    );
+    assert_eq!(m.app.get("/api/v1/reports/revenue", &m.tutor.access).await.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -424,6 +463,15 @@ async fn cancellations_follow_the_policy() {
     let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;
     assert_eq!(res.body["booking"]["status"], "cancelled_by_tutor");
     assert_eq!(res.body["outcome"]["refund_minor"], 3500);
+    // Money: three payments in, refunds of 3500 + 1750 + 3500 out; the ledger balances and matches the records.
+    let report = m.app.get("/api/v1/reports/revenue", &m.t.admin.access).await;
+    let eur = &report.body["lines"][0];
+    assert_eq!(
+        (eur["payments_minor"].as_i64(), eur["refunds_minor"].as_i64()),
+        (Some(10500), Some(8750)),
+        "{report:?}"
+    );
+    assert_eq!(report.body["reconciliation"]["matches_records"], true, "{report:?}");
     // Staff must say on whose behalf; others can't see the booking at all.
     let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.t.admin.access), json!({})).await;
     assert_eq!(res.code(), "on_behalf_of_required");
