@@ -122,14 +122,17 @@ pub async fn create(
     Json(body): Json<NewBooking>,
 ) -> ApiResult<(StatusCode, Json<BookingView>)> {
     let now = cx.clock.now();
+    // Reads that need no lock, before taking the writer (SQLite) or any row lock: shorter critical sections.
+    let (student, pol) = {
+        let mut conn = cx.db.pool().acquire().await?;
+        (student_for(&mut conn, &auth, body.student_id, now).await?, policy::load(&mut conn, auth.tenant_id).await?)
+    };
     let mut tx = cx.db.begin().await?;
-    let student = student_for(tx.conn(), &auth, body.student_id, now).await?;
     // The tutor's lock first: from here until commit nobody else changes this tutor's calendar.
     let profile = tutors::load_profile(tx.conn(), auth.tenant_id, body.tutor_id, cx.db.for_update()).await?;
     tutors::ensure_offered(tx.conn(), &profile, body.starts_at, body.minutes, now, None).await?;
     let end = body.starts_at + Duration::minutes(i64::from(body.minutes));
     ensure_student_free(tx.conn(), student.id, body.starts_at, end, now, None).await?;
-    let pol = policy::load(tx.conn(), auth.tenant_id).await?;
     let mut price = profile.price(body.minutes)?;
     if let Some(pkg) = body.package_id {
         price = super::packages::spend(tx.conn(), auth.tenant_id, pkg, student.id, body.tutor_id, body.minutes).await?;
@@ -157,16 +160,17 @@ pub async fn create(
         updated_at: now,
     };
     insert(tx.conn(), &b).await?;
-    super::record(tx.conn(), &b, None, Some(auth.user_id), None, now).await?;
+    let mut history = vec![super::record(tx.conn(), &b, None, Some(auth.user_id), None, now).await?];
     if b.package_id.is_some() {
         let change = Change { action: Action::PayWithPackage, actor: Some(auth.user_id), reason: None };
-        transition(tx.conn(), &mut b, change, now).await?;
+        history.push(transition(tx.conn(), &mut b, change, now).await?);
         on_confirmed(tx.conn(), &b, &pol, now).await?;
     } else {
         schedule_expiry(tx.conn(), &b, now).await?;
     }
-    let view = view(tx.conn(), b).await?;
     cx.commit(tx).await?;
+    // A new booking has no payments or refunds yet: the view needs no further reads.
+    let view = BookingView { booking: b, history, payments: Vec::new(), refunds: Vec::new() };
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -588,7 +592,8 @@ pub async fn start_lesson(
     if now >= b.ends_at {
         return Err(ApiError::conflict("lesson_over", "the lesson's time is over"));
     }
-    transition(conn, b, Change { action: Action::Start, actor, reason: None }, now).await
+    transition(conn, b, Change { action: Action::Start, actor, reason: None }, now).await?;
+    Ok(())
 }
 
 /// Both participants came but nobody started the lesson before its time was over: it happened.

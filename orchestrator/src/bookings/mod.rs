@@ -302,7 +302,7 @@ pub async fn transition(
     b: &mut Booking,
     change: Change<'_>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> ApiResult<HistoryEntry> {
     let to = step(b.status, change.action)?;
     let from = b.status;
     let expires = if matches!(to, BookingStatus::Hold | BookingStatus::PendingPayment) { b.expires_at } else { None };
@@ -319,7 +319,8 @@ pub async fn transition(
     record(conn, b, Some(from), change.actor, change.reason, now).await
 }
 
-/// Appends a history row and the event for `b`'s current status (`from` None: the booking is new).
+/// Appends a history row and the event for `b`'s current status (`from` None: the booking is new), and
+/// returns the row.
 pub async fn record(
     conn: &mut AnyConnection,
     b: &Booking,
@@ -327,7 +328,7 @@ pub async fn record(
     actor: Option<UserId>,
     reason: Option<&str>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> ApiResult<HistoryEntry> {
     sqlx::query(
         "INSERT INTO booking_transitions (booking_id, seq, from_status, to_status, actor_id, reason, at)
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM booking_transitions WHERE booking_id = $1",
@@ -351,7 +352,7 @@ pub async fn record(
         actor,
     };
     outbox::append(conn, b.tenant_id, now, &event).await?;
-    Ok(())
+    Ok(HistoryEntry { from, to: b.status, actor_id: actor, reason: reason.map(String::from), at: now })
 }
 
 /// One row of a booking's history.
