@@ -12,7 +12,7 @@
 //!   `Idempotency-Key` on every POST, retries of 429/5xx/connection failures with the same key.
 //! - [`webhook`] — Stripe webhook signatures (`Stripe-Signature: t=...,v1=...`, HMAC-SHA256, constant-time,
 //!   300 s tolerance) and the event envelope ([`webhook::Event`]).
-//! - [`fake`] (feature `fake`) — [`fake::FakeStripe`], an in-process server speaking Stripe's wire format
+//! - `fake` (feature `fake`) — `fake::FakeStripe`, an in-process server speaking Stripe's wire format
 //!   (ids, objects, errors, idempotency, fault injection, signed events), for this crate's tests and the
 //!   orchestrator's.
 //!
@@ -20,6 +20,10 @@
 //! payouts, their states), decides when to call the provider, deduplicates webhook events by id and keeps
 //! the Stripe account id of each tutor; this crate knows nothing of bookings or storage. The Connect calls
 //! are inherent methods of [`Stripe`], not part of the seam: offline payouts have no counterpart.
+//!
+//! Stripe is called with reqwest directly rather than through an SDK (async-stripe): the backend needs six
+//! form POSTs, and owning them keeps the wire format, retries and idempotency visible and testable against
+//! `fake::FakeStripe`.
 //!
 //! Not built yet: the double-entry money ledger and payout settlement (the billing issue).
 

@@ -26,7 +26,8 @@ use crate::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+/// Where and how to reach Stripe. `Debug` shows only the key's prefix (`sk_live_…`), never the key.
+#[derive(Clone)]
 pub struct StripeConfig {
     /// `sk_live_...`, `sk_test_...` or a restricted `rk_...` key.
     pub secret_key: String,
@@ -39,6 +40,18 @@ pub struct StripeConfig {
 impl StripeConfig {
     pub fn new(secret_key: impl Into<String>) -> Self {
         Self { secret_key: secret_key.into(), ..Self::default() }
+    }
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefix: String = self.secret_key.chars().take_while(|&c| c != '_').collect();
+        let kind = self.secret_key.split('_').nth(1).unwrap_or("");
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &format_args!("{prefix}_{kind}_…"))
+            .field("api_base", &self.api_base)
+            .field("max_retries", &self.max_retries)
+            .finish()
     }
 }
 
@@ -416,6 +429,40 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
         h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret_key() {
+        let s = Stripe::new(StripeConfig::new("sk_live_51AbCdEfGhIjKlMn")).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("51AbCdEf"), "{shown}");
+        assert!(shown.contains("sk_live_…"), "{shown}");
+    }
+
+    /// Production talks HTTPS: the client must open TLS itself (a ClientHello, record type 0x16), not refuse
+    /// the scheme. Nothing here can answer TLS, so the call ends unavailable.
+    #[tokio::test]
+    async fn https_bases_speak_tls() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut first = [0u8; 3];
+            conn.read_exact(&mut first).await.unwrap();
+            first
+        });
+        let config = StripeConfig {
+            secret_key: "sk_test".into(),
+            api_base: format!("https://127.0.0.1:{port}"),
+            max_retries: 0,
+        };
+        let stripe = Stripe::new(config).unwrap();
+        let form: Form = vec![("type", "express".into())];
+        let result = stripe.post::<Created>("/v1/accounts", &form, "k").await;
+        assert!(matches!(result, Err(ProviderError::Unavailable(_))));
+        let first = server.await.unwrap();
+        assert_eq!(first, [0x16, 0x03, 0x01], "a TLS handshake record");
     }
 
     #[test]
