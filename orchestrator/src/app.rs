@@ -18,6 +18,7 @@ use crate::{
     jobs::Jobs,
     mailer::SharedMailer,
     metrics::Metrics,
+    money::stripe::SharedStripe,
     outbox::Outbox,
 };
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub jobs: Jobs,
     pub mailer: SharedMailer,
     pub payments: SharedProvider,
+    /// Set when Stripe is configured: Connect onboarding and transfers.
+    pub stripe: SharedStripe,
     pub signaling: signaling::Signaling,
     pub config: Arc<Config>,
     pub login_limits: Arc<LoginLimits>,
@@ -60,6 +63,7 @@ from_ref!(
     jobs: Jobs,
     mailer: SharedMailer,
     payments: SharedProvider,
+    stripe: SharedStripe,
     signaling: signaling::Signaling,
     config: Arc<Config>,
     login_limits: Arc<LoginLimits>,

@@ -109,6 +109,15 @@ pub struct Config {
     pub jobs_backoff_base_secs: u64,
     /// ...up to this.
     pub jobs_backoff_max_secs: u64,
+    /// Stripe secret key (`STRIPE_SECRET_KEY`): payments go through Stripe (PaymentIntents, Connect transfers)
+    /// instead of the offline provider. Needs `stripe_webhook_secret`.
+    pub stripe_secret_key: Option<Secret>,
+    /// The webhook endpoint's signing secret (`STRIPE_WEBHOOK_SECRET`, `whsec_…`).
+    pub stripe_webhook_secret: Option<Secret>,
+    /// Stripe's API address (a local fake in tests).
+    pub stripe_api_base: String,
+    /// This server's public address, for links sent to users (Stripe onboarding return and refresh pages).
+    pub public_url: String,
 }
 
 impl Default for Config {
@@ -149,6 +158,10 @@ impl Default for Config {
             jobs_max_attempts: 8,
             jobs_backoff_base_secs: 5,
             jobs_backoff_max_secs: 3600,
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_base: "https://api.stripe.com".into(),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -255,6 +268,11 @@ impl Config {
         if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
             return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
         }
+        if self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_none() {
+            return Err(ConfigError::Invalid(
+                "STRIPE_SECRET_KEY needs STRIPE_WEBHOOK_SECRET: bookings confirm from Stripe's signed webhooks".into(),
+            ));
+        }
         if self.jobs_poll_interval_ms == 0 || self.jobs_max_attempts == 0 {
             return Err(ConfigError::Invalid("jobs_poll_interval_ms and jobs_max_attempts must be positive".into()));
         }
@@ -310,6 +328,10 @@ fn known_keys() -> Vec<&'static str> {
         "jobs_max_attempts",
         "jobs_backoff_base_secs",
         "jobs_backoff_max_secs",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "stripe_api_base",
+        "public_url",
     ]
 }
 
@@ -324,6 +346,9 @@ fn env_key(name: &str) -> Option<(String, bool)> {
     }
     if base == "REDIS_URL" {
         return Some(("redis_url".into(), from_file));
+    }
+    if base == "STRIPE_SECRET_KEY" || base == "STRIPE_WEBHOOK_SECRET" {
+        return Some((base.to_ascii_lowercase(), from_file));
     }
     let key = base.strip_prefix(PREFIX)?;
     Some((key.to_ascii_lowercase(), from_file))

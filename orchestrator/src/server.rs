@@ -50,7 +50,7 @@ use crate::{
     jobs::{self, Jobs},
     mailer::{self, Mailbox, SharedMailer},
     metrics::{self, Metrics},
-    money,
+    money::{self, stripe::SharedStripe},
     outbox::Outbox,
     realtime::{ClassroomGate, chat, push},
 };
@@ -124,11 +124,26 @@ impl Server {
         let pushes = outbox.subscribe(4096);
         let jobs = Jobs::from_config(&config);
         let mailer: SharedMailer = Arc::new(Mailbox);
-        // The embedded defaults: no online payments (staff record money), no media server.
-        let payments: SharedProvider = Arc::new(billing::Offline);
+        // Stripe when configured; else the embedded default, offline (staff record money). No media server yet.
+        let stripe: SharedStripe = match &config.stripe_secret_key {
+            None => None,
+            Some(key) => {
+                let cfg = billing::StripeConfig {
+                    secret_key: key.expose().to_string(),
+                    api_base: config.stripe_api_base.clone(),
+                    ..Default::default()
+                };
+                Some(Arc::new(billing::Stripe::new(cfg).context("building the Stripe client")?))
+            }
+        };
+        let payments: SharedProvider = match &stripe {
+            Some(s) => s.clone(),
+            None => Arc::new(billing::Offline),
+        };
         let deps = bookings::jobs::Deps {
             mailer: mailer.clone(),
             provider: payments.clone(),
+            stripe: stripe.clone(),
             media: Arc::new(rooms::NoMedia),
         };
         bookings::jobs::register(&jobs, Arc::new(deps));
@@ -154,6 +169,7 @@ impl Server {
                 jobs,
                 mailer,
                 payments,
+                stripe,
                 signaling,
                 config,
                 login_limits,
@@ -298,6 +314,8 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(packages::buy, packages::list))
         .routes(routes!(packages::get))
         .routes(routes!(money::set_commission))
+        .routes(routes!(money::stripe::webhook))
+        .routes(routes!(money::stripe::get_account, money::stripe::onboard))
         .routes(routes!(money::paid_by_hand))
         .routes(routes!(money::reports::earnings))
         .routes(routes!(money::reports::revenue))

@@ -39,12 +39,16 @@ pub const RELEASE_PAYOUT: &str = "payout.release";
 pub struct Deps {
     pub mailer: SharedMailer,
     pub provider: SharedProvider,
+    /// Set when Stripe is configured: released shares are transferred to tutors' connected accounts.
+    pub stripe: money::stripe::SharedStripe,
     pub media: Arc<dyn rooms::MediaBackend>,
 }
 
 /// Registers every booking job kind with `jobs`.
 pub fn register(jobs: &Jobs, deps: Arc<Deps>) {
-    for kind in [EXPIRE, REMIND, NO_SHOW_CHECK, AUTO_END, OPEN_ROOM, ISSUE_REFUND, RELEASE_PAYOUT] {
+    for kind in
+        [EXPIRE, REMIND, NO_SHOW_CHECK, AUTO_END, OPEN_ROOM, ISSUE_REFUND, RELEASE_PAYOUT, money::stripe::TRANSFER]
+    {
         jobs.register(Arc::new(BookingJob { kind, deps: deps.clone() }));
     }
 }
@@ -95,6 +99,13 @@ impl BookingJob {
     ) -> Result<(), ApiError> {
         if self.kind == ISSUE_REFUND {
             return self.issue_refund(conn, tenant, p.refund_id.ok_or_else(|| missing("refund_id"))?, now).await;
+        }
+        if self.kind == money::stripe::TRANSFER {
+            let booking = p.booking_id.ok_or_else(|| missing("booking_id"))?;
+            return match &self.deps.stripe {
+                Some(stripe) => money::stripe::transfer(conn, stripe, tenant, booking, now).await,
+                None => Ok(()), // Offline: staff pay by hand.
+            };
         }
         let id = p.booking_id.ok_or_else(|| missing("booking_id"))?;
         let mut b = super::load(conn, tenant, id, Db::lock_clause(conn)).await?;
@@ -215,6 +226,9 @@ impl BookingJob {
                         entries: money::earned(gross, commission, b.tutor_id),
                     };
                     money::post(conn, now, &posting).await?;
+                    if self.deps.stripe.is_some() {
+                        money::stripe::enqueue_transfer(conn, tenant, b.id, "released", now).await?;
+                    }
                     let event = DomainEvent::PayoutReleased {
                         booking_id: b.id,
                         tutor_id: b.tutor_id,

@@ -323,7 +323,24 @@ pub async fn checkout(
                 let payment = payments::start(&cx, auth.tenant_id, p, description).await?;
                 Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
             }
-            pending => Ok(Json(Checkout { booking: view(tx.conn(), b).await?, payment: pending })),
+            Some(p) => Ok(Json(Checkout { booking: view(tx.conn(), b).await?, payment: Some(p) })),
+            // The last attempt failed (declined): a new payment, within the same payment window.
+            None => {
+                let subject = Subject::Booking(b.id);
+                let p = payments::create_pending(
+                    tx.conn(),
+                    auth.tenant_id,
+                    subject,
+                    cx.provider.name(),
+                    b.price_minor,
+                    &b.currency,
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                let payment = payments::start(&cx, auth.tenant_id, p, description(&b)).await?;
+                Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
+            }
         };
     }
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;

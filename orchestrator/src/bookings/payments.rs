@@ -159,12 +159,26 @@ pub async fn start(cx: &Ctx, tenant: TenantId, mut payment: Payment, description
         transfer_group: Some(payment.subject.clone()),
         idempotency_key: payment.id.to_string(),
     };
-    let started = cx.provider.start_payment(&req).await.map_err(|e| match e {
-        billing::ProviderError::Declined(m) => {
-            ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, "payment_declined", m)
+    let started = match cx.provider.start_payment(&req).await {
+        Ok(started) => started,
+        Err(billing::ProviderError::Declined(m)) => {
+            // Final for this payment: the next checkout starts a new one (a new idempotency key).
+            let mut tx = cx.db.begin().await?;
+            sqlx::query("UPDATE payments SET status = 'failed' WHERE id = $1 AND status = 'pending'")
+                .bind(payment.id.to_string())
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+            return Err(ApiError::new(axum::http::StatusCode::PAYMENT_REQUIRED, "payment_declined", m));
         }
-        other => ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "payment_provider_error", other.to_string()),
-    })?;
+        Err(other) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "payment_provider_error",
+                other.to_string(),
+            ));
+        }
+    };
     let mut tx = cx.db.begin().await?;
     if started.state == billing::PaymentState::Succeeded {
         // Before touching the payment row: `succeeded` locks the booking first (see there).

@@ -3,7 +3,8 @@
 //!
 //! Layout: this file — [`Account`], the pure posting builders ([`payment`], [`refund`], [`earned`],
 //! [`payout`]) and [`post`], which writes a balanced transaction once per reference; `reports` — tutor
-//! earnings statements, platform revenue and the reconciliation check (JSON or CSV).
+//! earnings statements, platform revenue and the reconciliation check (JSON or CSV); `stripe` — the signed
+//! webhook endpoint, tutors' connected accounts (onboarding) and transfers of released shares.
 //!
 //! Conventions: amounts are integer minor units; debits positive, credits negative; every transaction sums to
 //! zero per currency. Accounts: `provider_balance` (money held at the payment provider, an asset),
@@ -12,6 +13,7 @@
 //! balance of their payable account and the platform's revenue that of `platform_revenue`.
 
 pub mod reports;
+pub mod stripe;
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};

@@ -23,21 +23,27 @@ fn epoch() -> DateTime<Utc> {
 
 const ADULT: Option<&str> = Some("1990-01-01");
 
-fn at(s: &str) -> DateTime<Utc> {
+pub fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-struct Market {
-    app: TestApp,
-    t: Tenant,
-    tutor: Session,
-    student: Session,
+pub struct Market {
+    pub app: TestApp,
+    pub t: Tenant,
+    pub tutor: Session,
+    pub student: Session,
 }
 
 async fn market(slug: &str) -> Market {
+    market_with(slug, |_| {}).await
+}
+
+/// A tenant with a tutor who published availability and an adult student, at `epoch()`.
+pub async fn market_with(slug: &str, tweak: impl FnOnce(&mut orchestrator::config::Config)) -> Market {
     let app = TestApp::spawn_with(|c| {
         c.jobs_poll_interval_ms = 20;
         c.access_token_ttl_secs = 90 * 24 * 3600;
+        tweak(c);
     })
     .await;
     app.advance(epoch() - app.clock_now());
@@ -73,14 +79,14 @@ async fn publish(app: &TestApp, tutor: &Session, overrides: Value) {
 }
 
 impl Market {
-    async fn slots(&self, who: &Session, from: &str, to: &str, tz: &str, minutes: u32) -> Vec<Value> {
+    pub async fn slots(&self, who: &Session, from: &str, to: &str, tz: &str, minutes: u32) -> Vec<Value> {
         let path = format!("/api/v1/tutors/{}/slots?from={from}&to={to}&tz={tz}&minutes={minutes}", self.tutor.user_id);
         let res = self.app.get(&path, &who.access).await;
         assert_eq!(res.status, StatusCode::OK, "{res:?}");
         res.body["slots"].as_array().unwrap().clone()
     }
 
-    async fn hold(&self, who: &Session, starts_at: &str, minutes: u32) -> Res {
+    pub async fn hold(&self, who: &Session, starts_at: &str, minutes: u32) -> Res {
         self.app
             .post(
                 "/api/v1/bookings",
@@ -90,14 +96,14 @@ impl Market {
             .await
     }
 
-    async fn booking(&self, id: &str) -> Value {
+    pub async fn booking(&self, id: &str) -> Value {
         let res = self.app.get(&format!("/api/v1/bookings/{id}"), &self.t.admin.access).await;
         assert_eq!(res.status, StatusCode::OK, "{res:?}");
         res.body
     }
 
     /// Waits (jobs run in the background) until the booking satisfies `pred`.
-    async fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
         loop {
             let b = self.booking(id).await;
@@ -110,7 +116,7 @@ impl Market {
     }
 
     /// Hold, checkout, staff record the money: a confirmed booking.
-    async fn book_and_pay(&self, who: &Session, starts_at: &str, minutes: u32) -> String {
+    pub async fn book_and_pay(&self, who: &Session, starts_at: &str, minutes: u32) -> String {
         let held = self.hold(who, starts_at, minutes).await;
         assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
         let id = held.body["id"].as_str().unwrap().to_string();
@@ -129,13 +135,13 @@ impl Market {
         id
     }
 
-    async fn mail_subjects(&self, user: &Session) -> Vec<String> {
+    pub async fn mail_subjects(&self, user: &Session) -> Vec<String> {
         let res = self.app.get("/api/v1/me/mailbox", &user.access).await;
         assert_eq!(res.status, StatusCode::OK, "{res:?}");
         res.body["messages"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap().to_string()).collect()
     }
 
-    async fn wait_mail(&self, user: &Session, subject_part: &str, count: usize) -> Vec<String> {
+    pub async fn wait_mail(&self, user: &Session, subject_part: &str, count: usize) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
         loop {
             let subjects = self.mail_subjects(user).await;

@@ -15,4 +15,5 @@ mod lifecycle;
 mod multinode;
 mod outbox;
 mod realtime;
+mod stripe;
 mod walkthrough;

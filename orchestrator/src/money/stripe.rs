@@ -1,0 +1,390 @@
+//! Stripe on the orchestrator's side: the signed webhook endpoint, tutors' connected accounts
+//! (onboarding), and paying tutors out by transfer.
+//!
+//! Webhooks are the only way money confirms a booking with Stripe (never the client's word). A delivery is
+//! verified exactly as Stripe signs (`billing::webhook`), then handled in one transaction that first claims
+//! its event id in `webhook_events`: a repeated or concurrent delivery of the same event finds the id taken
+//! and changes nothing. Unknown event types are acknowledged and ignored.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+
+use crate::{
+    auth::{AnyRole, Authed, Role},
+    bookings::payments,
+    clock::SharedClock,
+    config::Config,
+    db::{self, Db},
+    error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    identity::users,
+    ids::{BookingId, PaymentId, TenantId, UserId},
+    jobs::{self, Jobs, NewJob},
+    outbox::Outbox,
+};
+
+pub type SharedStripe = Option<Arc<billing::Stripe>>;
+
+/// Stripe's default tolerance for a signature's timestamp.
+const TOLERANCE_SECS: i64 = 300;
+
+pub const TRANSFER: &str = "payout.transfer";
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAck {
+    pub received: bool,
+    /// The event id was seen before: nothing was done again.
+    pub duplicate: bool,
+}
+
+/// Stripe's webhook endpoint. The `Stripe-Signature` header must verify against the raw body with the
+/// configured endpoint secret (HMAC-SHA256 of `t.body`, any `v1`, within 300 s); otherwise 400 and nothing
+/// changes. Each event id has its effect once.
+#[utoipa::path(post, path = "/api/v1/webhooks/stripe", tag = "money", request_body(content = String, content_type = "application/json"),
+    params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
+    responses((status = 200, body = WebhookAck), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn webhook(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
+    State(jobs): State<Jobs>,
+    State(config): State<Arc<Config>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<WebhookAck>> {
+    let secret = config
+        .stripe_webhook_secret
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("stripe_not_configured", "this server doesn't use Stripe"))?;
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let now = clock.now();
+    let event = billing::webhook::verify_event(header, &body, secret.expose(), now.timestamp(), TOLERANCE_SECS)
+        .map_err(|e| ApiError::bad_request("invalid_signature", e.to_string()))?;
+    let mut tx = db.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO webhook_events (provider, event_id, kind, received_at) VALUES ('stripe', $1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(db::ts(now))
+    .execute(tx.conn())
+    .await?
+    .rows_affected()
+        == 1;
+    if fresh {
+        handle(tx.conn(), &event, now).await?;
+    }
+    tx.commit().await?;
+    outbox.notify();
+    jobs.notify();
+    Ok(Json(WebhookAck { received: true, duplicate: !fresh }))
+}
+
+fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(|x| x.as_str())
+}
+
+async fn handle(conn: &mut AnyConnection, event: &billing::webhook::Event, now: DateTime<Utc>) -> ApiResult<()> {
+    let object = &event.object;
+    match event.kind.as_str() {
+        "payment_intent.succeeded" => {
+            let Some((tenant, id, amount, currency)) = payment_by_ref(conn, str_of(object, "id")).await? else {
+                tracing::warn!(event = event.id, "payment_intent.succeeded for a payment we don't know");
+                return Ok(());
+            };
+            let received = object.get("amount_received").or_else(|| object.get("amount")).and_then(|a| a.as_i64());
+            let same_currency = str_of(object, "currency").is_some_and(|c| c.eq_ignore_ascii_case(&currency));
+            if received != Some(amount) || !same_currency {
+                tracing::error!(
+                    event = event.id,
+                    ?received,
+                    amount,
+                    "payment_intent amount or currency differs; not confirming"
+                );
+                return Ok(());
+            }
+            payments::succeeded(conn, tenant, id, None, Some("stripe"), now).await?;
+        }
+        "payment_intent.payment_failed" | "payment_intent.canceled" => {
+            if let Some((_, id, _, _)) = payment_by_ref(conn, str_of(object, "id")).await? {
+                sqlx::query(
+                    "UPDATE payments SET status = 'failed', settled_at = $1 WHERE id = $2 AND status = 'pending'",
+                )
+                .bind(db::ts(now))
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        "account.updated" => {
+            let Some(account) = str_of(object, "id") else { return Ok(()) };
+            let enabled = object.get("payouts_enabled").and_then(|v| v.as_bool()).unwrap_or(false);
+            let submitted = object.get("details_submitted").and_then(|v| v.as_bool()).unwrap_or(false);
+            let row = sqlx::query(
+                "UPDATE tutor_billing SET payouts_enabled = $1, details_submitted = $2, updated_at = $3
+                 WHERE stripe_account = $4 RETURNING tutor_id, tenant_id",
+            )
+            .bind(i64::from(enabled))
+            .bind(i64::from(submitted))
+            .bind(db::ts(now))
+            .bind(account)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let (Some(r), true) = (row, enabled) {
+                // Shares released while the account couldn't receive them go out now.
+                let tutor = UserId::from_column(&r.try_get::<String, _>("tutor_id")?)?;
+                let tenant = TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?;
+                enqueue_owed_transfers(conn, tenant, tutor, &event.id, now).await?;
+            }
+        }
+        "refund.updated" | "refund.created" => {
+            if let (Some(id), Some(status)) = (str_of(object, "id"), str_of(object, "status")) {
+                let status = match billing::refund_state(status) {
+                    billing::PaymentState::Succeeded => "succeeded",
+                    billing::PaymentState::Pending => "pending",
+                    billing::PaymentState::Failed => "failed",
+                };
+                sqlx::query("UPDATE refunds SET status = $1 WHERE provider_ref = $2")
+                    .bind(status)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        other => tracing::debug!(kind = other, "ignoring a Stripe event type we don't handle"),
+    }
+    Ok(())
+}
+
+/// The Stripe payment with provider reference `pi`: (tenant, id, amount, currency).
+async fn payment_by_ref(
+    conn: &mut AnyConnection,
+    pi: Option<&str>,
+) -> ApiResult<Option<(TenantId, PaymentId, i64, String)>> {
+    let Some(pi) = pi else { return Ok(None) };
+    let row = sqlx::query(
+        "SELECT tenant_id, id, amount_minor, currency FROM payments WHERE provider = 'stripe' AND provider_ref = $1",
+    )
+    .bind(pi)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok((
+            TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?,
+            PaymentId::from_column(&r.try_get::<String, _>("id")?)?,
+            r.try_get("amount_minor")?,
+            r.try_get("currency")?,
+        ))
+    })
+    .transpose()
+}
+
+async fn enqueue_owed_transfers(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    tutor: UserId,
+    cause: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let rows = sqlx::query("SELECT booking_id FROM tutor_payouts WHERE tutor_id = $1 AND paid_at IS NULL")
+        .bind(tutor.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in rows {
+        let booking: String = r.try_get("booking_id")?;
+        enqueue_transfer(conn, tenant, BookingId::from_column(&booking)?, cause, now).await?;
+    }
+    Ok(())
+}
+
+/// Schedules the transfer of a released share (`cause` keeps the key unique per attempt's reason).
+pub async fn enqueue_transfer(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    booking: BookingId,
+    cause: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let job = NewJob {
+        tenant,
+        kind: TRANSFER,
+        payload: serde_json::json!({ "booking_id": booking }),
+        run_at: now,
+        dedupe_key: Some(format!("transfer:{booking}:{cause}")),
+    };
+    jobs::enqueue(conn, now, &job).await?;
+    Ok(())
+}
+
+/// Transfers a released share to the tutor's connected account if it can receive payouts, recording the
+/// payout in the ledger; does nothing when already paid or when the account isn't ready (an
+/// `account.updated` enabling payouts schedules it again). The idempotency key is per booking, so a retry
+/// never pays twice.
+pub async fn transfer(
+    conn: &mut AnyConnection,
+    stripe: &billing::Stripe,
+    tenant: TenantId,
+    booking: BookingId,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let row = sqlx::query(
+        "SELECT p.share_minor, p.currency, p.paid_at, t.stripe_account, t.payouts_enabled
+         FROM tutor_payouts p LEFT JOIN tutor_billing t ON t.tutor_id = p.tutor_id
+         WHERE p.tenant_id = $1 AND p.booking_id = $2",
+    )
+    .bind(tenant.to_string())
+    .bind(booking.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(()) };
+    let account: Option<String> = r.try_get("stripe_account")?;
+    let enabled = r.try_get::<Option<i64>, _>("payouts_enabled")?.unwrap_or(0) != 0;
+    if r.try_get::<Option<String>, _>("paid_at")?.is_some() || !enabled {
+        return Ok(());
+    }
+    let Some(account) = account else { return Ok(()) };
+    let share: i64 = r.try_get("share_minor")?;
+    let currency: billing::Currency = r.try_get::<String, _>("currency")?.parse().map_err(|_| ApiError::internal())?;
+    let tr = stripe
+        .transfer(
+            billing::Money::new(share, currency),
+            &account,
+            &format!("booking:{booking}"),
+            &format!("payout:{booking}"),
+        )
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string()))?;
+    super::record_payout(conn, tenant, booking, &tr, now).await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PayoutAccount {
+    pub tutor_id: UserId,
+    /// The Stripe connected account (`acct_…`), once created.
+    pub account_id: Option<String>,
+    pub details_submitted: bool,
+    /// Stripe says the account can receive transfers: released shares are paid out automatically.
+    pub payouts_enabled: bool,
+    /// Where the tutor completes onboarding (one-time link; ask again for a fresh one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboarding_url: Option<String>,
+}
+
+async fn account_state(conn: &mut AnyConnection, tutor: UserId) -> ApiResult<(Option<String>, bool, bool)> {
+    let row =
+        sqlx::query("SELECT stripe_account, payouts_enabled, details_submitted FROM tutor_billing WHERE tutor_id = $1")
+            .bind(tutor.to_string())
+            .fetch_optional(conn)
+            .await?;
+    Ok(match row {
+        None => (None, false, false),
+        Some(r) => (
+            r.try_get("stripe_account")?,
+            r.try_get::<i64, _>("payouts_enabled")? != 0,
+            r.try_get::<i64, _>("details_submitted")? != 0,
+        ),
+    })
+}
+
+fn own_or_staff(auth: &crate::auth::AuthUser, id: UserId) -> ApiResult<()> {
+    if auth.is_staff() || auth.user_id == id {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("forbidden", "tutors manage their own payout account; staff anyone's"))
+    }
+}
+
+/// A tutor's payout account: the connected account and whether it can receive payouts.
+#[utoipa::path(get, path = "/api/v1/tutors/{id}/payout-account", tag = "money", params(("id" = UserId, Path)),
+    security(("bearer" = [])), responses((status = 200, body = PayoutAccount), (status = 403, body = ErrorBody)))]
+pub async fn get_account(
+    State(db): State<Db>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<PayoutAccount>> {
+    own_or_staff(&auth, id)?;
+    let mut conn = db.pool().acquire().await?;
+    let (account_id, payouts_enabled, details_submitted) = account_state(&mut conn, id).await?;
+    Ok(Json(PayoutAccount { tutor_id: id, account_id, details_submitted, payouts_enabled, onboarding_url: None }))
+}
+
+/// Starts or resumes a tutor's Stripe onboarding: creates their Express connected account the first time,
+/// and returns a fresh onboarding link. Payouts start once Stripe reports the account enabled
+/// (`account.updated`).
+#[utoipa::path(post, path = "/api/v1/tutors/{id}/payout-account", tag = "money", params(("id" = UserId, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = PayoutAccount), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn onboard(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(stripe): State<SharedStripe>,
+    State(config): State<Arc<Config>>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<PayoutAccount>> {
+    own_or_staff(&auth, id)?;
+    let stripe = stripe.ok_or_else(|| {
+        ApiError::conflict("payouts_offline", "no online payment provider is configured; staff pay tutors by hand")
+    })?;
+    let now = clock.now();
+    let (existing, payouts_enabled, details_submitted) = {
+        let mut conn = db.pool().acquire().await?;
+        let tutor = users::get_or_404(&mut conn, auth.tenant_id, id, now).await?;
+        if tutor.role != Role::Tutor {
+            return Err(ApiError::unprocessable("not_a_tutor", "payout accounts are for tutors"));
+        }
+        let (acct, enabled, submitted) = account_state(&mut conn, id).await?;
+        (acct.map(Ok).unwrap_or(Err(tutor.email)), enabled, submitted)
+    };
+    let provider_error =
+        |e: billing::ProviderError| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string());
+    // Outside any transaction: network calls. The account's idempotency key is per tutor, so a retry or a
+    // race returns the same account.
+    let account = match existing {
+        Ok(acct) => acct,
+        Err(email) => {
+            let acct = stripe.create_express_account(&email, &format!("account:{id}")).await.map_err(provider_error)?;
+            let mut tx = db.begin().await?;
+            sqlx::query(
+                "INSERT INTO tutor_billing (tutor_id, tenant_id, stripe_account, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tutor_id) DO UPDATE SET stripe_account = COALESCE(tutor_billing.stripe_account, excluded.stripe_account),
+                     updated_at = excluded.updated_at",
+            )
+            .bind(id.to_string())
+            .bind(auth.tenant_id.to_string())
+            .bind(&acct)
+            .bind(db::ts(now))
+            .execute(tx.conn())
+            .await?;
+            tx.commit().await?;
+            acct
+        }
+    };
+    let base = config.public_url.trim_end_matches('/');
+    let url = stripe
+        .account_link(
+            &account,
+            &format!("{base}/payouts/onboarding/refresh"),
+            &format!("{base}/payouts/onboarding/done"),
+            &format!("link:{id}:{}", now.timestamp_millis()),
+        )
+        .await
+        .map_err(provider_error)?;
+    Ok(Json(PayoutAccount {
+        tutor_id: id,
+        account_id: Some(account),
+        details_submitted,
+        payouts_enabled,
+        onboarding_url: Some(url),
+    }))
+}
