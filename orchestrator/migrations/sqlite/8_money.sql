@@ -50,3 +50,5 @@ CREATE TABLE webhook_events (
 
 ALTER TABLE tutor_payouts ADD COLUMN transfer_ref TEXT;
 ALTER TABLE tutor_payouts ADD COLUMN paid_at TEXT;
+-- Taken back from the tutor by refunds after the release (reversed, or not to be transferred).
+ALTER TABLE tutor_payouts ADD COLUMN reversed_minor BIGINT NOT NULL DEFAULT 0;

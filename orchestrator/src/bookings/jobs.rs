@@ -46,8 +46,10 @@ pub struct Deps {
 
 /// Registers every booking job kind with `jobs`.
 pub fn register(jobs: &Jobs, deps: Arc<Deps>) {
-    for kind in
-        [EXPIRE, REMIND, NO_SHOW_CHECK, AUTO_END, OPEN_ROOM, ISSUE_REFUND, RELEASE_PAYOUT, money::stripe::TRANSFER]
+    let money_kinds = [money::stripe::TRANSFER, money::stripe::REVERSE];
+    for kind in [EXPIRE, REMIND, NO_SHOW_CHECK, AUTO_END, OPEN_ROOM, ISSUE_REFUND, RELEASE_PAYOUT]
+        .into_iter()
+        .chain(money_kinds)
     {
         jobs.register(Arc::new(BookingJob { kind, deps: deps.clone() }));
     }
@@ -64,6 +66,7 @@ struct Payload {
     starts_at: Option<DateTime<Utc>>,
     minutes_before: Option<i64>,
     gross_minor: Option<i64>,
+    amount_minor: Option<i64>,
     refund_id: Option<RefundId>,
 }
 
@@ -100,11 +103,14 @@ impl BookingJob {
         if self.kind == ISSUE_REFUND {
             return self.issue_refund(conn, tenant, p.refund_id.ok_or_else(|| missing("refund_id"))?, now).await;
         }
-        if self.kind == money::stripe::TRANSFER {
+        if self.kind == money::stripe::TRANSFER || self.kind == money::stripe::REVERSE {
             let booking = p.booking_id.ok_or_else(|| missing("booking_id"))?;
-            return match &self.deps.stripe {
-                Some(stripe) => money::stripe::transfer(conn, stripe, tenant, booking, now).await,
-                None => Ok(()), // Offline: staff pay by hand.
+            let Some(stripe) = &self.deps.stripe else { return Ok(()) }; // Offline: staff settle by hand.
+            return if self.kind == money::stripe::TRANSFER {
+                money::stripe::transfer(conn, stripe, tenant, booking, now).await
+            } else {
+                let amount = p.amount_minor.ok_or_else(|| missing("amount_minor"))?;
+                money::stripe::reverse(conn, stripe, tenant, booking, amount, now).await
             };
         }
         let id = p.booking_id.ok_or_else(|| missing("booking_id"))?;
@@ -192,8 +198,16 @@ impl BookingJob {
                 };
                 outbox::append(conn, tenant, now, &event).await?;
             }
-            RELEASE_PAYOUT if b.status != BookingStatus::Refunded => {
-                let gross = p.gross_minor.ok_or_else(|| missing("gross_minor"))?;
+            RELEASE_PAYOUT => {
+                let mut gross = p.gross_minor.ok_or_else(|| missing("gross_minor"))?;
+                if b.status == BookingStatus::Refunded {
+                    // Refunded before the release: the tutor earns only what the customer keeps paid for.
+                    let returned = if b.credit_returned { b.price_minor } else { b.refund_minor };
+                    gross = (gross - returned).max(0);
+                }
+                if gross == 0 {
+                    return Ok(());
+                }
                 let pol = policy::load(conn, tenant).await?;
                 let commission = money::commission_for(conn, b.tutor_id, pol.commission()).await?;
                 let fee = billing::bps_of(gross, commission.rate_bps.min(10_000));

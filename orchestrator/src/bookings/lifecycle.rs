@@ -22,6 +22,7 @@ use crate::{
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
     jobs::{self, NewJob},
+    money,
     outbox::{self, DomainEvent},
 };
 
@@ -765,6 +766,9 @@ pub async fn refund(
     )
     .await?;
     settle(tx.conn(), &mut b, &outcome, reason, now).await?;
+    // Already released to the tutor: take their part back in proportion.
+    let value = if outcome.return_credit { b.price_minor } else { outcome.refund_minor };
+    money::refund_released(tx.conn(), b.tenant_id, b.id, value, now).await?;
     let view = view(tx.conn(), b).await?;
     cx.commit(tx).await?;
     Ok(Json(view))

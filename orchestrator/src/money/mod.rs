@@ -243,6 +243,84 @@ pub async fn record_payout(
     post(conn, now, &posting).await
 }
 
+/// A refund of `amount` of a lesson whose earnings were already released: the platform and the tutor give
+/// back the same share of the commission and of the tutor's part (`unearned:<booking>`). If the tutor was
+/// already paid by transfer, a job reverses that part of the transfer; if not yet paid, less is transferred.
+/// Returns the tutor's part taken back (0 when nothing had been released).
+pub async fn refund_released(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    booking: BookingId,
+    amount: i64,
+    now: DateTime<Utc>,
+) -> ApiResult<i64> {
+    let lock = Db::lock_clause(conn);
+    let sql = format!(
+        "SELECT tutor_id, gross_minor, fee_minor, currency, paid_at, transfer_ref FROM tutor_payouts
+         WHERE tenant_id = $1 AND booking_id = $2{lock}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(booking.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(r) = row else { return Ok(0) };
+    let tutor = UserId::from_column(&r.try_get::<String, _>("tutor_id")?)?;
+    let (gross, fee): (i64, i64) = (r.try_get("gross_minor")?, r.try_get("fee_minor")?);
+    let currency: String = r.try_get("currency")?;
+    let back = amount.clamp(0, gross);
+    if back == 0 {
+        return Ok(0);
+    }
+    let (fee_back, share_back) = unearned_parts(back, gross, fee);
+    let posting = Posting {
+        tenant,
+        kind: "unearned",
+        reference: format!("unearned:{booking}"),
+        booking: Some(booking),
+        tutor: Some(tutor),
+        currency: &currency,
+        memo: Some("refund after release"),
+        entries: vec![
+            (Account::PlatformRevenue, fee_back),
+            (Account::TutorPayable(tutor), share_back),
+            (Account::CustomerPrepayments, -back),
+        ],
+    };
+    if !post(conn, now, &posting).await? {
+        return Ok(0);
+    }
+    sqlx::query("UPDATE tutor_payouts SET reversed_minor = reversed_minor + $1 WHERE booking_id = $2")
+        .bind(share_back)
+        .bind(booking.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let paid_by_transfer = r.try_get::<Option<String>, _>("paid_at")?.is_some()
+        && r.try_get::<Option<String>, _>("transfer_ref")?.is_some_and(|t| t.starts_with("tr_"));
+    if paid_by_transfer {
+        let job = crate::jobs::NewJob {
+            tenant,
+            kind: stripe::REVERSE,
+            payload: serde_json::json!({ "booking_id": booking, "amount_minor": share_back }),
+            run_at: now,
+            dedupe_key: Some(format!("reversal:{booking}")),
+        };
+        crate::jobs::enqueue(conn, now, &job).await?;
+    }
+    Ok(share_back)
+}
+
+/// `(commission back, tutor's part back)` of refunding `back` of a lesson of `gross` whose commission was
+/// `fee`: the commission in proportion, rounded half up; the tutor's part is the rest, so they add up.
+pub fn unearned_parts(back: i64, gross: i64, fee: i64) -> (i64, i64) {
+    if gross <= 0 {
+        return (0, 0);
+    }
+    let fee_back = (i128::from(fee) * i128::from(back) * 2 + i128::from(gross)) / (2 * i128::from(gross));
+    let fee_back = i64::try_from(fee_back).unwrap_or(fee).clamp(0, back);
+    (fee_back, back - fee_back)
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaidByHand {
@@ -303,6 +381,22 @@ mod tests {
                 let share = -e[2].1;
                 assert_eq!(fee + share, a, "commission + tutor share = gross");
                 assert!(fee >= 0 && share >= 0);
+            }
+        }
+    }
+
+    #[test]
+    fn refunds_after_release_take_back_proportionally_and_add_up() {
+        assert_eq!(unearned_parts(3500, 3500, 700), (700, 2800));
+        assert_eq!(unearned_parts(1750, 3500, 700), (350, 1400));
+        assert_eq!(unearned_parts(1, 3, 1), (0, 1));
+        assert_eq!(unearned_parts(2, 3, 1), (1, 1));
+        for gross in [1, 7, 100, 3501] {
+            for back in 0..=gross {
+                let fee = billing::bps_of(gross, 2_000);
+                let (f, s) = unearned_parts(back, gross, fee);
+                assert_eq!(f + s, back);
+                assert!(f <= fee && s <= gross - fee + 1 && f >= 0 && s >= 0, "{gross} {back}");
             }
         }
     }

@@ -37,6 +37,7 @@ pub type SharedStripe = Option<Arc<billing::Stripe>>;
 const TOLERANCE_SECS: i64 = 300;
 
 pub const TRANSFER: &str = "payout.transfer";
+pub const REVERSE: &str = "payout.reverse";
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WebhookAck {
@@ -237,7 +238,7 @@ pub async fn transfer(
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     let row = sqlx::query(
-        "SELECT p.share_minor, p.currency, p.paid_at, t.stripe_account, t.payouts_enabled
+        "SELECT p.share_minor, p.reversed_minor, p.currency, p.paid_at, t.stripe_account, t.payouts_enabled
          FROM tutor_payouts p LEFT JOIN tutor_billing t ON t.tutor_id = p.tutor_id
          WHERE p.tenant_id = $1 AND p.booking_id = $2",
     )
@@ -252,7 +253,12 @@ pub async fn transfer(
         return Ok(());
     }
     let Some(account) = account else { return Ok(()) };
-    let share: i64 = r.try_get("share_minor")?;
+    // A refund after the release but before the transfer leaves less to pay.
+    let share = r.try_get::<i64, _>("share_minor")? - r.try_get::<i64, _>("reversed_minor")?;
+    if share <= 0 {
+        super::record_payout(conn, tenant, booking, "none:refunded", now).await?;
+        return Ok(());
+    }
     let currency: billing::Currency = r.try_get::<String, _>("currency")?.parse().map_err(|_| ApiError::internal())?;
     let tr = stripe
         .transfer(
@@ -264,6 +270,46 @@ pub async fn transfer(
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string()))?;
     super::record_payout(conn, tenant, booking, &tr, now).await?;
+    Ok(())
+}
+
+/// Takes `amount` of a paid transfer back from the tutor's connected account (a refund after payout), and
+/// posts it. The idempotency key is per booking (a booking is refunded once).
+pub async fn reverse(
+    conn: &mut AnyConnection,
+    stripe: &billing::Stripe,
+    tenant: TenantId,
+    booking: BookingId,
+    amount: i64,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let row = sqlx::query(
+        "SELECT tutor_id, currency, transfer_ref FROM tutor_payouts WHERE tenant_id = $1 AND booking_id = $2",
+    )
+    .bind(tenant.to_string())
+    .bind(booking.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(()) };
+    let Some(transfer) = r.try_get::<Option<String>, _>("transfer_ref")? else { return Ok(()) };
+    let tutor = UserId::from_column(&r.try_get::<String, _>("tutor_id")?)?;
+    let currency: String = r.try_get("currency")?;
+    let money = billing::Money::new(amount, currency.parse().map_err(|_| ApiError::internal())?);
+    let reversal = stripe
+        .reverse_transfer(&transfer, money, &format!("reversal:{booking}"))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string()))?;
+    let posting = super::Posting {
+        tenant,
+        kind: "payout_reversal",
+        reference: format!("reversal:{booking}"),
+        booking: Some(booking),
+        tutor: Some(tutor),
+        currency: &currency,
+        memo: Some(&reversal),
+        entries: vec![(super::Account::ProviderBalance, amount), (super::Account::TutorPayable(tutor), -amount)],
+    };
+    super::post(conn, now, &posting).await?;
     Ok(())
 }
 

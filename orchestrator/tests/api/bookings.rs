@@ -637,3 +637,39 @@ async fn the_tenant_policy_is_admins_to_set() {
     assert_eq!(res.body["outcome"]["refund_minor"], 0, "{res:?}");
     assert_eq!(res.body["outcome"]["tutor_keeps_minor"], 3500);
 }
+
+#[tokio::test]
+async fn a_tutor_commission_override_applies_to_released_earnings() {
+    let m = market("commission").await;
+    let path = format!("/api/v1/tutors/{}/commission", m.tutor.user_id);
+    let body = json!({"commission_bps": 1500});
+    let res = m.app.request(Method::PUT, &path, Some(&m.tutor.access), Some(&body), &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res =
+        m.app.request(Method::PUT, &path, Some(&m.t.admin.access), Some(&json!({"commission_bps": 10001})), &[]).await;
+    assert_eq!(res.code(), "invalid_commission");
+    let res = m.app.request(Method::PUT, &path, Some(&m.t.admin.access), Some(&body), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+
+    let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    m.app.advance(at("2027-03-03T08:00:00Z") - m.app.clock_now());
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/start"), Some(&m.student.access), json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/complete"), Some(&m.student.access), json!({})).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "students don't complete lessons");
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/complete"), Some(&m.tutor.access), json!({})).await;
+    assert_eq!(res.body["status"], "completed", "{res:?}");
+    m.app.advance(Duration::hours(73));
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let statement =
+            m.app.get(&format!("/api/v1/tutors/{}/earnings?format=csv", m.tutor.user_id), &m.tutor.access).await;
+        if statement.text.lines().count() == 2 {
+            let line = statement.text.lines().nth(1).unwrap();
+            assert!(line.contains(",EUR,3500,525,2975,"), "15% commission: {line}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no earnings line: {statement:?}");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}

@@ -154,6 +154,34 @@ async fn paid_through_stripe_confirmed_by_webhook_and_the_tutor_gets_80_percent(
     let eur = &report.body["lines"][0];
     assert_eq!((eur["revenue_minor"].as_i64(), eur["paid_out_minor"].as_i64()), (Some(700), Some(2800)), "{report:?}");
     assert_eq!(report.body["reconciliation"]["matches_records"], true, "{report:?}");
+
+    // A dispute upheld: staff refund the whole lesson after the payout; the tutor's part of the transfer is
+    // reversed, the commission given back, and the ledger still balances and matches Stripe's records.
+    let res = m
+        .app
+        .post(&format!("/api/v1/bookings/{id}/refund"), Some(&m.t.admin.access), json!({"reason": "dispute"}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    while fake.reversals().is_empty() || fake.refunds().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no reversal/refund at Stripe");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert_eq!(fake.reversals()[0]["amount"], 2800);
+    assert_eq!(fake.refunds()[0]["amount"], 3500);
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let statement = m.app.get(&format!("/api/v1/tutors/{}/earnings", m.tutor.user_id), &m.tutor.access).await;
+        let report = m.app.get("/api/v1/reports/revenue", &m.t.admin.access).await;
+        let eur = &report.body["lines"][0];
+        if eur["revenue_minor"] == 0 && statement.body["balance"]["EUR"] == 0 && eur["refunds_minor"] == 3500 {
+            assert_eq!(report.body["reconciliation"]["ledger_balanced"], true, "{report:?}");
+            assert_eq!(report.body["reconciliation"]["matches_records"], true, "{report:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ledger not settled: {report:?} {statement:?}");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
