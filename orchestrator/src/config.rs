@@ -411,6 +411,19 @@ mod tests {
     }
 
     #[test]
+    fn stripe_keys_come_from_their_usual_variables_and_need_each_other() {
+        let c =
+            Config::load(None, env(&[("STRIPE_SECRET_KEY", "sk_test_abc"), ("STRIPE_WEBHOOK_SECRET", "whsec_def")]))
+                .unwrap();
+        assert_eq!(c.stripe_secret_key.as_ref().map(Secret::expose), Some("sk_test_abc"));
+        assert_eq!(c.stripe_webhook_secret.as_ref().map(Secret::expose), Some("whsec_def"));
+        let text = c.redacted().to_string();
+        assert!(!text.contains("sk_test_abc") && !text.contains("whsec_def"), "{text}");
+        let err = Config::load(None, env(&[("STRIPE_SECRET_KEY", "sk_test_abc")])).unwrap_err();
+        assert!(err.to_string().contains("STRIPE_WEBHOOK_SECRET"), "{err}");
+    }
+
+    #[test]
     fn redaction_hides_secrets() {
         let c = Config {
             jwt_secret: Some(Secret::new("s".repeat(40))),
