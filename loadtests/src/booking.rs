@@ -26,19 +26,46 @@ use crate::client::{self, mint_token, now_us};
 use crate::round;
 use crate::stats::{self, AtomicHist};
 
+/// Options of `lc-load booking` (see its help).
+#[derive(clap::Args, Clone)]
 pub struct Opts {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// A label for the output (`sqlite`, `postgres`).
+    #[arg(long, default_value = "unknown")]
     pub backend: String,
+    /// The server's HS256 secret: tokens are minted (fast). Without it every user logs in (the
+    /// server's per-IP login limit must allow tutors + students + 1 logins).
+    #[arg(long, env = "LIVECLASS_JWT_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    #[arg(long, default_value_t = 50)]
     pub tutors: usize,
+    #[arg(long, default_value_t = 200)]
     pub students: usize,
+    /// Closed-loop workers (one keep-alive connection each) in the throughput phase.
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Seconds of the throughput phase.
+    #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
+    /// Simultaneous holds of one slot in the contention phase (one connection each).
+    #[arg(long, default_value_t = 500)]
     pub contenders: usize,
+    /// The throughput slots start this many days from today (UTC)...
+    #[arg(long, default_value_t = 2)]
     pub days_ahead: u64,
+    /// ...and span this many days (at most 62: one slot listing per tutor).
+    #[arg(long, default_value_t = 56)]
     pub days: u64,
+    /// Requests in flight during setup.
+    #[arg(long, default_value_t = 8)]
     pub setup_concurrency: usize,
+    /// Seed of the random picks (default: the clock).
+    #[arg(long)]
     pub seed: Option<u64>,
+    /// Server processes whose CPU-seconds to report for the throughput phase.
+    #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
 }
 

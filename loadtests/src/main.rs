@@ -147,44 +147,8 @@ enum Cmd {
     /// workers holding random free slots for --secs (holds/s, conflicts, latency), then --contenders
     /// simultaneous holds of one slot (exactly one winner). Exits non-zero on errors or != 1 winner.
     Booking {
-        /// Server base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// A label for the output (`sqlite`, `postgres`).
-        #[arg(long, default_value = "unknown")]
-        backend: String,
-        /// The server's HS256 secret: tokens are minted (fast). Without it every user logs in (the
-        /// server's per-IP login limit must allow tutors + students + 1 logins).
-        #[arg(long, env = "LIVECLASS_JWT_SECRET", hide_env_values = true)]
-        secret: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        tutors: usize,
-        #[arg(long, default_value_t = 200)]
-        students: usize,
-        /// Closed-loop workers (one keep-alive connection each) in the throughput phase.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// Seconds of the throughput phase.
-        #[arg(long, default_value_t = 10.0)]
-        secs: f64,
-        /// Simultaneous holds of one slot in the contention phase (one connection each).
-        #[arg(long, default_value_t = 500)]
-        contenders: usize,
-        /// The throughput slots start this many days from today (UTC)...
-        #[arg(long, default_value_t = 2)]
-        days_ahead: u64,
-        /// ...and span this many days (at most 62: one slot listing per tutor).
-        #[arg(long, default_value_t = 56)]
-        days: u64,
-        /// Requests in flight during setup.
-        #[arg(long, default_value_t = 8)]
-        setup_concurrency: usize,
-        /// Seed of the random picks (default: the clock).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Server processes whose CPU-seconds to report for the throughput phase.
-        #[arg(long, value_delimiter = ',')]
-        server_pid: Vec<u32>,
+        #[command(flatten)]
+        opts: booking::Opts,
         #[arg(long, default_value_t = 300)]
         max_secs: u64,
     },
@@ -223,40 +187,10 @@ fn main() -> Result<()> {
                     Ok(tokens(&secret, &tenant, count, &role, ttl_secs))
                 }
                 Cmd::Merge { files } => merge(&files),
-                Cmd::Booking {
-                    url,
-                    backend,
-                    secret,
-                    tutors,
-                    students,
-                    concurrency,
-                    secs,
-                    contenders,
-                    days_ahead,
-                    days,
-                    setup_concurrency,
-                    seed,
-                    server_pid,
-                    max_secs: _,
-                } => {
-                    let days = days.clamp(1, 62);
-                    let server_pid = stats::with_descendants(&server_pid);
-                    booking::run(booking::Opts {
-                        url,
-                        backend,
-                        secret,
-                        tutors,
-                        students,
-                        concurrency,
-                        secs,
-                        contenders,
-                        days_ahead,
-                        days,
-                        setup_concurrency,
-                        seed,
-                        server_pid,
-                    })
-                    .await
+                Cmd::Booking { mut opts, .. } => {
+                    opts.days = opts.days.clamp(1, 62);
+                    opts.server_pid = stats::with_descendants(&opts.server_pid);
+                    booking::run(opts).await
                 }
             }
         };

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     auth::{AnyRole, AuthUser, Authed, Role},
     consent::{self, ConsentScope},
-    db::{self, Db},
+    db::{self, Db, Tx},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
@@ -42,6 +42,15 @@ async fn view(conn: &mut AnyConnection, booking: Booking) -> ApiResult<BookingVi
     let payments = payments::of_subject(conn, subject).await?;
     let refunds = payments::refunds_of(conn, subject).await?;
     Ok(BookingView { booking, history, payments, refunds })
+}
+
+/// A write transaction holding booking `id`'s row lock, the booking, and the caller's part in it (404 for
+/// someone with no part).
+async fn locked(cx: &Ctx, auth: &AuthUser, id: BookingId) -> ApiResult<(Tx, Booking, Party)> {
+    let mut tx = cx.db.begin().await?;
+    let b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
+    let who = party(tx.conn(), auth, &b).await?;
+    Ok((tx, b, who))
 }
 
 /// The booking as committed now (after work done in other transactions).
@@ -302,9 +311,7 @@ pub async fn checkout(
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<Checkout>> {
     let now = cx.clock.now();
-    let mut tx = cx.db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
-    let who = party(tx.conn(), &auth, &b).await?;
+    let (mut tx, mut b, who) = locked(&cx, &auth, id).await?;
     if who == Party::Tutor {
         return Err(ApiError::forbidden("forbidden", "the student's side pays"));
     }
@@ -488,9 +495,8 @@ pub async fn cancel(
     if reason.len() > 500 {
         return Err(ApiError::unprocessable("invalid_reason", "a reason is at most 500 characters"));
     }
-    let mut tx = cx.db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
-    let side = side_of(party(tx.conn(), &auth, &b).await?, body.on_behalf_of)?;
+    let (mut tx, mut b, who) = locked(&cx, &auth, id).await?;
+    let side = side_of(who, body.on_behalf_of)?;
     let action = if side == Side::Tutor { Action::CancelByTutor } else { Action::CancelByStudent };
     super::step(b.status, action)?;
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;
@@ -583,9 +589,8 @@ pub async fn start(
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<BookingView>> {
     let now = cx.clock.now();
-    let mut tx = cx.db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
-    if party(tx.conn(), &auth, &b).await? == Party::Parent {
+    let (mut tx, mut b, who) = locked(&cx, &auth, id).await?;
+    if who == Party::Parent {
         return Err(ApiError::forbidden("forbidden", "the participants start their lesson"));
     }
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;
@@ -631,9 +636,8 @@ pub async fn complete(
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<BookingView>> {
     let now = cx.clock.now();
-    let mut tx = cx.db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
-    if !matches!(party(tx.conn(), &auth, &b).await?, Party::Tutor | Party::Staff) {
+    let (mut tx, mut b, who) = locked(&cx, &auth, id).await?;
+    if !matches!(who, Party::Tutor | Party::Staff) {
         return Err(ApiError::forbidden("forbidden", "the tutor or staff complete a lesson"));
     }
     complete_lesson(tx.conn(), &mut b, Some(auth.user_id), now).await?;
@@ -673,10 +677,9 @@ pub async fn no_show(
     Json(body): Json<NoShowRequest>,
 ) -> ApiResult<Json<Cancelled>> {
     let now = cx.clock.now();
-    let mut tx = cx.db.begin().await?;
-    let mut b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
+    let (mut tx, mut b, who) = locked(&cx, &auth, id).await?;
     let pol = policy::load(tx.conn(), auth.tenant_id).await?;
-    match (party(tx.conn(), &auth, &b).await?, body.absent) {
+    match (who, body.absent) {
         (Party::Staff, _) => {}
         (Party::Tutor, Side::Student) => {
             if now < b.starts_at + Duration::minutes(pol.no_show_grace_minutes) {
