@@ -33,6 +33,8 @@ pub struct AppState {
     pub payments: SharedProvider,
     /// Set when Stripe is configured: Connect onboarding and transfers.
     pub stripe: SharedStripe,
+    /// The media backend: LiveKit when configured, else none (tokens minted, no media).
+    pub media: Arc<dyn rooms::MediaBackend>,
     pub signaling: signaling::Signaling,
     pub config: Arc<Config>,
     pub login_limits: Arc<LoginLimits>,
@@ -64,6 +66,7 @@ from_ref!(
     mailer: SharedMailer,
     payments: SharedProvider,
     stripe: SharedStripe,
+    media: Arc<dyn rooms::MediaBackend>,
     signaling: signaling::Signaling,
     config: Arc<Config>,
     login_limits: Arc<LoginLimits>,

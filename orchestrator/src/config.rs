@@ -118,6 +118,11 @@ pub struct Config {
     pub stripe_api_base: String,
     /// This server's public address, for links sent to users (Stripe onboarding return and refresh pages).
     pub public_url: String,
+    /// A LiveKit server for lesson media (`LIVEKIT_URL`, `wss://…`); with its API key pair
+    /// (`LIVEKIT_API_KEY`, `LIVEKIT_API_SECRET`). Unset: no media server, tokens are minted but unused.
+    pub livekit_url: Option<String>,
+    pub livekit_api_key: Option<String>,
+    pub livekit_api_secret: Option<Secret>,
 }
 
 impl Default for Config {
@@ -162,6 +167,9 @@ impl Default for Config {
             stripe_webhook_secret: None,
             stripe_api_base: "https://api.stripe.com".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            livekit_url: None,
+            livekit_api_key: None,
+            livekit_api_secret: None,
         }
     }
 }
@@ -268,6 +276,10 @@ impl Config {
         if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
             return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
         }
+        let livekit = [self.livekit_url.is_some(), self.livekit_api_key.is_some(), self.livekit_api_secret.is_some()];
+        if livekit.iter().any(|&x| x) && !livekit.iter().all(|&x| x) {
+            return Err(ConfigError::Invalid("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together".into()));
+        }
         if self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_none() {
             return Err(ConfigError::Invalid(
                 "STRIPE_SECRET_KEY needs STRIPE_WEBHOOK_SECRET: bookings confirm from Stripe's signed webhooks".into(),
@@ -332,6 +344,9 @@ fn known_keys() -> Vec<&'static str> {
         "stripe_webhook_secret",
         "stripe_api_base",
         "public_url",
+        "livekit_url",
+        "livekit_api_key",
+        "livekit_api_secret",
     ]
 }
 
@@ -347,7 +362,10 @@ fn env_key(name: &str) -> Option<(String, bool)> {
     if base == "REDIS_URL" {
         return Some(("redis_url".into(), from_file));
     }
-    if base == "STRIPE_SECRET_KEY" || base == "STRIPE_WEBHOOK_SECRET" {
+    if matches!(
+        base,
+        "STRIPE_SECRET_KEY" | "STRIPE_WEBHOOK_SECRET" | "LIVEKIT_URL" | "LIVEKIT_API_KEY" | "LIVEKIT_API_SECRET"
+    ) {
         return Some((base.to_ascii_lowercase(), from_file));
     }
     let key = base.strip_prefix(PREFIX)?;

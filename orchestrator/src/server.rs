@@ -140,11 +140,21 @@ impl Server {
             Some(s) => s.clone(),
             None => Arc::new(billing::Offline),
         };
+        let media: Arc<dyn rooms::MediaBackend> =
+            match (&config.livekit_url, &config.livekit_api_key, &config.livekit_api_secret) {
+                (Some(url), Some(key), Some(secret)) => Arc::new(rooms::LiveKit {
+                    url: url.clone(),
+                    credentials: rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() },
+                }),
+                _ => Arc::new(rooms::NoMedia {
+                    credentials: rooms::Credentials { api_key: "liveclass".into(), api_secret: random_key_hex() },
+                }),
+            };
         let deps = bookings::jobs::Deps {
             mailer: mailer.clone(),
             provider: payments.clone(),
             stripe: stripe.clone(),
-            media: Arc::new(rooms::NoMedia),
+            media: media.clone(),
         };
         bookings::jobs::register(&jobs, Arc::new(deps));
         let config = Arc::new(config);
@@ -170,6 +180,7 @@ impl Server {
                 mailer,
                 payments,
                 stripe,
+                media,
                 signaling,
                 config,
                 login_limits,
@@ -310,6 +321,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(booking::complete))
         .routes(routes!(booking::no_show))
         .routes(routes!(booking::refund))
+        .routes(routes!(bookings::room::join))
         .routes(routes!(bookings::payments::received))
         .routes(routes!(packages::buy, packages::list))
         .routes(routes!(packages::get))

@@ -1,13 +1,18 @@
 //! liveclass rooms: media rooms for lessons and meetings.
 //!
-//! Layout: this file holds the [`MediaBackend`] seam and [`NoMedia`], the backend used until a media server
-//! is configured: it records that a lesson has a room (its name is also the real-time room that carries
-//! chat, whiteboard and presence) without any audio or video.
+//! Layout: this file holds the [`MediaBackend`] seam and its two backends: [`NoMedia`], used until a media
+//! server is configured (a lesson's room is a name — also the real-time room that carries chat, whiteboard
+//! and presence — and join tokens are minted but no server consumes them), and [`LiveKit`] (a LiveKit
+//! server: its URL and API key pair). `token` — LiveKit access tokens (HS256, `video` grants), encoded and
+//! verified.
 //!
-//! Seams: `MediaBackend` — create and close rooms today. The media issue grows it (join tokens with grants,
-//! participants, events) and adds the LiveKit backend (access tokens, RoomService over Twirp, signed
-//! webhooks) and the embedded SFU speaking LiveKit's client protocol (`/rtc/v1`, see
-//! `../shared/LIVEKIT-COMPAT.md`).
+//! Seams: `MediaBackend` — create/close a room and mint a join token for an identity with grants. Not built
+//! yet (the media issue): LiveKit's RoomService over Twirp (explicit create/close, list/remove/mute
+//! participants), its signed webhooks and participant events, and the embedded SFU speaking LiveKit's
+//! client protocol (`/rtc/v1`, see `../shared/LIVEKIT-COMPAT.md`). Until RoomService lands, the LiveKit
+//! backend relies on LiveKit creating a room when the first participant joins (its default).
+
+pub mod token;
 
 use futures::future::BoxFuture;
 
@@ -38,21 +43,103 @@ pub enum MediaError {
     Rejected(String),
 }
 
+/// What a participant may do in a room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: bool,
+    pub subscribe: bool,
+    pub data: bool,
+    pub admin: bool,
+    /// Present without being seen (observers).
+    pub hidden: bool,
+}
+
+/// A join token to mint.
+#[derive(Debug, Clone)]
+pub struct JoinRequest<'a> {
+    pub room: &'a str,
+    pub identity: &'a str,
+    pub name: &'a str,
+    /// JSON for clients (role, lesson, consent scopes).
+    pub metadata: String,
+    pub permissions: Permissions,
+    pub now_unix: i64,
+    pub ttl_secs: i64,
+}
+
+/// What a client needs to join: where, and the token (LiveKit's format whatever the backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    pub backend: &'static str,
+    /// The media server's URL; `None` when no media server is configured.
+    pub url: Option<String>,
+    pub token: String,
+    pub expires_at_unix: i64,
+}
+
+/// An API key pair tokens are signed with.
+#[derive(Clone)]
+pub struct Credentials {
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("api_key", &self.api_key).field("api_secret", &"[redacted]").finish()
+    }
+}
+
+impl Credentials {
+    /// A LiveKit access token for `req`.
+    pub fn mint(&self, req: &JoinRequest<'_>) -> (String, i64) {
+        let exp = req.now_unix + req.ttl_secs.max(1);
+        let p = req.permissions;
+        let claims = token::Claims {
+            iss: self.api_key.clone(),
+            sub: req.identity.to_string(),
+            name: req.name.to_string(),
+            metadata: req.metadata.clone(),
+            nbf: req.now_unix,
+            exp,
+            video: token::VideoGrant {
+                room: req.room.to_string(),
+                room_join: true,
+                can_publish: p.publish,
+                can_subscribe: p.subscribe,
+                can_publish_data: p.data,
+                room_admin: p.admin,
+                hidden: p.hidden,
+            },
+        };
+        (token::encode(&self.api_secret, &claims), exp)
+    }
+}
+
 pub trait MediaBackend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// A join token for `req` and where to use it.
+    fn join(&self, req: &JoinRequest<'_>) -> Join;
     /// Opens `spec.name`, or returns the open room of that name (idempotent).
     fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>>;
     /// Closes a room, disconnecting whoever is in it. Closing a missing room is not an error.
     fn close_room<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), MediaError>>;
 }
 
-/// No media server: rooms exist as names only (see the crate doc).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoMedia;
+/// No media server: rooms exist as names only (see the crate doc). Tokens are signed with a key of this
+/// process, so they are well-formed but nothing accepts them.
+#[derive(Debug, Clone)]
+pub struct NoMedia {
+    pub credentials: Credentials,
+}
 
 impl MediaBackend for NoMedia {
     fn name(&self) -> &'static str {
         "none"
+    }
+    fn join(&self, req: &JoinRequest<'_>) -> Join {
+        let (token, expires_at_unix) = self.credentials.mint(req);
+        Join { backend: self.name(), url: None, token, expires_at_unix }
     }
     fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
         Box::pin(async move {
@@ -67,6 +154,32 @@ impl MediaBackend for NoMedia {
     }
 }
 
+/// A LiveKit server (self-hosted or Cloud).
+#[derive(Debug, Clone)]
+pub struct LiveKit {
+    /// `wss://…` as clients reach it.
+    pub url: String,
+    pub credentials: Credentials,
+}
+
+impl MediaBackend for LiveKit {
+    fn name(&self) -> &'static str {
+        "livekit"
+    }
+    fn join(&self, req: &JoinRequest<'_>) -> Join {
+        let (token, expires_at_unix) = self.credentials.mint(req);
+        Join { backend: self.name(), url: Some(self.url.clone()), token, expires_at_unix }
+    }
+    /// LiveKit creates a room when its first participant joins; explicit creation (RoomService) is not built yet.
+    fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
+        Box::pin(async move { Ok(RoomInfo { name: spec.name.clone(), backend: self.name() }) })
+    }
+    /// Not built yet (RoomService `DeleteRoom`): an empty LiveKit room closes itself after its timeout.
+    fn close_room<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async { Err(MediaError::Rejected("closing LiveKit rooms (RoomService) is not built yet".into())) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,11 +187,40 @@ mod tests {
     #[tokio::test]
     async fn no_media_rooms_are_names_and_creating_twice_is_the_same_room() {
         let spec = RoomSpec { name: "lesson:1".into(), max_participants: 2, empty_timeout_secs: 300 };
-        let a = NoMedia.create_room(&spec).await.unwrap();
-        assert_eq!(a, NoMedia.create_room(&spec).await.unwrap());
+        let none = NoMedia { credentials: creds() };
+        let a = none.create_room(&spec).await.unwrap();
+        assert_eq!(a, none.create_room(&spec).await.unwrap());
         assert_eq!(a.backend, "none");
         let nameless = RoomSpec { name: String::new(), ..spec };
-        assert!(NoMedia.create_room(&nameless).await.is_err());
-        NoMedia.close_room("lesson:1").await.unwrap();
+        assert!(none.create_room(&nameless).await.is_err());
+        none.close_room("lesson:1").await.unwrap();
+    }
+
+    fn creds() -> Credentials {
+        Credentials { api_key: "APIkey".into(), api_secret: "s3cret-s3cret-s3cret".into() }
+    }
+
+    #[test]
+    fn join_tokens_carry_the_grants_for_the_room() {
+        let lk = LiveKit { url: "wss://media.example".into(), credentials: creds() };
+        let perms = Permissions { publish: true, subscribe: true, data: true, admin: false, hidden: false };
+        let req = JoinRequest {
+            room: "lesson:1",
+            identity: "user-1",
+            name: "Ada",
+            metadata: "{}".into(),
+            permissions: perms,
+            now_unix: 10_000,
+            ttl_secs: 600,
+        };
+        let join = lk.join(&req);
+        assert_eq!(
+            (join.backend, join.url.as_deref(), join.expires_at_unix),
+            ("livekit", Some("wss://media.example"), 10_600)
+        );
+        let c = token::decode("s3cret-s3cret-s3cret", &join.token, 10_001).unwrap();
+        assert_eq!((c.iss.as_str(), c.sub.as_str(), c.video.room.as_str()), ("APIkey", "user-1", "lesson:1"));
+        assert!(c.video.room_join && c.video.can_publish && c.video.can_subscribe && !c.video.room_admin);
+        assert_eq!(NoMedia { credentials: creds() }.join(&req).url, None);
     }
 }

@@ -8,6 +8,8 @@
 //! - `lifecycle` — hold, checkout, cancel, reschedule, start, complete, no-show, refund; listing;
 //! - `payments` — payment and refund records, the `PaymentProvider` calls, staff recording money received;
 //! - `packages` — prepaid lessons with one tutor;
+//! - `room` — who may enter a lesson's room with which rights (one rule for the real-time room and for
+//!   media join tokens), and `POST /bookings/{id}/join`;
 //! - `jobs` — the durable jobs bookings schedule (hold expiry, reminders, no-show check, auto-end, room
 //!   creation, refunds, payout release) and their handlers.
 //!
@@ -20,6 +22,7 @@ pub mod lifecycle;
 pub mod packages;
 pub mod payments;
 pub mod policy;
+pub mod room;
 pub mod tutors;
 
 use axum::extract::FromRef;

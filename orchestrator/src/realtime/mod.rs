@@ -25,7 +25,7 @@ use sqlx::Row;
 use crate::{
     app::ClientInfo,
     auth::{AuthUser, Role, Tokens},
-    bookings::{self, BookingStatus, lifecycle},
+    bookings::{self, BookingStatus, lifecycle, room::Seat},
     classes::{
         AttendanceStatus, ClassStatus, Relation,
         attendance::{self, StudentMark},
@@ -96,36 +96,21 @@ impl ClassroomGate {
         Ok(RoomGrant { chat, ..RoomGrant::PARTICIPANT })
     }
 
-    /// A booked lesson's room: its tutor and student (a minor with live-video consent; chat with chat
-    /// consent) and staff, while the booking is confirmed or running, from the policy's join lead before
-    /// the start to the auto-end grace after the end. A participant's first entry is recorded (the
-    /// no-show check reads it) and once both participants are in, the lesson starts.
+    /// A booked lesson's room, by `bookings::room::access` (the same rule as media join tokens). A
+    /// participant's first entry is recorded (the no-show check reads it) and once both participants are
+    /// in, the lesson starts.
     async fn authorize_lesson(&self, who: &Identity, id: BookingId) -> Result<RoomGrant, Denied> {
         let auth = auth_user(who)?;
         let now = self.clock.now();
         let mut tx = self.db.begin().await.map_err(ApiError::from)?;
         let mut b = bookings::load(tx.conn(), auth.tenant_id, id, self.db.for_update()).await?;
-        let participant = auth.user_id == b.tutor_id || auth.user_id == b.student_id;
-        if !participant && !auth.is_staff() {
-            return Err(Denied::new("forbidden", "only the lesson's tutor and student, and staff, join"));
-        }
-        if !matches!(b.status, BookingStatus::Confirmed | BookingStatus::InProgress) {
-            return Err(Denied::new("lesson_not_open", format!("the booking is {}", b.status.as_str())));
-        }
         let pol = bookings::policy::load(tx.conn(), auth.tenant_id).await?;
-        let opens = b.starts_at - chrono::Duration::minutes(pol.join_lead_minutes);
-        let closes = b.ends_at + chrono::Duration::minutes(pol.auto_end_grace_minutes);
-        if now < opens || now >= closes {
-            return Err(Denied::new("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
-        }
-        let mut grant = RoomGrant::ALL;
-        if auth.user_id == b.student_id {
-            let student = users::get_or_404(tx.conn(), auth.tenant_id, auth.user_id, now).await?;
-            consent::ensure(tx.conn(), &student, &[ConsentScope::LiveVideo]).await?;
-            let chat = consent::ensure(tx.conn(), &student, &[ConsentScope::Chat]).await.is_ok();
-            grant = RoomGrant { chat, ..RoomGrant::PARTICIPANT };
-        }
-        if participant {
+        let access = bookings::room::access(tx.conn(), &auth, &b, &pol, now).await?;
+        let grant = match access.seat {
+            Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
+            Seat::Tutor | Seat::Observer => RoomGrant::ALL,
+        };
+        if access.seat != Seat::Observer {
             sqlx::query(
                 "INSERT INTO booking_joins (booking_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )

@@ -673,3 +673,59 @@ async fn a_tutor_commission_override_applies_to_released_earnings() {
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window() {
+    const SECRET: &str = "lk-secret-0123456789abcdef";
+    let m = market_with("livekit", |c| {
+        c.livekit_url = Some("wss://media.liveclass.test".into());
+        c.livekit_api_key = Some("APIliveclass".into());
+        c.livekit_api_secret = Some(orchestrator::config::Secret::new(SECRET));
+    })
+    .await;
+    let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    let join =
+        async |who: &Session| m.app.post(&format!("/api/v1/bookings/{id}/join"), Some(&who.access), json!({})).await;
+    let early = join(&m.tutor).await;
+    assert_eq!((early.status, early.code()), (StatusCode::CONFLICT, "outside_lesson_window"), "{early:?}");
+
+    m.app.advance(at("2027-03-03T07:55:00Z") - m.app.clock_now());
+    let now = m.app.clock_now().timestamp();
+    let claims = |res: &Res| {
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        assert_eq!(res.body["backend"], "livekit");
+        assert_eq!(res.body["url"], "wss://media.liveclass.test");
+        assert_eq!(res.body["room"], format!("lesson:{id}"));
+        rooms::token::decode(SECRET, res.body["token"].as_str().unwrap(), now + 1).expect("a valid LiveKit token")
+    };
+    let tutor = claims(&join(&m.tutor).await);
+    assert_eq!((tutor.iss.as_str(), tutor.sub.as_str()), ("APIliveclass", m.tutor.user_id.as_str()));
+    assert_eq!(tutor.video.room, format!("lesson:{id}"));
+    assert!(tutor.video.room_join && tutor.video.can_publish && tutor.video.can_subscribe && tutor.video.room_admin);
+    let meta: Value = serde_json::from_str(&tutor.metadata).unwrap();
+    assert_eq!((meta["role"].as_str(), meta["booking_id"].as_str()), (Some("tutor"), Some(id.as_str())));
+    let student = claims(&join(&m.student).await);
+    assert!(
+        student.video.can_publish && student.video.can_subscribe && !student.video.room_admin && !student.video.hidden
+    );
+    let staff = claims(&join(&m.t.admin).await);
+    assert!(!staff.video.can_publish && staff.video.can_subscribe && staff.video.hidden, "staff observe");
+    assert!(
+        rooms::token::decode("another-secret", join(&m.student).await.body["token"].as_str().unwrap(), now + 1)
+            .is_err()
+    );
+    let stranger = m.app.user(&m.t, "student", "nosy", ADULT).await;
+    assert_eq!(join(&stranger).await.status, StatusCode::NOT_FOUND);
+
+    // Cancelled: nobody gets in any more.
+    let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(join(&m.student).await.code(), "lesson_not_open");
+
+    // Without a media server the token is still minted, with no URL to use it at.
+    let plain = market("nomedia").await;
+    let id = plain.book_and_pay(&plain.student, "2027-03-03T08:00:00Z", 60).await;
+    plain.app.advance(at("2027-03-03T08:00:00Z") - plain.app.clock_now());
+    let res = plain.app.post(&format!("/api/v1/bookings/{id}/join"), Some(&plain.student.access), json!({})).await;
+    assert_eq!((res.body["backend"].as_str(), &res.body["url"]), (Some("none"), &Value::Null), "{res:?}");
+}

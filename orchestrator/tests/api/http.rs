@@ -116,6 +116,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/bookings/{id}/complete", "post"),
         ("/api/v1/bookings/{id}/no-show", "post"),
         ("/api/v1/bookings/{id}/refund", "post"),
+        ("/api/v1/bookings/{id}/join", "post"),
         ("/api/v1/payments/{id}/received", "post"),
         ("/api/v1/packages", "post"),
         ("/api/v1/packages", "get"),

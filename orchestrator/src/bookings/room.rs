@@ -1,0 +1,147 @@
+//! Who may enter a booked lesson's room, and with which rights: one rule for the real-time room
+//! (`lesson:<booking>` on the WebSocket) and for media (the join token from `POST /bookings/{id}/join`).
+//!
+//! The rule: the booked tutor and student (a minor only with a parent's live-video consent) and staff
+//! (observers: they see and hear, unseen, and can't publish), while the booking is confirmed or running,
+//! from the policy's `join_lead_minutes` before the start until `auto_end_grace_minutes` after the end.
+//! Parents don't join.
+
+use axum::extract::State;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
+use utoipa::ToSchema;
+
+use super::{Booking, BookingStatus, Ctx, load, policy};
+use crate::{
+    auth::{AnyRole, AuthUser, Authed},
+    consent::{self, ConsentScope},
+    error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    identity::users,
+    ids::BookingId,
+};
+
+/// A participant's place in a lesson.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Seat {
+    Tutor,
+    Student,
+    Observer,
+}
+
+/// What the rule grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub seat: Seat,
+    /// Chat, hands and reactions (a minor needs chat consent).
+    pub chat: bool,
+    /// May be recorded (a minor needs recording consent); carried to clients in the token metadata.
+    pub recording: bool,
+}
+
+/// The rule above, for `auth` and booking `b`, at `now`. Errors carry the codes clients see
+/// (`forbidden`, `lesson_not_open`, `outside_lesson_window`, `consent_required`).
+pub async fn access(
+    conn: &mut AnyConnection,
+    auth: &AuthUser,
+    b: &Booking,
+    pol: &policy::BookingPolicy,
+    now: DateTime<Utc>,
+) -> ApiResult<Access> {
+    let seat = if auth.user_id == b.tutor_id {
+        Seat::Tutor
+    } else if auth.user_id == b.student_id {
+        Seat::Student
+    } else if auth.is_staff() {
+        Seat::Observer
+    } else {
+        return Err(ApiError::forbidden("forbidden", "only the lesson's tutor and student, and staff, join"));
+    };
+    if !matches!(b.status, BookingStatus::Confirmed | BookingStatus::InProgress) {
+        return Err(ApiError::conflict("lesson_not_open", format!("the booking is {}", b.status.as_str())));
+    }
+    let opens = b.starts_at - Duration::minutes(pol.join_lead_minutes);
+    let closes = b.ends_at + Duration::minutes(pol.auto_end_grace_minutes);
+    if now < opens || now >= closes {
+        return Err(ApiError::conflict("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
+    }
+    if seat != Seat::Student {
+        return Ok(Access { seat, chat: true, recording: true });
+    }
+    let student = users::get_or_404(conn, auth.tenant_id, auth.user_id, now).await?;
+    consent::ensure(conn, &student, &[ConsentScope::LiveVideo]).await?;
+    let chat = consent::ensure(conn, &student, &[ConsentScope::Chat]).await.is_ok();
+    let recording = consent::ensure(conn, &student, &[ConsentScope::Recording]).await.is_ok();
+    Ok(Access { seat, chat, recording })
+}
+
+/// How long a media join token lasts.
+const TOKEN_TTL_SECS: i64 = 2 * 3600;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MediaJoin {
+    /// `livekit`, or `none` when no media server is configured (the token is well-formed but unused).
+    pub backend: String,
+    /// The media server to connect to with the token; absent without a media server.
+    pub url: Option<String>,
+    /// A LiveKit access token (HS256; `video` grants for this room).
+    pub token: String,
+    pub room: String,
+    pub seat: Seat,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A media join token for the caller's seat in a booked lesson: the tutor publishes and moderates, the
+/// student publishes, staff observe (subscribe only, hidden). The token's metadata carries the role, the
+/// booking and the minor's chat and recording consents for the client.
+#[utoipa::path(post, path = "/api/v1/bookings/{id}/join", tag = "bookings", params(("id" = BookingId, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = MediaJoin), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn join(
+    State(cx): State<Ctx>,
+    State(media): State<std::sync::Arc<dyn rooms::MediaBackend>>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<BookingId>,
+) -> ApiResult<Json<MediaJoin>> {
+    let now = cx.clock.now();
+    let mut conn = cx.db.pool().acquire().await?;
+    let b = load(&mut conn, auth.tenant_id, id, "").await?;
+    super::party(&mut conn, &auth, &b).await?;
+    let pol = policy::load(&mut conn, auth.tenant_id).await?;
+    let a = access(&mut conn, &auth, &b, &pol, now).await?;
+    let me = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, now).await?;
+    let room = b.room.clone().unwrap_or_else(|| format!("lesson:{}", b.id));
+    let permissions = match a.seat {
+        Seat::Tutor => rooms::Permissions { publish: true, subscribe: true, data: true, admin: true, hidden: false },
+        Seat::Student => {
+            rooms::Permissions { publish: true, subscribe: true, data: a.chat, admin: false, hidden: false }
+        }
+        Seat::Observer => {
+            rooms::Permissions { publish: false, subscribe: true, data: false, admin: false, hidden: true }
+        }
+    };
+    let metadata = serde_json::json!({
+        "role": a.seat, "booking_id": b.id, "chat": a.chat, "recording": a.recording,
+    });
+    let identity = auth.user_id.to_string();
+    let request = rooms::JoinRequest {
+        room: &room,
+        identity: &identity,
+        name: &me.display_name,
+        metadata: metadata.to_string(),
+        permissions,
+        now_unix: now.timestamp(),
+        ttl_secs: TOKEN_TTL_SECS,
+    };
+    let joined = media.join(&request);
+    Ok(Json(MediaJoin {
+        backend: joined.backend.to_string(),
+        url: joined.url,
+        token: joined.token,
+        room,
+        seat: a.seat,
+        expires_at: DateTime::from_timestamp(joined.expires_at_unix, 0).unwrap_or(now),
+    }))
+}
