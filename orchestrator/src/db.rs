@@ -164,9 +164,9 @@ macro_rules! migrations {
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
         Backend::Sqlite => migrations!("sqlite":
-            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money"),
+            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money", 9 "media"),
         Backend::Postgres => migrations!("postgres":
-            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money"),
+            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money", 9 "media"),
     };
     Migrator::with_migrations(migrations)
 }

@@ -9,6 +9,7 @@
 //!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it);
 //! - `bookings` (the 1:1 marketplace: tutors' availability and slots, holds, checkout and payments,
 //!   cancellations and no-shows by the tenant's policy, packages, refunds, payouts, and their jobs);
+//! - `media` (LiveKit's webhooks: attendance segments of media rooms; lessons started and ended by presence);
 //! - `jobs` (the durable job queue: jobs enqueued with a change, run later by a runner on every node,
 //!   retried with backoff; admin listing and retry);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
@@ -38,6 +39,7 @@ pub mod identity;
 pub mod ids;
 pub mod jobs;
 pub mod mailer;
+pub mod media;
 pub mod metrics;
 pub mod money;
 pub mod outbox;

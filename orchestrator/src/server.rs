@@ -49,6 +49,7 @@ use crate::{
     identity::{sessions, tenants, users},
     jobs::{self, Jobs},
     mailer::{self, Mailbox, SharedMailer},
+    media,
     metrics::{self, Metrics},
     money::{self, stripe::SharedStripe},
     outbox::Outbox,
@@ -322,6 +323,8 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(booking::no_show))
         .routes(routes!(booking::refund))
         .routes(routes!(bookings::room::join))
+        .routes(routes!(media::webhook))
+        .routes(routes!(media::segments))
         .routes(routes!(bookings::payments::received))
         .routes(routes!(packages::buy, packages::list))
         .routes(routes!(packages::get))

@@ -4,15 +4,16 @@
 //! server is configured (a lesson's room is a name — also the real-time room that carries chat, whiteboard
 //! and presence — and join tokens are minted but no server consumes them), and [`LiveKit`] (a LiveKit
 //! server: its URL and API key pair). `token` — LiveKit access tokens (HS256, `video` grants), encoded and
-//! verified.
+//! verified; `webhook` — LiveKit webhook deliveries verified as LiveKit signs them.
 //!
 //! Seams: `MediaBackend` — create/close a room and mint a join token for an identity with grants. Not built
 //! yet (the media issue): LiveKit's RoomService over Twirp (explicit create/close, list/remove/mute
-//! participants), its signed webhooks and participant events, and the embedded SFU speaking LiveKit's
+//! participants), participant events as a stream, and the embedded SFU speaking LiveKit's
 //! client protocol (`/rtc/v1`, see `../shared/LIVEKIT-COMPAT.md`). Until RoomService lands, the LiveKit
 //! backend relies on LiveKit creating a room when the first participant joins (its default).
 
 pub mod token;
+pub mod webhook;
 
 use futures::future::BoxFuture;
 

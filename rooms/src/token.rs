@@ -53,6 +53,11 @@ fn mac(secret: &str) -> Hmac<Sha256> {
 
 /// Signs `claims` with the API secret.
 pub fn encode(secret: &str, claims: &Claims) -> String {
+    encode_any(secret, claims)
+}
+
+/// Signs any claims (webhook tokens carry `sha256` instead of a grant).
+pub fn encode_any<C: Serialize>(secret: &str, claims: &C) -> String {
     let header = B64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
     let input = format!("{header}.{payload}");
@@ -63,6 +68,27 @@ pub fn encode(secret: &str, claims: &Claims) -> String {
 
 /// Verifies a token as a LiveKit server does (HS256 with the secret, within `nbf`..`exp`) and returns its claims.
 pub fn decode(secret: &str, token: &str, now_unix: i64) -> Result<Claims, TokenError> {
+    decode_as(secret, token, now_unix)
+}
+
+/// Claims with a validity window.
+pub trait Times {
+    /// `(nbf, exp)` in unix seconds.
+    fn window(&self) -> (i64, i64);
+}
+
+impl Times for Claims {
+    fn window(&self) -> (i64, i64) {
+        (self.nbf, self.exp)
+    }
+}
+
+/// [`decode`] for any claims shape with a validity window.
+pub fn decode_as<C: serde::de::DeserializeOwned + Times>(
+    secret: &str,
+    token: &str,
+    now_unix: i64,
+) -> Result<C, TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
@@ -75,9 +101,10 @@ pub fn decode(secret: &str, token: &str, now_unix: i64) -> Result<Claims, TokenE
     let mut m = mac(secret);
     m.update(&token.as_bytes()[..h.len() + 1 + p.len()]);
     m.verify_slice(&B64.decode(s).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Signature)?;
-    let claims: Claims = serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?)
+    let claims: C = serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?)
         .map_err(|_| TokenError::Malformed)?;
-    if now_unix < claims.nbf || now_unix >= claims.exp {
+    let (nbf, exp) = claims.window();
+    if now_unix < nbf || now_unix >= exp {
         return Err(TokenError::Time);
     }
     Ok(claims)

@@ -9,7 +9,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use super::{Booking, BookingStatus, Ctx, load, policy};
@@ -74,6 +74,38 @@ pub async fn access(
     let chat = consent::ensure(conn, &student, &[ConsentScope::Chat]).await.is_ok();
     let recording = consent::ensure(conn, &student, &[ConsentScope::Recording]).await.is_ok();
     Ok(Access { seat, chat, recording })
+}
+
+/// A participant entered the lesson (the real-time room, or the media room by LiveKit's webhook): their
+/// first entry is recorded (the no-show check reads it), and once both participants are in, a confirmed
+/// lesson starts (before the lead window it can't; entering is still recorded).
+pub async fn arrived(
+    conn: &mut AnyConnection,
+    b: &mut Booking,
+    user: crate::ids::UserId,
+    pol: &policy::BookingPolicy,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    if user != b.tutor_id && user != b.student_id {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO booking_joins (booking_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(b.id.to_string())
+    .bind(user.to_string())
+    .bind(crate::db::ts(now))
+    .execute(&mut *conn)
+    .await?;
+    let both: i64 = sqlx::query("SELECT COUNT(*) FROM booking_joins WHERE booking_id = $1")
+        .bind(b.id.to_string())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    if both == 2 && b.status == BookingStatus::Confirmed {
+        let _ = super::lifecycle::start_lesson(conn, b, pol, None, now).await;
+    }
+    Ok(())
 }
 
 /// How long a media join token lasts.

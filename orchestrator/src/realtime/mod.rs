@@ -20,12 +20,10 @@ use signaling::{
     gate::{Denied, Gate, Identity, RoomGrant},
 };
 
-use sqlx::Row;
-
 use crate::{
     app::ClientInfo,
     auth::{AuthUser, Role, Tokens},
-    bookings::{self, BookingStatus, lifecycle, room::Seat},
+    bookings::{self, room::Seat},
     classes::{
         AttendanceStatus, ClassStatus, Relation,
         attendance::{self, StudentMark},
@@ -111,25 +109,7 @@ impl ClassroomGate {
             Seat::Tutor | Seat::Observer => RoomGrant::ALL,
         };
         if access.seat != Seat::Observer {
-            sqlx::query(
-                "INSERT INTO booking_joins (booking_id, user_id, joined_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(b.id.to_string())
-            .bind(auth.user_id.to_string())
-            .bind(crate::db::ts(now))
-            .execute(tx.conn())
-            .await
-            .map_err(ApiError::from)?;
-            let both: i64 = sqlx::query("SELECT COUNT(*) FROM booking_joins WHERE booking_id = $1")
-                .bind(b.id.to_string())
-                .fetch_one(tx.conn())
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(ApiError::from)?;
-            if both == 2 && b.status == BookingStatus::Confirmed {
-                // Before the lead window it can't start; joining is still allowed.
-                let _ = lifecycle::start_lesson(tx.conn(), &mut b, &pol, None, now).await;
-            }
+            bookings::room::arrived(tx.conn(), &mut b, auth.user_id, &pol, now).await?;
         }
         tx.commit().await.map_err(ApiError::from)?;
         self.outbox.notify();

@@ -729,3 +729,75 @@ async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window
     let res = plain.app.post(&format!("/api/v1/bookings/{id}/join"), Some(&plain.student.access), json!({})).await;
     assert_eq!((res.body["backend"].as_str(), &res.body["url"]), (Some("none"), &Value::Null), "{res:?}");
 }
+
+#[tokio::test]
+async fn livekit_webhooks_start_and_end_the_lesson_and_segments_merge_reconnects() {
+    const SECRET: &str = "lk-secret-hooks-0123456789";
+    let m = market_with("lkhooks", |c| {
+        c.livekit_url = Some("wss://media.liveclass.test".into());
+        c.livekit_api_key = Some("APIhooks".into());
+        c.livekit_api_secret = Some(orchestrator::config::Secret::new(SECRET));
+    })
+    .await;
+    let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    m.app.advance(at("2027-03-03T07:58:00Z") - m.app.clock_now());
+    let creds = rooms::Credentials { api_key: "APIhooks".into(), api_secret: SECRET.into() };
+    let room = format!("lesson:{id}");
+    let body = |ev: &str, kind: &str, who: &str| {
+        json!({"event": kind, "id": ev, "createdAt": "1800000000", "room": {"name": room, "sid": "RM_1"},
+               "participant": {"identity": who, "sid": "PA_x"}})
+        .to_string()
+    };
+    let post = async |body: &str, auth: &str| {
+        let res = m
+            .app
+            .http
+            .post(format!("{}/api/v1/webhooks/livekit", m.app.base))
+            .header("authorization", auth)
+            .header("content-type", "application/webhook+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let deliver = async |body: String| {
+        let auth = rooms::webhook::sign(body.as_bytes(), &creds, m.app.clock_now().timestamp());
+        post(&body, &auth).await
+    };
+
+    // Forged, tampered and unsigned deliveries change nothing.
+    let joined = body("EV_1", "participant_joined", &m.tutor.user_id);
+    let forged = rooms::Credentials { api_secret: "guess".into(), ..creds.clone() };
+    let (status, _) =
+        post(&joined, &rooms::webhook::sign(joined.as_bytes(), &forged, m.app.clock_now().timestamp())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let good = rooms::webhook::sign(joined.as_bytes(), &creds, m.app.clock_now().timestamp());
+    assert_eq!(post(&joined.replace("EV_1", "EV_9"), &good).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(&joined, "").await.0, StatusCode::UNAUTHORIZED);
+
+    assert_eq!(deliver(joined.clone()).await.1["duplicate"], false);
+    assert_eq!(m.booking(&id).await["status"], "confirmed", "one participant");
+    let (_, ack) = deliver(body("EV_2", "participant_joined", &m.student.user_id)).await;
+    assert_eq!(ack["duplicate"], false);
+    assert_eq!(m.booking(&id).await["status"], "in_progress", "both in: the lesson started");
+    assert_eq!(deliver(joined).await.1["duplicate"], true, "a redelivered event");
+
+    // The student drops for 30 s (a reconnect: one segment), the tutor's `left` never comes.
+    m.app.advance(Duration::minutes(10));
+    deliver(body("EV_3", "participant_left", &m.student.user_id)).await;
+    m.app.advance(Duration::seconds(30));
+    deliver(body("EV_4", "participant_joined", &m.student.user_id)).await;
+    m.app.advance(Duration::minutes(55));
+    let (status, _) =
+        deliver(json!({"event": "room_finished", "id": "EV_5", "room": {"name": room}}).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(m.booking(&id).await["status"], "completed");
+    let segs = m.app.get(&format!("/api/v1/bookings/{id}/segments"), &m.tutor.access).await;
+    let segs = segs.body.as_array().unwrap().clone();
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    for s in &segs {
+        assert!(s["left_at"].is_string(), "closed by room_finished: {s}");
+        assert_eq!(s["minutes"], 65, "{s}");
+    }
+}

@@ -117,6 +117,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/bookings/{id}/no-show", "post"),
         ("/api/v1/bookings/{id}/refund", "post"),
         ("/api/v1/bookings/{id}/join", "post"),
+        ("/api/v1/webhooks/livekit", "post"),
+        ("/api/v1/bookings/{id}/segments", "get"),
         ("/api/v1/payments/{id}/received", "post"),
         ("/api/v1/packages", "post"),
         ("/api/v1/packages", "get"),

@@ -1,0 +1,215 @@
+//! Presence in media rooms from LiveKit's webhooks: attendance segments, and booked lessons started and
+//! ended by who is actually in the room.
+//!
+//! `POST /api/v1/webhooks/livekit` verifies a delivery as LiveKit signs it (`rooms::webhook`): a forged,
+//! tampered, stale or unsigned one is 401 and changes nothing. Each event id is claimed in `webhook_events`
+//! in the handling transaction, so duplicates have no second effect. `participant_joined` opens a segment
+//! (or reopens the last one if the participant left less than [`MERGE_GAP_SECS`] ago: a reconnect) and, in
+//! a `lesson:` room, counts as the participant arriving (both in → the lesson starts);
+//! `participant_left` closes the open segment (a missing one is tolerated); `room_finished` closes every
+//! open segment and completes a running lesson that has started.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+
+use crate::{
+    auth::{AnyRole, Authed},
+    bookings::{self, BookingStatus, lifecycle, policy},
+    clock::SharedClock,
+    config::Config,
+    db::{self, Db},
+    error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    ids::{BookingId, TenantId, UserId},
+    outbox::Outbox,
+};
+
+/// A rejoin within this many seconds of leaving continues the same segment.
+pub const MERGE_GAP_SECS: i64 = 60;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MediaWebhookAck {
+    pub received: bool,
+    pub duplicate: bool,
+}
+
+/// LiveKit's webhook endpoint (configure LiveKit to post here with this server's API key).
+#[utoipa::path(post, path = "/api/v1/webhooks/livekit", tag = "media",
+    request_body(content = String, content_type = "application/webhook+json"),
+    params(("Authorization" = String, Header, description = "LiveKit's signed JWT (no Bearer prefix)")),
+    responses((status = 200, body = MediaWebhookAck), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn webhook(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    State(outbox): State<Outbox>,
+    State(config): State<Arc<Config>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<MediaWebhookAck>> {
+    let (Some(key), Some(secret)) = (&config.livekit_api_key, &config.livekit_api_secret) else {
+        return Err(ApiError::not_found("livekit_not_configured", "this server doesn't use LiveKit"));
+    };
+    let creds = rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() };
+    let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let now = clock.now();
+    let event = rooms::webhook::verify(header, &body, &creds, now.timestamp())
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_webhook", e.to_string()))?;
+    let mut tx = db.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO webhook_events (provider, event_id, kind, received_at) VALUES ('livekit', $1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(db::ts(now))
+    .execute(tx.conn())
+    .await?
+    .rows_affected()
+        == 1;
+    if fresh {
+        handle(tx.conn(), &event, now).await?;
+    }
+    tx.commit().await?;
+    outbox.notify();
+    Ok(Json(MediaWebhookAck { received: true, duplicate: !fresh }))
+}
+
+/// The booking behind a `lesson:<id>` room, with its tenant.
+async fn lesson(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<bookings::Booking>> {
+    let Some(id) = room.strip_prefix("lesson:").and_then(|id| id.parse::<BookingId>().ok()) else { return Ok(None) };
+    let row = sqlx::query("SELECT tenant_id FROM bookings WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let tenant = TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?;
+    Ok(Some(bookings::load(conn, tenant, id, db::Db::lock_clause(conn)).await?))
+}
+
+async fn handle(conn: &mut AnyConnection, e: &rooms::webhook::Event, now: DateTime<Utc>) -> ApiResult<()> {
+    let Some(room) = e.room.as_deref() else { return Ok(()) };
+    // Only rooms we made are ours; anything else on the LiveKit project is ignored.
+    let Some(mut b) = lesson(conn, room).await? else { return Ok(()) };
+    let tenant = b.tenant_id;
+    let user = e.participant.as_deref().and_then(|p| p.parse::<UserId>().ok());
+    match (e.kind.as_str(), user) {
+        ("participant_joined", Some(user)) => {
+            open_segment(conn, tenant, room, user, now).await?;
+            let pol = policy::load(conn, tenant).await?;
+            bookings::room::arrived(conn, &mut b, user, &pol, now).await?;
+        }
+        ("participant_left", Some(user)) => close_segments(conn, room, Some(user), now).await?,
+        ("room_finished", _) => {
+            close_segments(conn, room, None, now).await?;
+            if b.status == BookingStatus::InProgress {
+                lifecycle::complete_lesson(conn, &mut b, None, now).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn open_segment(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    room: &str,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let last =
+        sqlx::query("SELECT id, left_at FROM media_segments WHERE room = $1 AND user_id = $2 ORDER BY id DESC LIMIT 1")
+            .bind(room)
+            .bind(user.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(r) = last {
+        let id: i64 = r.try_get("id")?;
+        match r.try_get::<Option<String>, _>("left_at")? {
+            None => return Ok(()), // Already in (a duplicate or out-of-order join).
+            Some(left) if (now - db::parse_ts(&left)?).num_seconds() <= MERGE_GAP_SECS => {
+                sqlx::query("UPDATE media_segments SET left_at = NULL WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+    }
+    sqlx::query(
+        "INSERT INTO media_segments (tenant_id, room, user_id, source, joined_at) VALUES ($1, $2, $3, 'livekit', $4)",
+    )
+    .bind(tenant.to_string())
+    .bind(room)
+    .bind(user.to_string())
+    .bind(db::ts(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn close_segments(
+    conn: &mut AnyConnection,
+    room: &str,
+    user: Option<UserId>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE media_segments SET left_at = $1 WHERE room = $2 AND left_at IS NULL AND ($3 IS NULL OR user_id = $3)",
+    )
+    .bind(db::ts(now))
+    .bind(room)
+    .bind(user.map(|u| u.to_string()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Segment {
+    pub user_id: UserId,
+    pub joined_at: DateTime<Utc>,
+    /// Absent while still in the room.
+    pub left_at: Option<DateTime<Utc>>,
+    pub minutes: i64,
+}
+
+/// Who was in a booked lesson's media room and when (merged across reconnects): its participants and staff.
+#[utoipa::path(get, path = "/api/v1/bookings/{id}/segments", tag = "media", params(("id" = BookingId, Path)),
+    security(("bearer" = [])), responses((status = 200, body = Vec<Segment>), (status = 404, body = ErrorBody)))]
+pub async fn segments(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<BookingId>,
+) -> ApiResult<Json<Vec<Segment>>> {
+    let now = clock.now();
+    let mut conn = db.pool().acquire().await?;
+    let b = bookings::load(&mut conn, auth.tenant_id, id, "").await?;
+    bookings::party(&mut conn, &auth, &b).await?;
+    let rows = sqlx::query("SELECT user_id, joined_at, left_at FROM media_segments WHERE room = $1 ORDER BY id")
+        .bind(format!("lesson:{id}"))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let joined_at = db::parse_ts(&r.try_get::<String, _>("joined_at")?)?;
+        let left_at = r.try_get::<Option<String>, _>("left_at")?.map(|s| db::parse_ts(&s)).transpose()?;
+        out.push(Segment {
+            user_id: UserId::from_column(&r.try_get::<String, _>("user_id")?)?,
+            joined_at,
+            left_at,
+            minutes: (left_at.unwrap_or(now) - joined_at).num_minutes(),
+        });
+    }
+    Ok(Json(out))
+}
