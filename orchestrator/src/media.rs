@@ -28,7 +28,7 @@ use crate::{
     config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
-    ids::{BookingId, TenantId, UserId},
+    ids::{BookingId, MeetingId, TenantId, UserId},
     outbox::Outbox,
 };
 
@@ -94,12 +94,29 @@ async fn lesson(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<bookin
     Ok(Some(bookings::load(conn, tenant, id, db::Db::lock_clause(conn)).await?))
 }
 
+/// The tenant of a `meeting:<id>` room.
+async fn meeting_tenant(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<TenantId>> {
+    let Some(id) = room.strip_prefix("meeting:").and_then(|id| id.parse::<MeetingId>().ok()) else { return Ok(None) };
+    let row =
+        sqlx::query("SELECT tenant_id FROM meetings WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
+    row.map(|r| Ok(TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?)).transpose()
+}
+
 async fn handle(conn: &mut AnyConnection, e: &rooms::webhook::Event, now: DateTime<Utc>) -> ApiResult<()> {
     let Some(room) = e.room.as_deref() else { return Ok(()) };
+    let user = e.participant.as_deref().and_then(|p| p.parse::<UserId>().ok());
+    // A class meeting: attendance segments only (the instructor confirms attendance from the proposal).
+    if let Some(tenant) = meeting_tenant(conn, room).await? {
+        return match (e.kind.as_str(), user) {
+            ("participant_joined", Some(user)) => open_segment(conn, tenant, room, user, now).await,
+            ("participant_left", Some(user)) => close_segments(conn, room, Some(user), now).await,
+            ("room_finished", _) => close_segments(conn, room, None, now).await,
+            _ => Ok(()),
+        };
+    }
     // Only rooms we made are ours; anything else on the LiveKit project is ignored.
     let Some(mut b) = lesson(conn, room).await? else { return Ok(()) };
     let tenant = b.tenant_id;
-    let user = e.participant.as_deref().and_then(|p| p.parse::<UserId>().ok());
     match (e.kind.as_str(), user) {
         ("participant_joined", Some(user)) => {
             open_segment(conn, tenant, room, user, now).await?;

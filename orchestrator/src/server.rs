@@ -38,7 +38,7 @@ use crate::{
     audit,
     auth::{Tokens, limiter::Limiter, random_key_hex},
     bookings::{self, lifecycle as booking, packages, payments::SharedProvider, policy as booking_policy, tutors},
-    classes::{attendance, courses, enrollments, ledger, lifecycle, unlocks},
+    classes::{self, attendance, courses, enrollments, ledger, lifecycle, unlocks},
     clock::SharedClock,
     config::Config,
     consent,
@@ -324,6 +324,8 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(booking::refund))
         .routes(routes!(bookings::room::join))
         .routes(routes!(media::webhook))
+        .routes(routes!(classes::room::join))
+        .routes(routes!(classes::room::proposal))
         .routes(routes!(media::segments))
         .routes(routes!(bookings::payments::received))
         .routes(routes!(packages::buy, packages::list))

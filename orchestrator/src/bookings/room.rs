@@ -21,7 +21,7 @@ use crate::{
     ids::BookingId,
 };
 
-/// A participant's place in a lesson.
+/// A participant's place in a lesson or meeting (`tutor` is also a class's instructor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Seat {
@@ -143,8 +143,24 @@ pub async fn join(
     super::party(&mut conn, &auth, &b).await?;
     let pol = policy::load(&mut conn, auth.tenant_id).await?;
     let a = access(&mut conn, &auth, &b, &pol, now).await?;
-    let me = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, now).await?;
+    let name = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, now).await?.display_name;
     let room = b.room.clone().unwrap_or_else(|| format!("lesson:{}", b.id));
+    let metadata = serde_json::json!({ "booking_id": b.id });
+    Ok(Json(media_join(media.as_ref(), &room, &auth, &name, a, metadata, now)))
+}
+
+/// Mints a media join token for `auth` in `room` with `a`'s rights: the tutor (or instructor) publishes and
+/// is room admin, a student publishes (data only with chat consent), observers subscribe unseen. The
+/// metadata carries the seat and the consents, plus `extra` (what the room is for).
+pub fn media_join(
+    media: &dyn rooms::MediaBackend,
+    room: &str,
+    auth: &AuthUser,
+    name: &str,
+    a: Access,
+    mut extra: serde_json::Value,
+    now: DateTime<Utc>,
+) -> MediaJoin {
     let permissions = match a.seat {
         Seat::Tutor => rooms::Permissions { publish: true, subscribe: true, data: true, admin: true, hidden: false },
         Seat::Student => {
@@ -154,26 +170,26 @@ pub async fn join(
             rooms::Permissions { publish: false, subscribe: true, data: false, admin: false, hidden: true }
         }
     };
-    let metadata = serde_json::json!({
-        "role": a.seat, "booking_id": b.id, "chat": a.chat, "recording": a.recording,
-    });
+    extra["role"] = serde_json::json!(a.seat);
+    extra["chat"] = a.chat.into();
+    extra["recording"] = a.recording.into();
     let identity = auth.user_id.to_string();
     let request = rooms::JoinRequest {
-        room: &room,
+        room,
         identity: &identity,
-        name: &me.display_name,
-        metadata: metadata.to_string(),
+        name,
+        metadata: extra.to_string(),
         permissions,
         now_unix: now.timestamp(),
         ttl_secs: TOKEN_TTL_SECS,
     };
     let joined = media.join(&request);
-    Ok(Json(MediaJoin {
+    MediaJoin {
         backend: joined.backend.to_string(),
         url: joined.url,
         token: joined.token,
-        room,
+        room: room.to_string(),
         seat: a.seat,
         expires_at: DateTime::from_timestamp(joined.expires_at_unix, 0).unwrap_or(now),
-    }))
+    }
 }

@@ -87,6 +87,7 @@ pub mod courses;
 pub mod enrollments;
 pub mod ledger;
 pub mod lifecycle;
+pub mod room;
 pub mod unlocks;
 
 use chrono::{DateTime, Utc};

@@ -25,9 +25,9 @@ use crate::{
     auth::{AuthUser, Role, Tokens},
     bookings::{self, room::Seat},
     classes::{
-        AttendanceStatus, ClassStatus, Relation,
+        AttendanceStatus,
         attendance::{self, StudentMark},
-        load_meeting, relation,
+        load_meeting,
     },
     clock::SharedClock,
     config::Config,
@@ -78,20 +78,12 @@ impl ClassroomGate {
         let auth = auth_user(who)?;
         let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
         let (_, class) = load_meeting(&mut conn, auth.tenant_id, meeting, "").await?;
-        let rel = relation(&mut conn, &auth, &class).await?;
-        if rel.manages() {
-            return Ok(RoomGrant::ALL);
-        }
-        let Relation::Student(_) = rel else {
-            return Err(Denied::new("forbidden", "only the class's instructor, staff and enrolled students join"));
-        };
-        if class.status != ClassStatus::Active {
-            return Err(Denied::new("class_not_active", "the class is not running"));
-        }
-        let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
-        consent::ensure(&mut conn, &student, &[ConsentScope::LiveVideo]).await?;
-        let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
-        Ok(RoomGrant { chat, ..RoomGrant::PARTICIPANT })
+        // The same rule as media join tokens (`classes::room`), without the media window.
+        let access = crate::classes::room::access(&mut conn, &auth, &class, self.clock.now()).await?;
+        Ok(match access.seat {
+            Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
+            Seat::Tutor | Seat::Observer => RoomGrant::ALL,
+        })
     }
 
     /// A booked lesson's room, by `bookings::room::access` (the same rule as media join tokens). A

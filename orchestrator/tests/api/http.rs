@@ -118,6 +118,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/bookings/{id}/refund", "post"),
         ("/api/v1/bookings/{id}/join", "post"),
         ("/api/v1/webhooks/livekit", "post"),
+        ("/api/v1/meetings/{id}/join", "post"),
+        ("/api/v1/meetings/{id}/attendance/proposal", "get"),
         ("/api/v1/bookings/{id}/segments", "get"),
         ("/api/v1/payments/{id}/received", "post"),
         ("/api/v1/packages", "post"),

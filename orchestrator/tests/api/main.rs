@@ -12,6 +12,7 @@ mod idempotency;
 mod identity;
 mod jobs;
 mod lifecycle;
+mod media;
 mod multinode;
 mod outbox;
 mod realtime;

@@ -97,7 +97,7 @@ impl Client {
 }
 
 /// An active class with its first meeting open for attendance; returns the meeting's room.
-async fn live_class(app: &TestApp, slug: &str, students: usize) -> (School, String, String) {
+pub async fn live_class(app: &TestApp, slug: &str, students: usize) -> (School, String, String) {
     let s = school(app, slug, 3, students).await;
     let res = s.class(app, "group", 2, Some(50), meetings(app, 2, ChronoDuration::minutes(5))).await;
     assert_eq!(res.status, StatusCode::CREATED, "{res:?}");

@@ -1,0 +1,93 @@
+//! Class meetings in media: join tokens by the class's rules inside the meeting window, and the attendance
+//! proposal built from LiveKit's participant webhooks (reconnects merged, late joiners marked late).
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{helpers::TestApp, realtime::live_class};
+
+const KEY: &str = "APImeet";
+const SECRET: &str = "lk-secret-meetings-0123456789";
+
+#[tokio::test]
+async fn meeting_tokens_follow_the_class_and_the_proposal_follows_who_was_there() {
+    let app = TestApp::spawn_with(|c| {
+        c.livekit_url = Some("wss://media.liveclass.test".into());
+        c.livekit_api_key = Some(KEY.into());
+        c.livekit_api_secret = Some(orchestrator::config::Secret::new(SECRET));
+        c.access_token_ttl_secs = 24 * 3600;
+    })
+    .await;
+    // The first meeting starts in 5 minutes and lasts an hour; three adult students are enrolled.
+    let (s, _class, room) = live_class(&app, "meetmedia", 3).await;
+    let meeting = room.strip_prefix("meeting:").unwrap().to_string();
+    let join = async |token: &str| app.post(&format!("/api/v1/meetings/{meeting}/join"), Some(token), json!({})).await;
+    let res = join(&s.tutor.access).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let now = app.clock_now().timestamp();
+    let tutor = rooms::token::decode(SECRET, res.body["token"].as_str().unwrap(), now + 1).unwrap();
+    assert_eq!(tutor.video.room, room);
+    assert!(tutor.video.room_admin && tutor.video.can_publish);
+    let student =
+        rooms::token::decode(SECRET, join(&s.students[0].access).await.body["token"].as_str().unwrap(), now + 1)
+            .unwrap();
+    assert!(student.video.can_publish && !student.video.room_admin);
+    let outsider = app.user(&s.t, "student", "outsider", Some("2000-01-01")).await;
+    assert_eq!(join(&outsider.access).await.code(), "forbidden");
+
+    // LiveKit reports: student 0 on time (with a 30 s reconnect), student 1 twenty minutes late, student 2 never.
+    let creds = rooms::Credentials { api_key: KEY.into(), api_secret: SECRET.into() };
+    let mut n = 0;
+    let mut hook = async |kind: &str, who: Option<&str>| {
+        n += 1;
+        let mut body = json!({"event": kind, "id": format!("EV_{n}"), "room": {"name": room}});
+        if let Some(w) = who {
+            body["participant"] = json!({"identity": w});
+        }
+        let body = body.to_string();
+        let auth = rooms::webhook::sign(body.as_bytes(), &creds, app.clock_now().timestamp());
+        let res = app
+            .http
+            .post(format!("{}/api/v1/webhooks/livekit", app.base))
+            .header("authorization", auth)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    };
+    let (s0, s1) = (s.students[0].user_id.clone(), s.students[1].user_id.clone());
+    app.advance(Duration::minutes(4));
+    hook("participant_joined", Some(&s0)).await;
+    app.advance(Duration::minutes(10));
+    hook("participant_left", Some(&s0)).await;
+    app.advance(Duration::seconds(30));
+    hook("participant_joined", Some(&s0)).await;
+    app.advance(Duration::minutes(10));
+    hook("participant_joined", Some(&s1)).await;
+    app.advance(Duration::minutes(50));
+    hook("room_finished", None).await;
+
+    let res = app.get(&format!("/api/v1/meetings/{meeting}/attendance/proposal"), &s.tutor.access).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let marks: Vec<(String, String, i64)> = res.body["marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["student_id"].as_str().unwrap().into(),
+                m["status"].as_str().unwrap().into(),
+                m["minutes_attended"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let of = |id: &str| marks.iter().find(|m| m.0 == id).map(|m| (m.1.clone(), m.2)).unwrap();
+    assert_eq!(of(&s0), ("present".into(), 60), "the reconnect's gap merged away: {marks:?}");
+    assert_eq!(of(&s1), ("late".into(), 40), "{marks:?}");
+    assert_eq!(of(&s.students[2].user_id), ("absent".into(), 0));
+    let res = app.get(&format!("/api/v1/meetings/{meeting}/attendance/proposal"), &s.students[0].access).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let _: Value = res.body;
+}
