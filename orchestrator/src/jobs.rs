@@ -99,22 +99,23 @@ pub async fn enqueue(conn: &mut AnyConnection, now: DateTime<Utc>, job: &NewJob)
 
 /// Cancels still-queued jobs whose dedupe_key starts with `prefix` (status → cancelled). Returns how many.
 ///
-/// A job being run right now is not cancelled: on PostgreSQL the update waits for the runner's row
-/// lock and then finds it `done`; on SQLite the writer slot orders the two.
+/// A job being run right now is skipped, not waited for: on PostgreSQL its row is locked by the runner, whose
+/// handler may in turn be waiting for a row the caller holds (a booking), so waiting could deadlock. Handlers
+/// re-check their state when they run, so a job that escapes cancellation this way does nothing. On SQLite
+/// the writer slot orders the two.
 pub async fn cancel_queued(conn: &mut AnyConnection, now: DateTime<Utc>, key_prefix: &str) -> Result<u64, sqlx::Error> {
     // A prefix compare by `substr` rather than `LIKE`: SQLite's LIKE ignores ASCII case, and `%`/`_`
     // in keys would need escaping. Lengths are in characters on both backends; i32 because
     // PostgreSQL's `substr` takes `integer`.
     let chars = i32::try_from(key_prefix.chars().count()).unwrap_or(i32::MAX);
-    let done = sqlx::query(
+    let skip_locked = if conn.backend_name() == "PostgreSQL" { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let sql = format!(
         "UPDATE jobs SET status = 'cancelled', finished_at = $1, updated_at = $1
-         WHERE status = 'queued' AND dedupe_key IS NOT NULL AND substr(dedupe_key, 1, $2) = $3",
-    )
-    .bind(db::ts(now))
-    .bind(chars)
-    .bind(key_prefix)
-    .execute(conn)
-    .await?;
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND dedupe_key IS NOT NULL
+                        AND substr(dedupe_key, 1, $2) = $3{skip_locked})"
+    );
+    let done =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(db::ts(now)).bind(chars).bind(key_prefix).execute(conn).await?;
     Ok(done.rows_affected())
 }
 
