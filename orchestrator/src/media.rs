@@ -7,7 +7,8 @@
 //! (or reopens the last one if the participant left less than [`MERGE_GAP_SECS`] ago: a reconnect) and, in
 //! a `lesson:` room, counts as the participant arriving (both in → the lesson starts);
 //! `participant_left` closes the open segment (a missing one is tolerated); `room_finished` closes every
-//! open segment and completes a running lesson that has started.
+//! open segment and completes a running lesson that has started. A sweep ([`reconcile_loop`], every minute
+//! with LiveKit) closes segments whose participant the server no longer lists.
 
 use std::sync::Arc;
 
@@ -229,4 +230,59 @@ pub async fn segments(
         });
     }
     Ok(Json(out))
+}
+
+/// Closes the open segments of participants the media server no longer has (a `participant_left` that
+/// never came). Returns how many segments it closed.
+pub async fn reconcile_once(db: &Db, media: &dyn rooms::MediaBackend, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let rooms_open: Vec<String> = sqlx::query("SELECT DISTINCT room FROM media_segments WHERE left_at IS NULL")
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("room"))
+        .collect::<Result<_, _>>()?;
+    let mut closed = 0;
+    for room in rooms_open {
+        // Network first, outside any transaction; then one short write.
+        let present = media.participants(&room).await?;
+        let mut tx = db.begin().await?;
+        let open = sqlx::query("SELECT id, user_id FROM media_segments WHERE room = $1 AND left_at IS NULL")
+            .bind(&room)
+            .fetch_all(tx.conn())
+            .await?;
+        for r in open {
+            let user: String = r.try_get("user_id")?;
+            if !present.contains(&user) {
+                sqlx::query("UPDATE media_segments SET left_at = $1 WHERE id = $2 AND left_at IS NULL")
+                    .bind(db::ts(now))
+                    .bind(r.try_get::<i64, _>("id")?)
+                    .execute(tx.conn())
+                    .await?;
+                closed += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(closed)
+}
+
+/// [`reconcile_once`] every `every` until shutdown.
+pub async fn reconcile_loop(
+    db: Db,
+    media: Arc<dyn rooms::MediaBackend>,
+    clock: SharedClock,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        match reconcile_once(&db, media.as_ref(), clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(closed = n, "closed media segments whose participant had gone"),
+            Err(e) => tracing::warn!(error = %e, "media reconciliation failed; retrying later"),
+        }
+    }
 }

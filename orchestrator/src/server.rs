@@ -143,10 +143,10 @@ impl Server {
         };
         let media: Arc<dyn rooms::MediaBackend> =
             match (&config.livekit_url, &config.livekit_api_key, &config.livekit_api_secret) {
-                (Some(url), Some(key), Some(secret)) => Arc::new(rooms::LiveKit {
-                    url: url.clone(),
-                    credentials: rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() },
-                }),
+                (Some(url), Some(key), Some(secret)) => Arc::new(rooms::LiveKit::new(
+                    url.clone(),
+                    rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() },
+                )),
                 _ => Arc::new(rooms::NoMedia {
                     credentials: rooms::Credentials { api_key: "liveclass".into(), api_secret: random_key_hex() },
                 }),
@@ -216,7 +216,19 @@ impl Server {
             tasks.push(tokio::spawn(chat::run_writer(st.db.clone(), rx, stop_rx.clone())));
         }
         if let Some(rx) = self.pushes.take() {
-            tasks.push(tokio::spawn(push::run(st.signaling.clone(), st.db.clone(), rx, stop_rx.clone())));
+            tasks.push(tokio::spawn(push::run(
+                st.signaling.clone(),
+                st.db.clone(),
+                st.media.clone(),
+                rx,
+                stop_rx.clone(),
+            )));
+        }
+        if st.media.name() == "livekit" {
+            // LiveKit may never send a `participant_left` (a crashed client, a lost webhook): compare open
+            // segments with who is really there, every minute.
+            let (db, media, clock, stop) = (st.db.clone(), st.media.clone(), st.clock.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(media::reconcile_loop(db, media, clock, Duration::from_secs(60), stop)));
         }
         let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
         let app = self.router().into_make_service_with_connect_info::<SocketAddr>();

@@ -2,18 +2,23 @@
 //!
 //! Layout: this file holds the [`MediaBackend`] seam and its two backends: [`NoMedia`], used until a media
 //! server is configured (a lesson's room is a name — also the real-time room that carries chat, whiteboard
-//! and presence — and join tokens are minted but no server consumes them), and [`LiveKit`] (a LiveKit
-//! server: its URL and API key pair). `token` — LiveKit access tokens (HS256, `video` grants), encoded and
+//! and presence — and join tokens are minted but no server consumes them), and [`LiveKit`] (`livekit`: a
+//! LiveKit server, its RoomService over Twirp with JSON bodies). `fake` (feature `fake`) — `FakeLiveKit`, a
+//! local RoomService for tests. `token` — LiveKit access tokens (HS256, `video` grants), encoded and
 //! verified; `webhook` — LiveKit webhook deliveries verified as LiveKit signs them.
 //!
-//! Seams: `MediaBackend` — create/close a room and mint a join token for an identity with grants. Not built
-//! yet (the media issue): LiveKit's RoomService over Twirp (explicit create/close, list/remove/mute
-//! participants), participant events as a stream, and the embedded SFU speaking LiveKit's
-//! client protocol (`/rtc/v1`, see `../shared/LIVEKIT-COMPAT.md`). Until RoomService lands, the LiveKit
-//! backend relies on LiveKit creating a room when the first participant joins (its default).
+//! Seams: `MediaBackend` — create/close a room, mint a join token for an identity with grants, list and remove
+//! participants. Participant events arrive as LiveKit webhooks (handled by the orchestrator). Not built yet:
+//! muting tracks, recording, and the embedded SFU speaking LiveKit's client protocol (`/rtc/v1`, see
+//! `../shared/LIVEKIT-COMPAT.md`).
 
+#[cfg(feature = "fake")]
+pub mod fake;
+mod livekit;
 pub mod token;
 pub mod webhook;
+
+pub use livekit::LiveKit;
 
 use futures::future::BoxFuture;
 
@@ -42,6 +47,8 @@ pub enum MediaError {
     Unavailable(String),
     #[error("media server refused the request: {0}")]
     Rejected(String),
+    #[error("no such room or participant")]
+    NotFound,
 }
 
 /// What a participant may do in a room.
@@ -111,6 +118,7 @@ impl Credentials {
                 can_publish_data: p.data,
                 room_admin: p.admin,
                 hidden: p.hidden,
+                ..Default::default()
             },
         };
         (token::encode(&self.api_secret, &claims), exp)
@@ -125,6 +133,10 @@ pub trait MediaBackend: Send + Sync + 'static {
     fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>>;
     /// Closes a room, disconnecting whoever is in it. Closing a missing room is not an error.
     fn close_room<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), MediaError>>;
+    /// The identities in a room now (empty for a missing room).
+    fn participants<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, MediaError>>;
+    /// Disconnects one participant; one who isn't there is not an error.
+    fn remove_participant<'a>(&'a self, room: &'a str, identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>>;
 }
 
 /// No media server: rooms exist as names only (see the crate doc). Tokens are signed with a key of this
@@ -153,31 +165,12 @@ impl MediaBackend for NoMedia {
     fn close_room<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
         Box::pin(async { Ok(()) })
     }
-}
-
-/// A LiveKit server (self-hosted or Cloud).
-#[derive(Debug, Clone)]
-pub struct LiveKit {
-    /// `wss://…` as clients reach it.
-    pub url: String,
-    pub credentials: Credentials,
-}
-
-impl MediaBackend for LiveKit {
-    fn name(&self) -> &'static str {
-        "livekit"
+    /// Nobody is ever in a room without a media server.
+    fn participants<'a>(&'a self, _room: &'a str) -> BoxFuture<'a, Result<Vec<String>, MediaError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
-    fn join(&self, req: &JoinRequest<'_>) -> Join {
-        let (token, expires_at_unix) = self.credentials.mint(req);
-        Join { backend: self.name(), url: Some(self.url.clone()), token, expires_at_unix }
-    }
-    /// LiveKit creates a room when its first participant joins; explicit creation (RoomService) is not built yet.
-    fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
-        Box::pin(async move { Ok(RoomInfo { name: spec.name.clone(), backend: self.name() }) })
-    }
-    /// Not built yet (RoomService `DeleteRoom`): an empty LiveKit room closes itself after its timeout.
-    fn close_room<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async { Err(MediaError::Rejected("closing LiveKit rooms (RoomService) is not built yet".into())) })
+    fn remove_participant<'a>(&'a self, _room: &'a str, _identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -203,7 +196,8 @@ mod tests {
 
     #[test]
     fn join_tokens_carry_the_grants_for_the_room() {
-        let lk = LiveKit { url: "wss://media.example".into(), credentials: creds() };
+        let lk = LiveKit::new("wss://media.example", creds());
+        assert_eq!(lk.api_url, "https://media.example");
         let perms = Permissions { publish: true, subscribe: true, data: true, admin: false, hidden: false };
         let req = JoinRequest {
             room: "lesson:1",

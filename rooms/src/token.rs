@@ -20,6 +20,10 @@ pub struct VideoGrant {
     pub room_admin: bool,
     /// Joins without being seen by the others (observers).
     pub hidden: bool,
+    /// Server API calls: create and delete rooms.
+    pub room_create: bool,
+    /// Server API calls: list rooms.
+    pub room_list: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ use crate::{
 pub async fn run(
     sig: Signaling,
     db: Db,
+    media: Arc<dyn rooms::MediaBackend>,
     mut events: mpsc::Receiver<Arc<EventEnvelope>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -33,13 +34,13 @@ pub async fn run(
             e = events.recv() => match e { Some(e) => e, None => return },
             _ = shutdown.changed() => return,
         };
-        if let Err(e) = push(&sig, &db, &event).await {
+        if let Err(e) = push(&sig, &db, media.as_ref(), &event).await {
             tracing::warn!(error = %e, event = event.event.name(), "live push failed");
         }
     }
 }
 
-async fn push(sig: &Signaling, db: &Db, env: &EventEnvelope) -> anyhow::Result<()> {
+async fn push(sig: &Signaling, db: &Db, media: &dyn rooms::MediaBackend, env: &EventEnvelope) -> anyhow::Result<()> {
     let user = |id: &dyn std::fmt::Display| format!("user:{id}");
     match &env.event {
         DomainEvent::AttendanceMarked { class_id, meeting_id, student_id, previous, status, marked_by, .. } => {
@@ -93,6 +94,17 @@ async fn push(sig: &Signaling, db: &Db, env: &EventEnvelope) -> anyhow::Result<(
             if scopes.iter().any(|s| matches!(s, ConsentScope::LiveVideo | ConsentScope::Chat)) =>
         {
             sig.kick(&child_id.to_string(), "meeting:", "consent_revoked").await?;
+            sig.kick(&child_id.to_string(), "lesson:", "consent_revoked").await?;
+            // And out of the media rooms of their current lessons, on the media server.
+            let lessons =
+                sqlx::query("SELECT id FROM bookings WHERE student_id = $1 AND status IN ('confirmed', 'in_progress')")
+                    .bind(child_id.to_string())
+                    .fetch_all(db.pool())
+                    .await?;
+            for r in lessons {
+                let room = format!("lesson:{}", r.try_get::<String, _>("id")?);
+                media.remove_participant(&room, &child_id.to_string()).await?;
+            }
         }
         DomainEvent::BookingStatusChanged {
             booking_id, tutor_id, student_id, from, to, starts_at, ends_at, ..
@@ -117,6 +129,8 @@ async fn push(sig: &Signaling, db: &Db, env: &EventEnvelope) -> anyhow::Result<(
                     for u in [tutor_id, student_id] {
                         sig.kick(&u.to_string(), &room, &reason).await?;
                     }
+                    // The media room too: closing it disconnects whoever is in it.
+                    media.close_room(&room).await?;
                 }
                 _ => {}
             }

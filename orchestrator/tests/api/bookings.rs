@@ -677,13 +677,19 @@ async fn a_tutor_commission_override_applies_to_released_earnings() {
 #[tokio::test]
 async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window() {
     const SECRET: &str = "lk-secret-0123456789abcdef";
+    let creds = rooms::Credentials { api_key: "APIliveclass".into(), api_secret: SECRET.into() };
+    let fake = rooms::fake::FakeLiveKit::start(creds).await;
+    let url = fake.url();
     let m = market_with("livekit", |c| {
-        c.livekit_url = Some("wss://media.liveclass.test".into());
+        c.livekit_url = Some(url);
         c.livekit_api_key = Some("APIliveclass".into());
         c.livekit_api_secret = Some(orchestrator::config::Secret::new(SECRET));
     })
     .await;
     let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
+    // Confirmation opens the room on the LiveKit server (RoomService CreateRoom).
+    m.wait_for(&id, "the room", |b| b["room"].is_string()).await;
+    assert_eq!(fake.rooms(), [format!("lesson:{id}")]);
     let join =
         async |who: &Session| m.app.post(&format!("/api/v1/bookings/{id}/join"), Some(&who.access), json!({})).await;
     let early = join(&m.tutor).await;
@@ -694,7 +700,7 @@ async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window
     let claims = |res: &Res| {
         assert_eq!(res.status, StatusCode::OK, "{res:?}");
         assert_eq!(res.body["backend"], "livekit");
-        assert_eq!(res.body["url"], "wss://media.liveclass.test");
+        assert_eq!(res.body["url"], fake.url());
         assert_eq!(res.body["room"], format!("lesson:{id}"));
         rooms::token::decode(SECRET, res.body["token"].as_str().unwrap(), now + 1).expect("a valid LiveKit token")
     };
@@ -721,6 +727,12 @@ async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window
     let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
     assert_eq!(join(&m.student).await.code(), "lesson_not_open");
+    // ...and the media room is closed, disconnecting whoever was in it.
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    while !fake.rooms().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "room not closed: {:?}", fake.calls());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
 
     // Without a media server the token is still minted, with no URL to use it at.
     let plain = market("nomedia").await;

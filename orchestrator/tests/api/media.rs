@@ -91,3 +91,49 @@ async fn meeting_tokens_follow_the_class_and_the_proposal_follows_who_was_there(
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     let _: Value = res.body;
 }
+
+#[tokio::test]
+async fn the_sweep_closes_segments_of_participants_livekit_no_longer_has() {
+    let creds = rooms::Credentials { api_key: KEY.into(), api_secret: SECRET.into() };
+    let fake = rooms::fake::FakeLiveKit::start(creds.clone()).await;
+    let url = fake.url();
+    let app = TestApp::spawn_with(|c| {
+        c.livekit_url = Some(url);
+        c.livekit_api_key = Some(KEY.into());
+        c.livekit_api_secret = Some(orchestrator::config::Secret::new(SECRET));
+        c.access_token_ttl_secs = 24 * 3600;
+    })
+    .await;
+    let (s, _class, room) = live_class(&app, "meetsweep", 2).await;
+    let meeting = room.strip_prefix("meeting:").unwrap().to_string();
+    app.advance(Duration::minutes(5));
+    for (i, st) in s.students.iter().enumerate() {
+        let body = json!({"event": "participant_joined", "id": format!("EV_{i}"), "room": {"name": room},
+                          "participant": {"identity": st.user_id}})
+        .to_string();
+        let auth = rooms::webhook::sign(body.as_bytes(), &creds, app.clock_now().timestamp());
+        let res = app
+            .http
+            .post(format!("{}/api/v1/webhooks/livekit", app.base))
+            .header("authorization", auth)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // Only student 0 is really still there; student 1's `participant_left` was lost.
+    fake.connect(&room, &s.students[0].user_id);
+    app.advance(Duration::minutes(20));
+    let closed =
+        orchestrator::media::reconcile_once(&app.state.db, app.state.media.as_ref(), app.clock_now()).await.unwrap();
+    assert_eq!(closed, 1);
+    app.advance(Duration::minutes(40));
+    let res = app.get(&format!("/api/v1/meetings/{meeting}/attendance/proposal"), &s.tutor.access).await;
+    let minutes = |id: &str| {
+        res.body["marks"].as_array().unwrap().iter().find(|m| m["student_id"] == id).unwrap()["minutes_attended"]
+            .as_i64()
+    };
+    assert_eq!(minutes(&s.students[0].user_id), Some(60), "{res:?}");
+    assert_eq!(minutes(&s.students[1].user_id), Some(20), "closed by the sweep: {res:?}");
+}
