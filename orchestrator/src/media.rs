@@ -7,7 +7,8 @@
 //! (or reopens the last one if the participant left less than [`MERGE_GAP_SECS`] ago: a reconnect) and, in
 //! a `lesson:` room, counts as the participant arriving (both in → the lesson starts);
 //! `participant_left` closes the open segment (a missing one is tolerated); `room_finished` closes every
-//! open segment and completes a running lesson that has started. A sweep ([`reconcile_loop`], every minute
+//! open segment and ends a running lesson by presence (`bookings::lifecycle::finish`). In a class meeting's
+//! room the instructor's first arrival starts the meeting (`MeetingStarted`, pushed to the room). A sweep ([`reconcile_loop`], every minute
 //! with LiveKit) closes segments whose participant the server no longer lists.
 
 use std::sync::Arc;
@@ -29,8 +30,8 @@ use crate::{
     config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
-    ids::{BookingId, MeetingId, TenantId, UserId},
-    outbox::Outbox,
+    ids::{BookingId, ClassId, MeetingId, TenantId, UserId},
+    outbox::{self, DomainEvent, Outbox},
 };
 
 /// A rejoin within this many seconds of leaving continues the same segment.
@@ -95,21 +96,49 @@ async fn lesson(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<bookin
     Ok(Some(bookings::load(conn, tenant, id, db::Db::lock_clause(conn)).await?))
 }
 
-/// The tenant of a `meeting:<id>` room.
-async fn meeting_tenant(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<TenantId>> {
+/// The meeting behind a `meeting:<id>` room: (tenant, meeting, class, instructor).
+async fn meeting_of(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<(TenantId, MeetingId, ClassId, UserId)>> {
     let Some(id) = room.strip_prefix("meeting:").and_then(|id| id.parse::<MeetingId>().ok()) else { return Ok(None) };
-    let row =
-        sqlx::query("SELECT tenant_id FROM meetings WHERE id = $1").bind(id.to_string()).fetch_optional(conn).await?;
-    row.map(|r| Ok(TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?)).transpose()
+    let row = sqlx::query(
+        "SELECT m.tenant_id, c.id AS class_id, c.instructor_id FROM meetings m JOIN classes c ON c.id = m.class_id
+         WHERE m.id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok((
+            TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?,
+            id,
+            ClassId::from_column(&r.try_get::<String, _>("class_id")?)?,
+            UserId::from_column(&r.try_get::<String, _>("instructor_id")?)?,
+        ))
+    })
+    .transpose()
 }
 
 async fn handle(conn: &mut AnyConnection, e: &rooms::webhook::Event, now: DateTime<Utc>) -> ApiResult<()> {
     let Some(room) = e.room.as_deref() else { return Ok(()) };
     let user = e.participant.as_deref().and_then(|p| p.parse::<UserId>().ok());
     // A class meeting: attendance segments only (the instructor confirms attendance from the proposal).
-    if let Some(tenant) = meeting_tenant(conn, room).await? {
+    if let Some((tenant, meeting_id, class_id, instructor_id)) = meeting_of(conn, room).await? {
         return match (e.kind.as_str(), user) {
-            ("participant_joined", Some(user)) => open_segment(conn, tenant, room, user, now).await,
+            ("participant_joined", Some(user)) => {
+                if user == instructor_id {
+                    let before: i64 =
+                        sqlx::query("SELECT COUNT(*) FROM media_segments WHERE room = $1 AND user_id = $2")
+                            .bind(room)
+                            .bind(user.to_string())
+                            .fetch_one(&mut *conn)
+                            .await?
+                            .try_get(0)?;
+                    if before == 0 {
+                        let event = DomainEvent::MeetingStarted { class_id, meeting_id, instructor_id };
+                        outbox::append(conn, tenant, now, &event).await?;
+                    }
+                }
+                open_segment(conn, tenant, room, user, now).await
+            }
             ("participant_left", Some(user)) => close_segments(conn, room, Some(user), now).await,
             ("room_finished", _) => close_segments(conn, room, None, now).await,
             _ => Ok(()),
@@ -128,7 +157,8 @@ async fn handle(conn: &mut AnyConnection, e: &rooms::webhook::Event, now: DateTi
         ("room_finished", _) => {
             close_segments(conn, room, None, now).await?;
             if b.status == BookingStatus::InProgress {
-                lifecycle::complete_lesson(conn, &mut b, None, now).await?;
+                let pol = policy::load(conn, tenant).await?;
+                lifecycle::finish(conn, &mut b, &pol, now).await?;
             }
         }
         _ => {}

@@ -178,6 +178,12 @@ pub enum DomainEvent {
         class_id: ClassId,
         streak: i64,
     },
+    /// A class meeting's instructor entered its media room for the first time: the meeting has started.
+    MeetingStarted {
+        class_id: ClassId,
+        meeting_id: MeetingId,
+        instructor_id: UserId,
+    },
     // bookings
     /// Every booking status change, including creation (`from` absent).
     BookingStatusChanged {
@@ -274,6 +280,7 @@ impl DomainEvent {
             LevelUp { .. } => "LevelUp",
             BadgeUnlocked { .. } => "BadgeUnlocked",
             StreakUpdated { .. } => "StreakUpdated",
+            MeetingStarted { .. } => "MeetingStarted",
             BookingStatusChanged { .. } => "BookingStatusChanged",
             BookingRescheduled { .. } => "BookingRescheduled",
             LessonRoomReady { .. } => "LessonRoomReady",

@@ -162,7 +162,8 @@ impl BookingJob {
                 }
             }
             AUTO_END if b.status == BookingStatus::InProgress && same_time => {
-                lifecycle::complete_lesson(conn, &mut b, None, now).await?;
+                let pol = policy::load(conn, tenant).await?;
+                lifecycle::finish(conn, &mut b, &pol, now).await?;
             }
             OPEN_ROOM
                 if matches!(b.status, BookingStatus::Confirmed | BookingStatus::InProgress) && b.room.is_none() =>

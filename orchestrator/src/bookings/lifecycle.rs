@@ -5,7 +5,7 @@
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
@@ -644,6 +644,41 @@ pub async fn complete(
     let view = view(tx.conn(), b).await?;
     cx.commit(tx).await?;
     Ok(Json(view))
+}
+
+/// Ends a running lesson by what its media room saw: with presence segments (LiveKit), both participants
+/// in the room for at least the policy's `min_presence_bps` of the lesson → completed; otherwise the absent
+/// side's no-show (the tutor's first). Without segments (no media server) it completes.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    b: &mut Booking,
+    pol: &BookingPolicy,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let rows = sqlx::query("SELECT user_id, joined_at, left_at FROM media_segments WHERE room = $1")
+        .bind(format!("lesson:{}", b.id))
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.is_empty() {
+        return complete_lesson(conn, b, None, now).await;
+    }
+    let mut seconds: std::collections::HashMap<String, i64> = Default::default();
+    for r in rows {
+        let joined = db::parse_ts(&r.try_get::<String, _>("joined_at")?)?.max(b.starts_at);
+        let left = match r.try_get::<Option<String>, _>("left_at")? {
+            Some(t) => db::parse_ts(&t)?,
+            None => now,
+        }
+        .min(b.ends_at);
+        *seconds.entry(r.try_get("user_id")?).or_default() += (left - joined).num_seconds().max(0);
+    }
+    let need = (b.ends_at - b.starts_at).num_seconds() * i64::from(pol.min_presence_bps) / 10_000;
+    let present = |u: UserId| seconds.get(&u.to_string()).copied().unwrap_or(0) >= need;
+    match (present(b.tutor_id), present(b.student_id)) {
+        (true, true) => complete_lesson(conn, b, None, now).await,
+        (false, _) => record_no_show(conn, b, Side::Tutor, None, now).await.map(|_| ()),
+        (true, false) => record_no_show(conn, b, Side::Student, None, now).await.map(|_| ()),
+    }
 }
 
 /// `in_progress → completed`, scheduling the payout.

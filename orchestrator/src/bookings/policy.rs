@@ -56,6 +56,11 @@ pub struct BookingPolicy {
     pub dispute_window_hours: i64,
     /// Platform commission in basis points (2000 = 20%).
     pub commission_bps: u32,
+    /// Linked parents may watch their child's lessons and meetings (subscribe only, unseen).
+    pub parents_observe: bool,
+    /// With media presence (LiveKit), a lesson counts as given when both were in the room for at least this
+    /// share of it (basis points); otherwise it is the absent side's no-show.
+    pub min_presence_bps: u32,
 }
 
 impl Default for BookingPolicy {
@@ -73,6 +78,8 @@ impl Default for BookingPolicy {
             join_lead_minutes: 10,
             dispute_window_hours: 72,
             commission_bps: 2_000,
+            parents_observe: false,
+            min_presence_bps: 5_000,
         }
     }
 }
@@ -84,8 +91,8 @@ impl BookingPolicy {
         if !(1..=24 * 60).contains(&self.hold_minutes) || !(1..=7 * 24 * 60).contains(&self.payment_minutes) {
             return bad("hold_minutes is 1 to 1440 and payment_minutes 1 to 10080");
         }
-        if self.late_refund_bps > 10_000 || self.commission_bps > 10_000 {
-            return bad("late_refund_bps and commission_bps are 0 to 10000");
+        if self.late_refund_bps > 10_000 || self.commission_bps > 10_000 || self.min_presence_bps > 10_000 {
+            return bad("late_refund_bps, commission_bps and min_presence_bps are 0 to 10000");
         }
         let hours = [self.free_cancel_hours, self.reschedule_until_hours, self.dispute_window_hours];
         if hours.iter().any(|h| !(0..=24 * 90).contains(h)) {

@@ -4,7 +4,7 @@
 //! The rule: the booked tutor and student (a minor only with a parent's live-video consent) and staff
 //! (observers: they see and hear, unseen, and can't publish), while the booking is confirmed or running,
 //! from the policy's `join_lead_minutes` before the start until `auto_end_grace_minutes` after the end.
-//! Parents don't join.
+//! Linked parents observe too when the tenant's policy says so (`parents_observe`).
 
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
@@ -53,7 +53,9 @@ pub async fn access(
         Seat::Tutor
     } else if auth.user_id == b.student_id {
         Seat::Student
-    } else if auth.is_staff() {
+    } else if auth.is_staff()
+        || (pol.parents_observe && users::is_parent_of(conn, auth.tenant_id, auth.user_id, b.student_id).await?)
+    {
         Seat::Observer
     } else {
         return Err(ApiError::forbidden("forbidden", "only the lesson's tutor and student, and staff, join"));

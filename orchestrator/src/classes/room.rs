@@ -35,6 +35,9 @@ pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, class: &Class, no
     match rel {
         Relation::Instructor => return Ok(Access { seat: Seat::Tutor, chat: true, recording: true }),
         Relation::Staff => return Ok(Access { seat: Seat::Observer, chat: true, recording: true }),
+        Relation::Parent if policy::load(conn, auth.tenant_id).await?.parents_observe => {
+            return Ok(Access { seat: Seat::Observer, chat: false, recording: true });
+        }
         Relation::Student(_) => {}
         _ => {
             return Err(ApiError::forbidden(

@@ -82,7 +82,10 @@ impl ClassroomGate {
         let access = crate::classes::room::access(&mut conn, &auth, &class, self.clock.now()).await?;
         Ok(match access.seat {
             Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
-            Seat::Tutor | Seat::Observer => RoomGrant::ALL,
+            Seat::Tutor => RoomGrant::ALL,
+            // Staff run the room; parents watching (the tenant's `parents_observe`) only read.
+            Seat::Observer if auth.is_staff() => RoomGrant::ALL,
+            Seat::Observer => RoomGrant::READ_ONLY,
         })
     }
 
@@ -98,7 +101,10 @@ impl ClassroomGate {
         let access = bookings::room::access(tx.conn(), &auth, &b, &pol, now).await?;
         let grant = match access.seat {
             Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
-            Seat::Tutor | Seat::Observer => RoomGrant::ALL,
+            Seat::Tutor => RoomGrant::ALL,
+            // Staff run the room; parents watching (the tenant's `parents_observe`) only read.
+            Seat::Observer if auth.is_staff() => RoomGrant::ALL,
+            Seat::Observer => RoomGrant::READ_ONLY,
         };
         if access.seat != Seat::Observer {
             bookings::room::arrived(tx.conn(), &mut b, auth.user_id, &pol, now).await?;

@@ -105,6 +105,20 @@ async fn push(sig: &Signaling, db: &Db, media: &dyn rooms::MediaBackend, env: &E
                 let room = format!("lesson:{}", r.try_get::<String, _>("id")?);
                 media.remove_participant(&room, &child_id.to_string()).await?;
             }
+            // And out of the media rooms of their classes' meetings running around now.
+            let meetings = sqlx::query(
+                "SELECT m.id FROM meetings m JOIN enrollments e ON e.class_id = m.class_id
+                 WHERE e.student_id = $1 AND m.starts_at <= $2 AND m.ends_at >= $3",
+            )
+            .bind(child_id.to_string())
+            .bind(crate::db::ts(env.occurred_at + chrono::Duration::days(1)))
+            .bind(crate::db::ts(env.occurred_at - chrono::Duration::days(1)))
+            .fetch_all(db.pool())
+            .await?;
+            for r in meetings {
+                let room = format!("meeting:{}", r.try_get::<String, _>("id")?);
+                media.remove_participant(&room, &child_id.to_string()).await?;
+            }
         }
         DomainEvent::BookingStatusChanged {
             booking_id, tutor_id, student_id, from, to, starts_at, ends_at, ..
@@ -134,6 +148,10 @@ async fn push(sig: &Signaling, db: &Db, media: &dyn rooms::MediaBackend, env: &E
                 }
                 _ => {}
             }
+        }
+        DomainEvent::MeetingStarted { meeting_id, .. } => {
+            let data = json!({"kind": "lesson", "state": "started", "meeting_id": meeting_id});
+            sig.publish(&format!("meeting:{meeting_id}"), &data).await?;
         }
         DomainEvent::BookingRescheduled {
             booking_id,

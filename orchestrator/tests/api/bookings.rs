@@ -722,6 +722,18 @@ async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window
     );
     let stranger = m.app.user(&m.t, "student", "nosy", ADULT).await;
     assert_eq!(join(&stranger).await.status, StatusCode::NOT_FOUND);
+    // A linked parent watches only when the tenant allows it, and then only watches.
+    let parent = m.app.user(&m.t, "parent", "dad", None).await;
+    let link = json!({"child_id": m.student.user_id});
+    let res = m.app.post(&format!("/api/v1/users/{}/children", parent.user_id), Some(&m.t.admin.access), link).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{res:?}");
+    assert_eq!(join(&parent).await.code(), "forbidden");
+    let path = format!("/api/v1/tenants/{}/booking-policy", m.t.id);
+    let res =
+        m.app.request(Method::PUT, &path, Some(&m.t.admin.access), Some(&json!({"parents_observe": true})), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    let watching = claims(&join(&parent).await);
+    assert!(!watching.video.can_publish && watching.video.can_subscribe && watching.video.hidden);
 
     // Cancelled: nobody gets in any more.
     let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;
@@ -812,4 +824,21 @@ async fn livekit_webhooks_start_and_end_the_lesson_and_segments_merge_reconnects
         assert!(s["left_at"].is_string(), "closed by room_finished: {s}");
         assert_eq!(s["minutes"], 65, "{s}");
     }
+
+    // Another lesson: the student leaves after 10 minutes for good (< 50% of it): their no-show, not a lesson.
+    let id = m.book_and_pay(&m.student, "2027-03-08T08:00:00Z", 60).await;
+    m.app.advance(at("2027-03-08T08:00:00Z") - m.app.clock_now());
+    let room = format!("lesson:{id}");
+    let body = |ev: &str, kind: &str, who: &str| {
+        json!({"event": kind, "id": ev, "room": {"name": room}, "participant": {"identity": who}}).to_string()
+    };
+    deliver(body("EV_21", "participant_joined", &m.tutor.user_id)).await;
+    deliver(body("EV_22", "participant_joined", &m.student.user_id)).await;
+    assert_eq!(m.booking(&id).await["status"], "in_progress");
+    m.app.advance(Duration::minutes(10));
+    deliver(body("EV_23", "participant_left", &m.student.user_id)).await;
+    m.app.advance(Duration::minutes(55));
+    deliver(json!({"event": "room_finished", "id": "EV_24", "room": {"name": room}}).to_string()).await;
+    let b = m.booking(&id).await;
+    assert_eq!((b["status"].as_str(), b["refund_minor"].as_i64()), (Some("no_show_student"), Some(0)), "{b}");
 }

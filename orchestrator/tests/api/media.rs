@@ -58,7 +58,13 @@ async fn meeting_tokens_follow_the_class_and_the_proposal_follows_who_was_there(
         assert_eq!(res.status(), StatusCode::OK);
     };
     let (s0, s1) = (s.students[0].user_id.clone(), s.students[1].user_id.clone());
+    // The instructor's arrival in the media room starts the meeting, live in the real-time room.
+    let mut ws = crate::realtime::Client::connect(&app, &s.students[2].access).await;
+    assert_eq!(ws.join(&room).await["type"], "joined");
     app.advance(Duration::minutes(4));
+    hook("participant_joined", Some(&s.tutor.user_id.clone())).await;
+    let started = ws.message(&room, "lesson").await;
+    assert_eq!(started["data"]["state"], "started", "{started}");
     hook("participant_joined", Some(&s0)).await;
     app.advance(Duration::minutes(10));
     hook("participant_left", Some(&s0)).await;
