@@ -23,6 +23,7 @@ struct Inner {
     rooms: BTreeMap<String, BTreeSet<String>>,
     calls: Vec<(String, Value)>,
     fail_next: usize,
+    muted: Vec<(String, String, String, bool)>,
 }
 
 #[derive(Clone)]
@@ -82,6 +83,11 @@ impl FakeLiveKit {
         self.lock().calls.clone()
     }
 
+    /// Tracks muted or unmuted: (room, identity, track sid, muted).
+    pub fn muted(&self) -> Vec<(String, String, String, bool)> {
+        self.lock().muted.clone()
+    }
+
     /// The next `n` calls answer 503 `unavailable`.
     pub fn fail_next(&self, n: usize) {
         self.lock().fail_next = n;
@@ -138,6 +144,17 @@ async fn handle(
                 .map(|p| p.iter().map(|i| json!({ "identity": i, "state": "ACTIVE" })).collect())
                 .unwrap_or_default();
             Json(json!({ "participants": list })).into_response()
+        }
+        "MutePublishedTrack" => {
+            let identity = body.get("identity").and_then(|i| i.as_str()).unwrap_or("").to_string();
+            let present = inner.rooms.get(&room).is_some_and(|p| p.contains(&identity));
+            if !present {
+                return twirp_error(StatusCode::NOT_FOUND, "not_found", "participant not found");
+            }
+            let track = body.get("track_sid").and_then(|t| t.as_str()).unwrap_or("").to_string();
+            let muted = body.get("muted").and_then(|m| m.as_bool()).unwrap_or(false);
+            inner.muted.push((room.clone(), identity, track.clone(), muted));
+            Json(json!({ "track": { "sid": track, "muted": muted } })).into_response()
         }
         "RemoveParticipant" => {
             let identity = body.get("identity").and_then(|i| i.as_str()).unwrap_or("");

@@ -137,6 +137,14 @@ pub trait MediaBackend: Send + Sync + 'static {
     fn participants<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, MediaError>>;
     /// Disconnects one participant; one who isn't there is not an error.
     fn remove_participant<'a>(&'a self, room: &'a str, identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>>;
+    /// Mutes (or unmutes) one published track of a participant.
+    fn mute_track<'a>(
+        &'a self,
+        room: &'a str,
+        identity: &'a str,
+        track_sid: &'a str,
+        muted: bool,
+    ) -> BoxFuture<'a, Result<(), MediaError>>;
 }
 
 /// No media server: rooms exist as names only (see the crate doc). Tokens are signed with a key of this
@@ -171,6 +179,10 @@ impl MediaBackend for NoMedia {
     }
     fn remove_participant<'a>(&'a self, _room: &'a str, _identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
         Box::pin(async { Ok(()) })
+    }
+    /// No tracks exist without a media server.
+    fn mute_track<'a>(&'a self, _: &'a str, _: &'a str, _: &'a str, _: bool) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async { Err(MediaError::NotFound) })
     }
 }
 

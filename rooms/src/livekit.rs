@@ -130,6 +130,19 @@ impl MediaBackend for LiveKit {
         })
     }
 
+    fn mute_track<'a>(
+        &'a self,
+        room: &'a str,
+        identity: &'a str,
+        track_sid: &'a str,
+        muted: bool,
+    ) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async move {
+            let body = json!({ "room": room, "identity": identity, "track_sid": track_sid, "muted": muted });
+            self.twirp("MutePublishedTrack", body, admin(room)).await.map(|_| ())
+        })
+    }
+
     fn remove_participant<'a>(&'a self, room: &'a str, identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
         Box::pin(async move {
             let body = json!({ "room": room, "identity": identity });
@@ -161,6 +174,9 @@ mod tests {
         fake.connect("lesson:1", "u1");
         fake.connect("lesson:1", "u2");
         assert_eq!(lk.participants("lesson:1").await.unwrap(), ["u1", "u2"]);
+        lk.mute_track("lesson:1", "u2", "TR_mic", true).await.unwrap();
+        assert_eq!(fake.muted(), [("lesson:1".to_string(), "u2".to_string(), "TR_mic".to_string(), true)]);
+        assert!(matches!(lk.mute_track("lesson:1", "nobody", "TR_x", true).await, Err(MediaError::NotFound)));
         lk.remove_participant("lesson:1", "u1").await.unwrap();
         lk.remove_participant("lesson:1", "gone").await.unwrap();
         assert_eq!(fake.participants("lesson:1"), ["u2"]);

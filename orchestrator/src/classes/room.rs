@@ -90,6 +90,15 @@ pub struct ProposedMark {
     /// Minutes in the media room during the meeting.
     pub minutes_attended: i64,
     pub first_joined_at: Option<DateTime<Utc>>,
+    /// The segments behind it (reconnects already merged), unclipped.
+    pub segments: Vec<Span>,
+}
+
+/// One stretch in the media room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Span {
+    pub joined_at: DateTime<Utc>,
+    pub left_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -128,7 +137,13 @@ pub fn propose(meeting: &Meeting, students: &[UserId], segments: &Segments, late
             };
             let first_joined_at =
                 segments.get(s).and_then(|v| v.iter().map(|(a, _)| *a).filter(|a| *a < meeting.ends_at).min());
-            ProposedMark { student_id: *s, status, minutes_attended, first_joined_at }
+            let segments = segments
+                .get(s)
+                .into_iter()
+                .flatten()
+                .map(|&(joined_at, left_at)| Span { joined_at, left_at })
+                .collect();
+            ProposedMark { student_id: *s, status, minutes_attended, first_joined_at, segments }
         })
         .collect()
 }

@@ -93,6 +93,9 @@ async fn meeting_tokens_follow_the_class_and_the_proposal_follows_who_was_there(
     assert_eq!(of(&s0), ("present".into(), 60), "the reconnect's gap merged away: {marks:?}");
     assert_eq!(of(&s1), ("late".into(), 40), "{marks:?}");
     assert_eq!(of(&s.students[2].user_id), ("absent".into(), 0));
+    let s0_mark =
+        res.body["marks"].as_array().unwrap().iter().find(|m| m["student_id"] == s0.as_str()).unwrap().clone();
+    assert_eq!(s0_mark["segments"].as_array().map(Vec::len), Some(1), "one merged segment: {s0_mark}");
     let res = app.get(&format!("/api/v1/meetings/{meeting}/attendance/proposal"), &s.students[0].access).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     let _: Value = res.body;
