@@ -56,6 +56,9 @@ pub struct BookingPolicy {
     pub dispute_window_hours: i64,
     /// Platform commission in basis points (2000 = 20%).
     pub commission_bps: u32,
+    /// A class meeting's attendance proposal marks a student `late` who first entered the media room more than
+    /// this long after the start.
+    pub late_after_minutes: i64,
     /// Linked parents may watch their child's lessons and meetings (subscribe only, unseen).
     pub parents_observe: bool,
     /// With media presence (LiveKit), a lesson counts as given when both were in the room for at least this
@@ -78,6 +81,7 @@ impl Default for BookingPolicy {
             join_lead_minutes: 10,
             dispute_window_hours: 72,
             commission_bps: 2_000,
+            late_after_minutes: 10,
             parents_observe: false,
             min_presence_bps: 5_000,
         }
@@ -104,7 +108,8 @@ impl BookingPolicy {
         if self.reminder_minutes.len() > 5 || self.reminder_minutes.iter().any(|m| !(1..=week).contains(m)) {
             return bad("at most 5 reminders, each 1 minute to 7 days before the start");
         }
-        let minutes = [self.no_show_grace_minutes, self.auto_end_grace_minutes, self.join_lead_minutes];
+        let minutes =
+            [self.no_show_grace_minutes, self.auto_end_grace_minutes, self.join_lead_minutes, self.late_after_minutes];
         if minutes.iter().any(|m| !(0..=24 * 60).contains(m)) {
             return bad("grace and lead minutes are 0 to 1440");
         }

@@ -112,9 +112,6 @@ pub struct Proposal {
 /// Each user's stretches in a room: `(joined, left)`.
 pub type Segments = HashMap<UserId, Vec<(DateTime<Utc>, DateTime<Utc>)>>;
 
-/// Joining more than this long after the start is late.
-pub const LATE_AFTER_MINUTES: i64 = 10;
-
 /// Pure: the proposal from each student's segments (clipped to the meeting): no time in the room → absent;
 /// first in more than `late_after` after the start → late; else present.
 pub fn propose(meeting: &Meeting, students: &[UserId], segments: &Segments, late_after: Duration) -> Vec<ProposedMark> {
@@ -181,8 +178,9 @@ pub async fn proposal(
         let left = r.try_get::<Option<String>, _>("left_at")?.map(|s| db::parse_ts(&s)).transpose()?.unwrap_or(now);
         segments.entry(user).or_default().push((joined, left));
     }
-    let marks = propose(&meeting, &students, &segments, Duration::minutes(LATE_AFTER_MINUTES));
-    Ok(Json(Proposal { meeting_id: id, late_after_minutes: LATE_AFTER_MINUTES, marks }))
+    let late_after = policy::load(&mut conn, auth.tenant_id).await?.late_after_minutes;
+    let marks = propose(&meeting, &students, &segments, Duration::minutes(late_after));
+    Ok(Json(Proposal { meeting_id: id, late_after_minutes: late_after, marks }))
 }
 
 #[cfg(test)]

@@ -77,6 +77,7 @@ async fn meeting_tokens_follow_the_class_and_the_proposal_follows_who_was_there(
 
     let res = app.get(&format!("/api/v1/meetings/{meeting}/attendance/proposal"), &s.tutor.access).await;
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.body["late_after_minutes"], 10, "the tenant policy's default");
     let marks: Vec<(String, String, i64)> = res.body["marks"]
         .as_array()
         .unwrap()
