@@ -188,3 +188,26 @@ impl Drop for PendingKey {
         });
     }
 }
+
+/// Claims a provider's webhook event id inside the caller's transaction: true the first time, false for a
+/// repeated (or concurrent, once the first commits) delivery of the same event.
+pub async fn first_webhook_delivery(
+    conn: &mut sqlx::AnyConnection,
+    provider: &str,
+    event_id: &str,
+    kind: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_events (provider, event_id, kind, received_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(provider)
+    .bind(event_id)
+    .bind(kind)
+    .bind(crate::db::ts(now))
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}

@@ -65,17 +65,7 @@ pub async fn webhook(
     let event = rooms::webhook::verify(header, &body, &creds, now.timestamp())
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_webhook", e.to_string()))?;
     let mut tx = db.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO webhook_events (provider, event_id, kind, received_at) VALUES ('livekit', $1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.kind)
-    .bind(db::ts(now))
-    .execute(tx.conn())
-    .await?
-    .rows_affected()
-        == 1;
+    let fresh = crate::idempotency::first_webhook_delivery(tx.conn(), "livekit", &event.id, &event.kind, now).await?;
     if fresh {
         handle(tx.conn(), &event, now).await?;
     }

@@ -63,11 +63,7 @@ pub async fn access(
     if !matches!(b.status, BookingStatus::Confirmed | BookingStatus::InProgress) {
         return Err(ApiError::conflict("lesson_not_open", format!("the booking is {}", b.status.as_str())));
     }
-    let opens = b.starts_at - Duration::minutes(pol.join_lead_minutes);
-    let closes = b.ends_at + Duration::minutes(pol.auto_end_grace_minutes);
-    if now < opens || now >= closes {
-        return Err(ApiError::conflict("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
-    }
+    ensure_open(b.starts_at, b.ends_at, pol, now)?;
     if seat != Seat::Student {
         return Ok(Access { seat, chat: true, recording: true });
     }
@@ -106,6 +102,21 @@ pub async fn arrived(
         .try_get(0)?;
     if both == 2 && b.status == BookingStatus::Confirmed {
         let _ = super::lifecycle::start_lesson(conn, b, pol, None, now).await;
+    }
+    Ok(())
+}
+
+/// A live room opens `join_lead_minutes` before `starts` and closes `auto_end_grace_minutes` after `ends`.
+pub fn ensure_open(
+    starts: DateTime<Utc>,
+    ends: DateTime<Utc>,
+    pol: &policy::BookingPolicy,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let opens = starts - Duration::minutes(pol.join_lead_minutes);
+    let closes = ends + Duration::minutes(pol.auto_end_grace_minutes);
+    if now < opens || now >= closes {
+        return Err(ApiError::conflict("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
     }
     Ok(())
 }

@@ -72,11 +72,7 @@ pub async fn join(
     let (meeting, class) = load_meeting(&mut conn, auth.tenant_id, id, "").await?;
     let a = access(&mut conn, &auth, &class, now).await?;
     let pol = policy::load(&mut conn, auth.tenant_id).await?;
-    let opens = meeting.starts_at - Duration::minutes(pol.join_lead_minutes);
-    let closes = meeting.ends_at + Duration::minutes(pol.auto_end_grace_minutes);
-    if now < opens || now >= closes {
-        return Err(ApiError::conflict("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
-    }
+    crate::bookings::room::ensure_open(meeting.starts_at, meeting.ends_at, &pol, now)?;
     let name = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, now).await?.display_name;
     let extra = serde_json::json!({ "class_id": class.id, "meeting_id": meeting.id });
     Ok(Json(media_join(media.as_ref(), &format!("meeting:{id}"), &auth, &name, a, extra, now)))

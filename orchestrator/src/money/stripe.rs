@@ -70,17 +70,7 @@ pub async fn webhook(
     let event = billing::webhook::verify_event(header, &body, secret.expose(), now.timestamp(), TOLERANCE_SECS)
         .map_err(|e| ApiError::bad_request("invalid_signature", e.to_string()))?;
     let mut tx = db.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO webhook_events (provider, event_id, kind, received_at) VALUES ('stripe', $1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.kind)
-    .bind(db::ts(now))
-    .execute(tx.conn())
-    .await?
-    .rows_affected()
-        == 1;
+    let fresh = crate::idempotency::first_webhook_delivery(tx.conn(), "stripe", &event.id, &event.kind, now).await?;
     if fresh {
         handle(tx.conn(), &event, now).await?;
     }
