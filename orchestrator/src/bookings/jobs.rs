@@ -127,17 +127,12 @@ impl BookingJob {
             REMIND if b.status == BookingStatus::Confirmed && same_time => {
                 let minutes = p.minutes_before.unwrap_or(0);
                 let when = human_lead(minutes);
-                for (user, other) in [(b.tutor_id, b.student_id), (b.student_id, b.tutor_id)] {
-                    let other = users::get_or_404(conn, tenant, other, now).await?;
-                    let subject = format!("Reminder: your lesson starts in {when}");
-                    let body = format!(
-                        "Your {}-minute lesson with {} starts at {} (UTC), in {when}.",
-                        b.minutes,
-                        other.display_name,
-                        b.starts_at.format("%Y-%m-%d %H:%M")
-                    );
-                    self.mail(conn, tenant, user, subject, body, now).await?;
-                }
+                let subject = format!("Reminder: your lesson starts in {when}");
+                let at = b.starts_at.format("%Y-%m-%d %H:%M");
+                let body = |other: &str| {
+                    format!("Your {}-minute lesson with {other} starts at {at} (UTC), in {when}.", b.minutes)
+                };
+                self.mail_both(conn, &b, &subject, body, now).await?;
                 let event = DomainEvent::BookingReminder {
                     booking_id: b.id,
                     tutor_id: b.tutor_id,
@@ -178,18 +173,14 @@ impl BookingJob {
                     .bind(b.id.to_string())
                     .execute(&mut *conn)
                     .await?;
-                for (user, other) in [(b.tutor_id, b.student_id), (b.student_id, b.tutor_id)] {
-                    let other = users::get_or_404(conn, tenant, other, now).await?;
-                    let subject = "Your lesson is confirmed".to_string();
-                    let body = format!(
-                        "Your {}-minute lesson with {} is confirmed for {} (UTC). Join room: {}",
-                        b.minutes,
-                        other.display_name,
-                        b.starts_at.format("%Y-%m-%d %H:%M"),
-                        room.name
-                    );
-                    self.mail(conn, tenant, user, subject, body, now).await?;
-                }
+                let at = b.starts_at.format("%Y-%m-%d %H:%M");
+                let body = |other: &str| {
+                    format!(
+                        "Your {}-minute lesson with {other} is confirmed for {at} (UTC). Join room: {}",
+                        b.minutes, room.name
+                    )
+                };
+                self.mail_both(conn, &b, "Your lesson is confirmed", body, now).await?;
                 let event = DomainEvent::LessonRoomReady {
                     booking_id: b.id,
                     tutor_id: b.tutor_id,
@@ -314,6 +305,22 @@ impl BookingJob {
             status: status.into(),
         };
         outbox::append(conn, tenant, now, &event).await?;
+        Ok(())
+    }
+
+    /// Mails the tutor and the student of `b`; `body` gets the other participant's name.
+    async fn mail_both(
+        &self,
+        conn: &mut AnyConnection,
+        b: &super::Booking,
+        subject: &str,
+        body: impl Fn(&str) -> String,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        for (user, other) in [(b.tutor_id, b.student_id), (b.student_id, b.tutor_id)] {
+            let other = users::get_or_404(conn, b.tenant_id, other, now).await?;
+            self.mail(conn, b.tenant_id, user, subject.to_string(), body(&other.display_name), now).await?;
+        }
         Ok(())
     }
 

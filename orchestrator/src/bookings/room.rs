@@ -67,11 +67,17 @@ pub async fn access(
     if seat != Seat::Student {
         return Ok(Access { seat, chat: true, recording: true });
     }
+    student_access(conn, auth, now).await
+}
+
+/// A student's seat: a minor needs live-video consent to be in at all; chat and recording follow their own
+/// consents.
+pub async fn student_access(conn: &mut AnyConnection, auth: &AuthUser, now: DateTime<Utc>) -> ApiResult<Access> {
     let student = users::get_or_404(conn, auth.tenant_id, auth.user_id, now).await?;
     consent::ensure(conn, &student, &[ConsentScope::LiveVideo]).await?;
     let chat = consent::ensure(conn, &student, &[ConsentScope::Chat]).await.is_ok();
     let recording = consent::ensure(conn, &student, &[ConsentScope::Recording]).await.is_ok();
-    Ok(Access { seat, chat, recording })
+    Ok(Access { seat: Seat::Student, chat, recording })
 }
 
 /// A participant entered the lesson (the real-time room, or the media room by LiveKit's webhook): their

@@ -20,9 +20,8 @@ use crate::{
     auth::{AnyRole, AuthUser, Authed},
     bookings::{
         Ctx, policy,
-        room::{Access, MediaJoin, Seat, media_join},
+        room::{Access, MediaJoin, Seat, media_join, student_access},
     },
-    consent::{self, ConsentScope},
     db,
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
@@ -49,11 +48,7 @@ pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, class: &Class, no
     if class.status != ClassStatus::Active {
         return Err(ApiError::conflict("class_not_active", "the class is not running"));
     }
-    let student = users::get_or_404(conn, auth.tenant_id, auth.user_id, now).await?;
-    consent::ensure(conn, &student, &[ConsentScope::LiveVideo]).await?;
-    let chat = consent::ensure(conn, &student, &[ConsentScope::Chat]).await.is_ok();
-    let recording = consent::ensure(conn, &student, &[ConsentScope::Recording]).await.is_ok();
-    Ok(Access { seat: Seat::Student, chat, recording })
+    student_access(conn, auth, now).await
 }
 
 /// A media join token for the caller's seat in a class meeting, inside the meeting's window.

@@ -23,7 +23,10 @@ use signaling::{
 use crate::{
     app::ClientInfo,
     auth::{AuthUser, Role, Tokens},
-    bookings::{self, room::Seat},
+    bookings::{
+        self,
+        room::{Access, Seat},
+    },
     classes::{
         AttendanceStatus,
         attendance::{self, StudentMark},
@@ -65,6 +68,17 @@ fn auth_user(who: &Identity) -> Result<AuthUser, Denied> {
     })
 }
 
+/// The real-time rights of a seat in a lesson or meeting room.
+fn grant_for(access: Access, auth: &AuthUser) -> RoomGrant {
+    match access.seat {
+        Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
+        Seat::Tutor => RoomGrant::ALL,
+        // Staff run the room; parents watching (the tenant's `parents_observe`) only read.
+        Seat::Observer if auth.is_staff() => RoomGrant::ALL,
+        Seat::Observer => RoomGrant::READ_ONLY,
+    }
+}
+
 fn meeting_of(room: &str) -> Option<MeetingId> {
     room.strip_prefix("meeting:")?.parse().ok()
 }
@@ -80,13 +94,7 @@ impl ClassroomGate {
         let (_, class) = load_meeting(&mut conn, auth.tenant_id, meeting, "").await?;
         // The same rule as media join tokens (`classes::room`), without the media window.
         let access = crate::classes::room::access(&mut conn, &auth, &class, self.clock.now()).await?;
-        Ok(match access.seat {
-            Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
-            Seat::Tutor => RoomGrant::ALL,
-            // Staff run the room; parents watching (the tenant's `parents_observe`) only read.
-            Seat::Observer if auth.is_staff() => RoomGrant::ALL,
-            Seat::Observer => RoomGrant::READ_ONLY,
-        })
+        Ok(grant_for(access, &auth))
     }
 
     /// A booked lesson's room, by `bookings::room::access` (the same rule as media join tokens). A
@@ -99,13 +107,7 @@ impl ClassroomGate {
         let mut b = bookings::load(tx.conn(), auth.tenant_id, id, self.db.for_update()).await?;
         let pol = bookings::policy::load(tx.conn(), auth.tenant_id).await?;
         let access = bookings::room::access(tx.conn(), &auth, &b, &pol, now).await?;
-        let grant = match access.seat {
-            Seat::Student => RoomGrant { chat: access.chat, ..RoomGrant::PARTICIPANT },
-            Seat::Tutor => RoomGrant::ALL,
-            // Staff run the room; parents watching (the tenant's `parents_observe`) only read.
-            Seat::Observer if auth.is_staff() => RoomGrant::ALL,
-            Seat::Observer => RoomGrant::READ_ONLY,
-        };
+        let grant = grant_for(access, &auth);
         if access.seat != Seat::Observer {
             bookings::room::arrived(tx.conn(), &mut b, auth.user_id, &pol, now).await?;
         }
