@@ -33,8 +33,10 @@ pub struct AppState {
     pub payments: SharedProvider,
     /// Set when Stripe is configured: Connect onboarding and transfers.
     pub stripe: SharedStripe,
-    /// The media backend: LiveKit when configured, else none (tokens minted, no media).
+    /// The media backend: LiveKit when configured, else the embedded SFU (or none, when turned off).
     pub media: Arc<dyn rooms::MediaBackend>,
+    /// The embedded SFU, when it is the media backend (its `/rtc/v1` routes and counters).
+    pub sfu: Option<rooms::sfu::Sfu>,
     pub signaling: signaling::Signaling,
     pub config: Arc<Config>,
     pub login_limits: Arc<LoginLimits>,

@@ -123,6 +123,18 @@ pub struct Config {
     pub livekit_url: Option<String>,
     pub livekit_api_key: Option<String>,
     pub livekit_api_secret: Option<Secret>,
+    /// Without a LiveKit server, serve lesson media with the embedded SFU (LiveKit's client protocol at
+    /// `/rtc/v1` on this listener, media over UDP). Its tokens are signed with `LIVEKIT_API_KEY` /
+    /// `LIVEKIT_API_SECRET` when those are set without `LIVEKIT_URL`, else with a key of this process.
+    pub embedded_sfu: bool,
+    /// The embedded SFU's UDP port (0: any free port).
+    pub rtc_udp_port: u16,
+    /// The IP the embedded SFU tells clients to send media to (this machine's address as they reach it).
+    pub rtc_node_ip: std::net::IpAddr,
+    /// The URL clients connect to for media (`ws://…`); default: this server's listening address.
+    pub rtc_url: Option<String>,
+    /// Where the built browser client is (`web/dist`), served at `/`.
+    pub web_dir: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -170,6 +182,11 @@ impl Default for Config {
             livekit_url: None,
             livekit_api_key: None,
             livekit_api_secret: None,
+            embedded_sfu: true,
+            rtc_udp_port: 7882,
+            rtc_node_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            rtc_url: None,
+            web_dir: "web/dist".into(),
         }
     }
 }
@@ -276,9 +293,12 @@ impl Config {
         if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
             return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
         }
-        let livekit = [self.livekit_url.is_some(), self.livekit_api_key.is_some(), self.livekit_api_secret.is_some()];
-        if livekit.iter().any(|&x| x) && !livekit.iter().all(|&x| x) {
-            return Err(ConfigError::Invalid("LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together".into()));
+        if self.livekit_api_key.is_some() != self.livekit_api_secret.is_some()
+            || (self.livekit_url.is_some() && self.livekit_api_key.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together, and LIVEKIT_URL needs them".into(),
+            ));
         }
         if self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_none() {
             return Err(ConfigError::Invalid(
@@ -347,6 +367,11 @@ fn known_keys() -> Vec<&'static str> {
         "livekit_url",
         "livekit_api_key",
         "livekit_api_secret",
+        "embedded_sfu",
+        "rtc_udp_port",
+        "rtc_node_ip",
+        "rtc_url",
+        "web_dir",
     ]
 }
 

@@ -46,3 +46,4 @@ pub mod outbox;
 pub mod realtime;
 pub mod seed;
 pub mod server;
+pub mod webui;

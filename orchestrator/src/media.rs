@@ -306,3 +306,51 @@ pub async fn reconcile_loop(
         }
     }
 }
+
+/// Presence from the embedded SFU, handled exactly as LiveKit's webhooks are (same events, same effects),
+/// until shutdown. A failed event is retried a few times, then logged.
+pub async fn embedded_events(
+    db: Db,
+    clock: SharedClock,
+    outbox: Outbox,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<rooms::sfu::SfuEvent>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use rooms::sfu::SfuEvent as E;
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev { Some(ev) => ev, None => return },
+            _ = shutdown.changed() => return,
+        };
+        let now = clock.now();
+        let (kind, room, participant) = match ev {
+            E::RoomStarted { room } => ("room_started", room, None),
+            E::RoomFinished { room } => ("room_finished", room, None),
+            E::ParticipantJoined { room, identity, .. } => ("participant_joined", room, Some(identity)),
+            E::ParticipantLeft { room, identity, .. } => ("participant_left", room, Some(identity)),
+            E::TrackPublished { room, identity, .. } => ("track_published", room, Some(identity)),
+        };
+        let event = rooms::webhook::Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: kind.into(),
+            room: Some(room),
+            participant,
+            created_at: now.timestamp(),
+        };
+        for attempt in 1..=3 {
+            let applied = async {
+                let mut tx = db.begin().await?;
+                handle(tx.conn(), &event, now).await?;
+                tx.commit().await?;
+                Ok::<_, ApiError>(())
+            }
+            .await;
+            match applied {
+                Ok(()) => break,
+                Err(e) if attempt == 3 => tracing::warn!(error = ?e, kind, "media event not applied"),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await,
+            }
+        }
+        outbox.notify();
+    }
+}

@@ -83,6 +83,8 @@ pub struct Server {
     /// dispatcher starts, so no event published from then on is missed).
     chat_rx: Option<mpsc::Receiver<chat::ChatRow>>,
     pushes: Option<mpsc::Receiver<Arc<crate::outbox::EventEnvelope>>>,
+    /// Presence from the embedded SFU, consumed by `run` like LiveKit's webhooks.
+    sfu_events: Option<mpsc::UnboundedReceiver<rooms::sfu::SfuEvent>>,
 }
 
 /// The real-time layer over the in-process bus, or Redis when `redis_url` is set.
@@ -141,16 +143,7 @@ impl Server {
             Some(s) => s.clone(),
             None => Arc::new(billing::Offline),
         };
-        let media: Arc<dyn rooms::MediaBackend> =
-            match (&config.livekit_url, &config.livekit_api_key, &config.livekit_api_secret) {
-                (Some(url), Some(key), Some(secret)) => Arc::new(rooms::LiveKit::new(
-                    url.clone(),
-                    rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() },
-                )),
-                _ => Arc::new(rooms::NoMedia {
-                    credentials: rooms::Credentials { api_key: "liveclass".into(), api_secret: random_key_hex() },
-                }),
-            };
+        let (media, sfu, sfu_events) = media_backend(&config)?;
         let deps = bookings::jobs::Deps {
             mailer: mailer.clone(),
             provider: payments.clone(),
@@ -182,6 +175,7 @@ impl Server {
                 payments,
                 stripe,
                 media,
+                sfu,
                 signaling,
                 config,
                 login_limits,
@@ -189,6 +183,7 @@ impl Server {
             },
             chat_rx: Some(chat_rx),
             pushes: Some(pushes),
+            sfu_events,
         })
     }
 
@@ -224,9 +219,21 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
-        if st.media.name() == "livekit" {
-            // LiveKit may never send a `participant_left` (a crashed client, a lost webhook): compare open
-            // segments with who is really there, every minute.
+        if let (Some(sfu), Ok(local)) = (&st.sfu, listener.local_addr()) {
+            let host = if local.ip().is_unspecified() { None } else { Some(local) };
+            let url = match host {
+                Some(a) => format!("ws://{a}"),
+                None => st.config.public_url.replacen("http", "ws", 1),
+            };
+            sfu.set_listen_url(url);
+        }
+        if let Some(rx) = self.sfu_events.take() {
+            let (db, clock, outbox) = (st.db.clone(), st.clock.clone(), st.outbox.clone());
+            tasks.push(tokio::spawn(media::embedded_events(db, clock, outbox, rx, stop_rx.clone())));
+        }
+        if matches!(st.media.name(), "livekit" | "embedded") {
+            // A media server may never report a `participant_left` (a crashed client, a lost webhook, a
+            // restart): compare open segments with who is really there, every minute.
             let (db, media, clock, stop) = (st.db.clone(), st.media.clone(), st.clock.clone(), stop_rx.clone());
             tasks.push(tokio::spawn(media::reconcile_loop(db, media, clock, Duration::from_secs(60), stop)));
         }
@@ -359,7 +366,11 @@ pub fn router(st: AppState) -> Router {
     let config = st.config.clone();
     let request_id = HeaderName::from_static("x-request-id");
 
-    api.route("/api/v1/openapi.json", get(move || async move { serve_openapi(openapi_doc) }))
+    let mut api = api.route("/api/v1/openapi.json", get(move || async move { serve_openapi(openapi_doc) }));
+    if let Some(sfu) = &st.sfu {
+        api = api.merge(rooms::sfu::router::<AppState>(sfu.clone()));
+    }
+    api.merge(crate::webui::router::<AppState>(config.web_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(st.clone(), idempotency::layer))
@@ -464,4 +475,38 @@ async fn connect_redis(
     bus.set_handler(hub.clone());
     let presence = Arc::new(RedisPresence::connect(url).await?);
     Ok(signaling::Signaling::new(hub, bus, presence, gate, ws))
+}
+
+type MediaParts =
+    (Arc<dyn rooms::MediaBackend>, Option<rooms::sfu::Sfu>, Option<mpsc::UnboundedReceiver<rooms::sfu::SfuEvent>>);
+
+/// LiveKit when `LIVEKIT_URL` is set; else the embedded SFU (unless turned off); else no media.
+fn media_backend(config: &Config) -> anyhow::Result<MediaParts> {
+    let creds = match (&config.livekit_api_key, &config.livekit_api_secret) {
+        (Some(key), Some(secret)) => {
+            Some(rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() })
+        }
+        _ => None,
+    };
+    let own = || rooms::Credentials { api_key: "liveclass".into(), api_secret: random_key_hex() };
+    if let (Some(url), Some(creds)) = (&config.livekit_url, &creds) {
+        return Ok((Arc::new(rooms::LiveKit::new(url.clone(), creds.clone())), None, None));
+    }
+    if !config.embedded_sfu {
+        return Ok((Arc::new(rooms::NoMedia { credentials: creds.unwrap_or_else(own) }), None, None));
+    }
+    let ip = config.rtc_node_ip;
+    let bind_ip = if ip.is_loopback() { ip } else { std::net::IpAddr::from([0, 0, 0, 0]) };
+    let sfu_config = rooms::sfu::SfuConfig {
+        udp_bind: SocketAddr::new(bind_ip, config.rtc_udp_port),
+        advertise_ip: ip,
+        credentials: creds.unwrap_or_else(own),
+        url: config.rtc_url.clone(),
+        ping_interval_secs: 5,
+        ping_timeout_secs: 15,
+    };
+    let (sfu, events) = rooms::sfu::Sfu::start(sfu_config)
+        .with_context(|| format!("starting the embedded SFU on UDP port {}", config.rtc_udp_port))?;
+    tracing::info!(media = %sfu.media_addr, "embedded SFU serving LiveKit's client protocol at /rtc/v1");
+    Ok((Arc::new(rooms::sfu::Embedded { sfu: sfu.clone() }), Some(sfu), Some(events)))
 }

@@ -15,6 +15,7 @@
 #[cfg(feature = "fake")]
 pub mod fake;
 mod livekit;
+pub mod sfu;
 pub mod token;
 pub mod webhook;
 

@@ -746,8 +746,20 @@ async fn each_seat_gets_a_livekit_token_with_its_grants_inside_the_lesson_window
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
 
-    // Without a media server the token is still minted, with no URL to use it at.
-    let plain = market("nomedia").await;
+    // By default the embedded SFU serves media on this very server.
+    let own = market("embedded").await;
+    let id = own.book_and_pay(&own.student, "2027-03-03T08:00:00Z", 60).await;
+    own.app.advance(at("2027-03-03T08:00:00Z") - own.app.clock_now());
+    let res = own.app.post(&format!("/api/v1/bookings/{id}/join"), Some(&own.student.access), json!({})).await;
+    let ws = format!("ws://{}", own.app.addr);
+    assert_eq!(
+        (res.body["backend"].as_str(), res.body["url"].as_str()),
+        (Some("embedded"), Some(ws.as_str())),
+        "{res:?}"
+    );
+
+    // With it turned off and no LiveKit, the token is still minted, with no URL to use it at.
+    let plain = market_with("nomedia", |c| c.embedded_sfu = false).await;
     let id = plain.book_and_pay(&plain.student, "2027-03-03T08:00:00Z", 60).await;
     plain.app.advance(at("2027-03-03T08:00:00Z") - plain.app.clock_now());
     let res = plain.app.post(&format!("/api/v1/bookings/{id}/join"), Some(&plain.student.access), json!({})).await;

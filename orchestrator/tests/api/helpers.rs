@@ -112,6 +112,8 @@ pub fn test_config(database_url: String) -> Config {
         allow_tenant_signup: true,
         shutdown_timeout_secs: 5,
         db_max_connections: 8,
+        // The embedded SFU on any free UDP port: tests run side by side.
+        rtc_udp_port: 0,
         ..Config::default()
     }
 }

@@ -1,0 +1,234 @@
+//! The embedded SFU: LiveKit's client protocol (v1, one PeerConnection per client) served by liveclass
+//! itself, so the official LiveKit SDKs connect to `ws://<our address>` exactly as to a LiveKit server.
+//!
+//! Layout: `signal` — the HTTP side (`/rtc/v1` WebSocket with binary protobuf `SignalRequest` /
+//! `SignalResponse`, `/rtc/v1/validate`, token checks; the old two-PeerConnection `/rtc` answers 404 so SDKs
+//! know it isn't served). `engine` — one thread that owns every peer connection (str0m, sans-IO) and the UDP
+//! socket, and forwards media and data between the participants of a room. `sdp` — the SDP reading and
+//! rewriting LiveKit's single-PC mode needs. [`Embedded`] is the [`crate::MediaBackend`] over it.
+//!
+//! Seams: the signal tasks and the backend talk to the engine only through [`Command`]s on a channel; the
+//! engine reports participants joining and leaving as [`SfuEvent`]s, which the orchestrator treats like
+//! LiveKit's webhooks. See docs/decisions/0006 for why str0m.
+
+mod engine;
+pub mod sdp;
+mod signal;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures::future::BoxFuture;
+use livekit_protocol as lk;
+use tokio::sync::{mpsc, oneshot};
+
+pub use signal::router;
+
+use crate::{Credentials, Join, JoinRequest, MediaBackend, MediaError, RoomInfo, RoomSpec};
+
+/// The version we advertise in `JoinResponse.server_info`. Clients gate features on it (the Rust SDK: RPC from
+/// 1.8.0, which is data packets we relay), so it is a promise about what we speak.
+pub const SERVER_VERSION: &str = "1.8.4";
+/// The protocol number we advertise; clients state theirs and we adapt.
+pub const SERVER_PROTOCOL: i32 = 16;
+
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Where the media UDP socket binds (port 0: any free port).
+    pub udp_bind: SocketAddr,
+    /// The address clients are told to send media to (the host candidate's IP); the port is the bound one.
+    pub advertise_ip: IpAddr,
+    /// Tokens must be signed with this key pair.
+    pub credentials: Credentials,
+    /// The URL clients connect to (`ws://host:port`); `None`: the address the server listens on, set with
+    /// [`Sfu::set_listen_url`] once it is known.
+    pub url: Option<String>,
+    /// Seconds between client pings, and without one before a client counts as gone.
+    pub ping_interval_secs: i32,
+    pub ping_timeout_secs: i32,
+}
+
+/// What happened in a room, as LiveKit's webhooks tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuEvent {
+    RoomStarted { room: String },
+    ParticipantJoined { room: String, identity: String, sid: String },
+    ParticipantLeft { room: String, identity: String, sid: String },
+    TrackPublished { room: String, identity: String, track_sid: String },
+    RoomFinished { room: String },
+}
+
+/// Work for the engine.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join(Box<signal::Joining>),
+    Signal(u64, Box<lk::signal_request::Message>),
+    /// The client's WebSocket closed.
+    Gone(u64),
+    CreateRoom(RoomSpec),
+    CloseRoom(String),
+    Participants(String, oneshot::Sender<Vec<String>>),
+    Remove(String, String),
+    Mute {
+        room: String,
+        identity: String,
+        track: String,
+        muted: bool,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// Counters the benchmark and `/metrics` read.
+#[derive(Debug, Default)]
+pub struct SfuStats {
+    /// Media frames written towards subscribers (a video frame is one or more RTP packets).
+    pub forwarded_frames: AtomicU64,
+    pub received_datagrams: AtomicU64,
+    pub sent_datagrams: AtomicU64,
+    pub participants: AtomicU64,
+}
+
+/// A running SFU: cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    pub(crate) config: Arc<SfuConfig>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) next_client: Arc<AtomicU64>,
+    listen_url: Arc<std::sync::OnceLock<String>>,
+    pub stats: Arc<SfuStats>,
+    /// The UDP address media goes to.
+    pub media_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu").field("url", &self.url()).field("media_addr", &self.media_addr).finish()
+    }
+}
+
+impl Sfu {
+    /// Binds the UDP socket and starts the engine thread. Events arrive on the returned receiver.
+    pub fn start(config: SfuConfig) -> std::io::Result<(Sfu, mpsc::UnboundedReceiver<SfuEvent>)> {
+        let socket = std::net::UdpSocket::bind(config.udp_bind)?;
+        socket.set_nonblocking(true)?;
+        let bound = socket.local_addr()?;
+        let media_addr = SocketAddr::new(config.advertise_ip, bound.port());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(SfuStats::default());
+        let config = Arc::new(config);
+        engine::spawn(socket, media_addr, config.clone(), rx, events_tx, stats.clone())?;
+        let sfu = Sfu {
+            config,
+            commands: tx,
+            next_client: Arc::new(AtomicU64::new(1)),
+            listen_url: Arc::default(),
+            stats,
+            media_addr,
+        };
+        Ok((sfu, events_rx))
+    }
+
+    /// Where clients connect when no URL was configured (the first call wins).
+    pub fn set_listen_url(&self, url: String) {
+        let _ = self.listen_url.set(url);
+    }
+
+    /// The URL clients connect to, once known.
+    pub fn url(&self) -> Option<String> {
+        self.config.url.clone().or_else(|| self.listen_url.get().cloned())
+    }
+
+    pub(crate) fn send(&self, c: Command) {
+        let _ = self.commands.send(c);
+    }
+
+    pub(crate) fn client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The embedded SFU as the media backend: tokens signed with its key pair, `url` = this server.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub sfu: Sfu,
+}
+
+impl MediaBackend for Embedded {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+    fn join(&self, req: &JoinRequest<'_>) -> Join {
+        let (token, expires_at_unix) = self.sfu.config.credentials.mint(req);
+        Join { backend: self.name(), url: self.sfu.url(), token, expires_at_unix }
+    }
+    fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
+        Box::pin(async move {
+            if spec.name.is_empty() {
+                return Err(MediaError::Rejected("a room needs a name".into()));
+            }
+            self.sfu.send(Command::CreateRoom(spec.clone()));
+            Ok(RoomInfo { name: spec.name.clone(), backend: self.name() })
+        })
+    }
+    fn close_room<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async move {
+            self.sfu.send(Command::CloseRoom(name.to_string()));
+            Ok(())
+        })
+    }
+    fn participants<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, MediaError>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.sfu.send(Command::Participants(room.to_string(), tx));
+            rx.await.map_err(|_| MediaError::Unavailable("the SFU engine stopped".into()))
+        })
+    }
+    fn remove_participant<'a>(&'a self, room: &'a str, identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async move {
+            self.sfu.send(Command::Remove(room.to_string(), identity.to_string()));
+            Ok(())
+        })
+    }
+    fn mute_track<'a>(
+        &'a self,
+        room: &'a str,
+        identity: &'a str,
+        track_sid: &'a str,
+        muted: bool,
+    ) -> BoxFuture<'a, Result<(), MediaError>> {
+        Box::pin(async move {
+            let (done, rx) = oneshot::channel();
+            self.sfu.send(Command::Mute {
+                room: room.to_string(),
+                identity: identity.to_string(),
+                track: track_sid.to_string(),
+                muted,
+                done,
+            });
+            match rx.await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(MediaError::NotFound),
+                Err(_) => Err(MediaError::Unavailable("the SFU engine stopped".into())),
+            }
+        })
+    }
+}
+
+/// A LiveKit-style id: `PA_`, `TR_`, `RM_` and 12 random alphanumerics.
+pub(crate) fn sid(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    let tail: String = bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    format!("{prefix}{tail}")
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
