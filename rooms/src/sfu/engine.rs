@@ -797,17 +797,16 @@ impl Engine {
     fn offer(&mut self, id: u64, sd: lk::SessionDescription) {
         let sections = sdp::sections(&sd.sdp);
         let Some(c) = self.clients.get_mut(&id) else { return };
-        let offer = match SdpOffer::from_sdp_string(&sd.sdp) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::debug!(client = %c.identity, error = %e, "unreadable offer");
-                return;
-            }
-        };
-        let answer = match c.rtc.sdp_api().accept_offer(offer) {
+        let accepted = SdpOffer::from_sdp_string(&sd.sdp)
+            .map_err(|e| e.to_string())
+            .and_then(|offer| c.rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string()));
+        let answer = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::debug!(client = %c.identity, error = %e, "offer refused");
+                // The client's connection can't go on from here: it is told to start over.
+                tracing::info!(client = %c.identity, error = %e, "offer refused; asking the client to reconnect");
+                c.send(leave_message(lk::DisconnectReason::StateMismatch, lk::leave_request::Action::Reconnect));
+                self.leave(id);
                 return;
             }
         };
