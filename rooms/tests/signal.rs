@@ -214,6 +214,11 @@ async fn a_resume_attempt_is_told_to_reconnect_from_scratch() {
     let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
     let leave = next(&mut ws, "leave", |m| if let Resp::Leave(l) = m { Some(l) } else { None }).await;
     assert_eq!(leave.action, lk::leave_request::Action::Reconnect as i32);
+    // ...then a normal close: the SDKs take anything else for a dropped connection.
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1000),
+        other => panic!("expected a normal close, got {other:?}"),
+    }
 }
 
 /// A client-side offer made by str0m: `sends` adds a sendonly video m-line with msid track id = that cid;

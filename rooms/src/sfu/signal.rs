@@ -10,7 +10,7 @@ use axum::{
     Router,
     extract::{
         Query, State,
-        ws::{Message, WebSocket, WebSocketUpgrade},
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -208,7 +208,7 @@ async fn session(sfu: Sfu, mut socket: WebSocket, claims: Claims, request: lk::J
             super::engine::leave_message(lk::DisconnectReason::StateMismatch, lk::leave_request::Action::Reconnect);
         let frame = lk::SignalResponse { message: Some(leave) }.encode_to_vec();
         let _ = socket.send(Message::Binary(frame.into())).await;
-        let _ = socket.send(Message::Close(None)).await;
+        close(&mut socket).await;
         return;
     }
     sfu.send(Command::Join(Box::new(Joining { id, claims, request, auto_subscribe, out })));
@@ -224,7 +224,6 @@ async fn session(sfu: Sfu, mut socket: WebSocket, claims: Claims, request: lk::J
                     break;
                 }
                 if leaving {
-                    let _ = socket.send(Message::Close(None)).await;
                     break;
                 }
             }
@@ -265,4 +264,11 @@ async fn session(sfu: Sfu, mut socket: WebSocket, claims: Claims, request: lk::J
         }
     }
     sfu.send(Command::Gone(id));
+    close(&mut socket).await;
+}
+
+/// A normal close (1000): the SDKs read anything else as a dropped connection.
+async fn close(socket: &mut WebSocket) {
+    let frame = CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
