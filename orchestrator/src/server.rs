@@ -143,7 +143,7 @@ impl Server {
             Some(s) => s.clone(),
             None => Arc::new(billing::Offline),
         };
-        let (media, sfu, sfu_events) = media_backend(&config)?;
+        let (media, sfu, sfu_events) = media_backend(&config, clock.clone())?;
         let deps = bookings::jobs::Deps {
             mailer: mailer.clone(),
             provider: payments.clone(),
@@ -481,7 +481,7 @@ type MediaParts =
     (Arc<dyn rooms::MediaBackend>, Option<rooms::sfu::Sfu>, Option<mpsc::UnboundedReceiver<rooms::sfu::SfuEvent>>);
 
 /// LiveKit when `LIVEKIT_URL` is set; else the embedded SFU (unless turned off); else no media.
-fn media_backend(config: &Config) -> anyhow::Result<MediaParts> {
+fn media_backend(config: &Config, clock: SharedClock) -> anyhow::Result<MediaParts> {
     let creds = match (&config.livekit_api_key, &config.livekit_api_secret) {
         (Some(key), Some(secret)) => {
             Some(rooms::Credentials { api_key: key.clone(), api_secret: secret.expose().to_string() })
@@ -504,6 +504,7 @@ fn media_backend(config: &Config) -> anyhow::Result<MediaParts> {
         url: config.rtc_url.clone(),
         ping_interval_secs: 5,
         ping_timeout_secs: 15,
+        clock: Arc::new(move || clock.now().timestamp()),
     };
     let (sfu, events) = rooms::sfu::Sfu::start(sfu_config)
         .with_context(|| format!("starting the embedded SFU on UDP port {}", config.rtc_udp_port))?;

@@ -45,6 +45,7 @@ async fn server() -> Server {
         url: Some(format!("ws://{addr}")),
         ping_interval_secs: 5,
         ping_timeout_secs: 15,
+        clock: rooms::sfu::system_clock(),
     };
     let (sfu, events) = Sfu::start(config).unwrap();
     let app = rooms::sfu::router::<()>(sfu.clone());
@@ -336,4 +337,43 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
     })
     .await;
     assert!(gone.tracks.is_empty());
+}
+
+#[tokio::test]
+async fn garbage_on_the_media_port_and_the_signal_socket_harms_nobody() {
+    let s = server().await;
+    let mut ada = connect(&s, "lesson:3", "ada", None).await;
+    next(&mut ada, "join", |m| matches!(m, Resp::Join(_)).then_some(())).await;
+    // Datagrams of every shape: STUN-looking, DTLS-looking, RTP-looking, empty, random.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..2000usize {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed as usize) % 1400;
+        let mut d: Vec<u8> = (0..len).map(|j| (seed >> (j % 56)) as u8).collect();
+        if let Some(first) = d.first_mut() {
+            *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90, 0xff][i % 7];
+        }
+        let _ = udp.send_to(&d, s.backend.sfu.media_addr).await;
+    }
+    // Signal frames that are protobuf-shaped but wrong: an offer that isn't SDP, a trickle that isn't JSON.
+    send(
+        &mut ada,
+        Req::Offer(lk::SessionDescription {
+            r#type: "offer".into(),
+            sdp: "v=0\r\nnonsense".into(),
+            id: 9,
+            ..Default::default()
+        }),
+    )
+    .await;
+    send(&mut ada, Req::Trickle(lk::TrickleRequest { candidate_init: "{not json".into(), ..Default::default() })).await;
+    // The node still seats people and answers them.
+    let mut bob = connect(&s, "lesson:3", "bob", None).await;
+    let join = next(&mut bob, "join", |m| if let Resp::Join(j) = m { Some(j) } else { None }).await;
+    assert_eq!(join.room.unwrap().name, "lesson:3");
+    send(&mut bob, Req::PingReq(lk::Ping { timestamp: 1, rtt: 0 })).await;
+    next(&mut bob, "pong", |m| matches!(m, Resp::PongResp(_)).then_some(())).await;
 }

@@ -147,3 +147,83 @@ async fn the_sweep_closes_segments_of_participants_livekit_no_longer_has() {
     assert_eq!(minutes(&s.students[0].user_id), Some(60), "{res:?}");
     assert_eq!(minutes(&s.students[1].user_id), Some(20), "closed by the sweep: {res:?}");
 }
+
+/// Someone in the embedded SFU's room: its signal connection, open until dropped.
+async fn sfu_join(app: &TestApp, meeting: &str, token: &str) -> impl Drop {
+    let res = app.post(&format!("/api/v1/meetings/{meeting}/join"), Some(token), json!({})).await;
+    assert_eq!((res.status, res.body["backend"].as_str()), (StatusCode::OK, Some("embedded")), "{res:?}");
+    let url =
+        format!("{}/rtc/v1?access_token={}", res.body["url"].as_str().unwrap(), res.body["token"].as_str().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("the SFU accepts the join token");
+    // The first frame is the JoinResponse: binary protobuf.
+    let first = futures::StreamExt::next(&mut ws).await.unwrap().unwrap();
+    assert!(matches!(first, tokio_tungstenite::tungstenite::Message::Binary(_)), "{first:?}");
+    struct Conn(
+        #[allow(dead_code)]
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    );
+    impl Drop for Conn {
+        fn drop(&mut self) {}
+    }
+    Conn(ws)
+}
+
+/// The proposal's (status, segments) per student, once `done` holds (presence events land asynchronously).
+async fn proposal_when(app: &TestApp, meeting: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let res = app.get(&format!("/api/v1/meetings/{meeting}/attendance/proposal"), token).await;
+        assert_eq!(res.status, StatusCode::OK, "{res:?}");
+        if done(&res.body) {
+            return res.body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "presence never showed: {}", res.body);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn mark<'a>(proposal: &'a Value, student: &str) -> &'a Value {
+    proposal["marks"].as_array().unwrap().iter().find(|m| m["student_id"] == student).unwrap()
+}
+
+#[tokio::test]
+async fn the_embedded_sfu_reports_presence_as_livekit_does_and_the_proposal_follows_it() {
+    // The default media backend: no LiveKit configured.
+    let app = TestApp::spawn_with(|c| c.access_token_ttl_secs = 24 * 3600).await;
+    let (s, _class, room) = live_class(&app, "sfumeet", 3).await;
+    let meeting = room.strip_prefix("meeting:").unwrap().to_string();
+    let (s0, s1, s2) = (s.students[0].user_id.clone(), s.students[1].user_id.clone(), s.students[2].user_id.clone());
+    let mut watcher = crate::realtime::Client::connect(&app, &s.students[2].access).await;
+    assert_eq!(watcher.join(&room).await["type"], "joined");
+
+    // The instructor enters the media room: the meeting starts, live in the real-time room.
+    let tutor = sfu_join(&app, &meeting, &s.tutor.access).await;
+    let started = watcher.message(&room, "lesson").await;
+    assert_eq!(started["data"]["state"], "started", "{started}");
+    // Student 0 comes at once; student 1 joins twenty minutes late (the clock moves once each is in).
+    let first = sfu_join(&app, &meeting, &s.students[0].access).await;
+    proposal_when(&app, &meeting, &s.tutor.access, |p| {
+        mark(p, &s0)["segments"].as_array().is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    app.advance(Duration::minutes(20));
+    let late = sfu_join(&app, &meeting, &s.students[1].access).await;
+    proposal_when(&app, &meeting, &s.tutor.access, |p| {
+        mark(p, &s1)["segments"].as_array().is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    app.advance(Duration::minutes(40));
+    // Everyone leaves: their segments close where they left, even as the clock runs on.
+    drop((first, late, tutor));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.state.media.participants(&room).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the SFU still lists participants");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.advance(Duration::minutes(30));
+    let p = proposal_when(&app, &meeting, &s.tutor.access, |p| mark(p, &s1)["minutes_attended"] == 40).await;
+    assert_eq!(mark(&p, &s0)["status"], "present", "{p}");
+    assert_eq!(mark(&p, &s1)["status"], "late", "{p}");
+    assert_eq!(mark(&p, &s2)["status"], "absent", "{p}");
+    assert_eq!(mark(&p, &s2)["minutes_attended"], 0, "{p}");
+}

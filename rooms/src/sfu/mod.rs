@@ -37,7 +37,7 @@ pub const SERVER_VERSION: &str = "1.8.4";
 /// The protocol number we advertise; clients state theirs and we adapt.
 pub const SERVER_PROTOCOL: i32 = 16;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SfuConfig {
     /// Where the media UDP socket binds (port 0: any free port).
     pub udp_bind: SocketAddr,
@@ -51,6 +51,16 @@ pub struct SfuConfig {
     /// Seconds between client pings, and without one before a client counts as gone.
     pub ping_interval_secs: i32,
     pub ping_timeout_secs: i32,
+    /// Unix seconds now, for token validity: the server's clock (see [`system_clock`]).
+    pub clock: Clock,
+}
+
+/// A source of unix seconds.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| now_ms() / 1000)
 }
 
 /// What happened in a room, as LiveKit's webhooks tell it.
