@@ -77,7 +77,7 @@ run() { # backend n
   esac
   port=$(free_port)
   DATABASE_URL="$url" LIVECLASS_LOG_FILTER=warn LIVECLASS_ALLOW_TENANT_SIGNUP=true \
-    target/release/liveclass serve --addr "127.0.0.1:$port" >"$RAW/$b-$n.server.log" 2>&1 &
+    LIVECLASS_RTC_UDP_PORT=0 target/release/liveclass serve --addr "127.0.0.1:$port" >"$RAW/$b-$n.server.log" 2>&1 &
   SERVER=$!
   wait_port "$port"
   echo "== $b run $n (port $port)" >&2

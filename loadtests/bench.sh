@@ -69,7 +69,7 @@ LOAD=target/release/lc-load
 
 declare -A URL PID
 if [[ " $TARGETS " == *" ours "* ]]; then
-  DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc" RUST_LOG=warn target/release/liveclass serve --addr "127.0.0.1:$OUR_PORT" \
+  DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc" RUST_LOG=warn LIVECLASS_RTC_UDP_PORT=0 target/release/liveclass serve --addr "127.0.0.1:$OUR_PORT" \
     >"$RAW/ours.log" 2>&1 &
   PID[ours]=$!
   PIDS+=("${PID[ours]}")

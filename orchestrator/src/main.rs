@@ -72,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedDemo { json } => {
+            // Seeding serves no media: the running server may hold the SFU's UDP port.
+            config.embedded_sfu = false;
             let server = Server::build(config, Arc::new(SystemClock)).await?;
             let demo = seed::seed(server.state()).await?;
             server.state().db.close().await;

@@ -61,6 +61,7 @@ async fn migrate_seed_demo_and_serve() {
     };
     let mut child = Command::new(BIN)
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("LIVECLASS_RTC_UDP_PORT", "0")
         .env("DATABASE_URL", &url)
         .env("LIVECLASS_LOG_FORMAT", "json")
         .current_dir(std::env::temp_dir())

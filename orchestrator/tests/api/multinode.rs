@@ -45,6 +45,7 @@ fn node(port: u16, db: &str, redis_port: u16) -> Proc {
     Proc(
         Command::new(BIN)
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .env("LIVECLASS_RTC_UDP_PORT", "0")
             .env("DATABASE_URL", db)
             .env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
             .env("LIVECLASS_ALLOW_TENANT_SIGNUP", "true")
