@@ -9,7 +9,8 @@
 //!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it);
 //! - `bookings` (the 1:1 marketplace: tutors' availability and slots, holds, checkout and payments,
 //!   cancellations and no-shows by the tenant's policy, packages, refunds, payouts, and their jobs);
-//! - `media` (LiveKit's webhooks: attendance segments of media rooms; lessons started and ended by presence);
+//! - `media` (presence from LiveKit's webhooks or the embedded SFU: attendance segments of media rooms;
+//!   lessons started and ended by presence);
 //! - `jobs` (the durable job queue: jobs enqueued with a change, run later by a runner on every node,
 //!   retried with backoff; admin listing and retry);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
@@ -18,8 +19,9 @@
 //!
 //! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), the
 //! outbox's durable consumers and live subscribers, the [`mailer::Mailer`] (the embedded mailbox now;
-//! a real transport later), `billing::PaymentProvider` (offline now; Stripe later) and
-//! `rooms::MediaBackend` (no media server now; LiveKit later), both chosen in `Server::build`. The `liveclass` binary
+//! a real transport later), `billing::PaymentProvider` (offline or Stripe) and `rooms::MediaBackend` (the
+//! embedded SFU, LiveKit, or none), both chosen in `Server::build`; `webui` serves the built browser
+//! client. The `liveclass` binary
 //! (`main.rs`) only parses arguments and wires these together.
 
 pub mod app;
