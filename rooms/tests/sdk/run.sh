@@ -77,7 +77,7 @@ env -u RUST_LOG \
   RUST_LOG="${SDK_RUST_LOG:-info,livekit=debug,livekit_api=debug,livekit_ffi=debug}" \
   LIVEKIT_RTC_DEBUG="${LIVEKIT_RTC_DEBUG:-1}" \
   LIVEKIT_API_KEY="$api_key" LIVEKIT_API_SECRET="$api_secret" \
-  timeout -k 5 110 python3 "$here/sfu_test.py" --url "ws://127.0.0.1:$port" --sdk-log "$work/sdk.log" || rc=$?
+  timeout -k 5 110 python3 "$here/sfu_test.py" --url "ws://127.0.0.1:$port" --sdk-log "$work/sdk.log" ${SFU_TEST_ARGS:-} || rc=$?
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "liveclass serve died during the test" >&2

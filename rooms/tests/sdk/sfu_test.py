@@ -460,7 +460,7 @@ async def scenario(args: argparse.Namespace, clients: list[Client]) -> None:
     check("room name is the token's room", alice.room.name == room, f"{alice.room.name!r}")
     check("local identity is the token's", lp.identity == "alice", lp.identity)
 
-    step("alice publishes audio (microphone) and video (camera, no simulcast)")
+    step(f"alice publishes audio (microphone) and video (camera, {'simulcast' if args.simulcast else 'no simulcast'})")
     audio_source = rtc.AudioSource(SAMPLE_RATE, CHANNELS)
     video_source = rtc.VideoSource(WIDTH, HEIGHT)
     audio_track = rtc.LocalAudioTrack.create_audio_track("mic", audio_source)
@@ -476,7 +476,7 @@ async def scenario(args: argparse.Namespace, clients: list[Client]) -> None:
     publish_started = now()
     for name, track, opts in (
         ("audio", audio_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)),
-        ("video", video_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, simulcast=False)),
+        ("video", video_track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA, simulcast=args.simulcast)),
     ):
         t = time.monotonic()
         try:
@@ -755,9 +755,14 @@ def main() -> None:
     p.add_argument("--api-secret", default=os.environ.get("LIVEKIT_API_SECRET"))
     p.add_argument("--room", default=f"sdk-test-{secrets.token_hex(4)}")
     p.add_argument("--sdk-log", default=os.environ.get("SDK_LOG_FILE"), help="file for the SDK's log records")
+    p.add_argument("--simulcast", action="store_true", help="publish a 1280x720 camera with simulcast layers")
     p.add_argument("--no-preflight", action="store_true", help="try to join even if /rtc/v1/validate fails")
     p.add_argument("--timeout", type=float, default=OVERALL_TIMEOUT)
     args = p.parse_args()
+    if args.simulcast:
+        # Simulcast needs room for layers: 1280x720 gives LiveKit's three (q, h, f); the SFU forwards the best.
+        global WIDTH, HEIGHT
+        WIDTH, HEIGHT = 1280, 720
     if not args.url or not args.api_key or not args.api_secret:
         p.error("--url (or $SFU_URL), --api-key and --api-secret (or $LIVEKIT_API_KEY/$LIVEKIT_API_SECRET) are required")
     setup_logging(args.sdk_log)
