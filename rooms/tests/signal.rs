@@ -329,6 +329,18 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
     let leave = next(&mut carol, "leave", |m| if let Resp::Leave(l) = m { Some(l) } else { None }).await;
     assert_eq!(leave.action, lk::leave_request::Action::Reconnect as i32);
 
+    // A moderator mutes Ada's camera through the backend: she is told, and so is the room.
+    s.backend.mute_track("lesson:2", "ada", &track, true).await.unwrap();
+    let told = next(&mut ada, "mute", |m| if let Resp::Mute(m) = m { Some(m) } else { None }).await;
+    assert_eq!((told.sid.as_str(), told.muted), (track.as_str(), true));
+    let seen = next(&mut bob, "ada's muted camera", |m| match m {
+        Resp::Update(u) => u.participants.into_iter().find(|p| p.identity == "ada" && p.tracks.iter().any(|t| t.muted)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seen.tracks[0].sid, track);
+    assert!(s.backend.mute_track("lesson:2", "ada", "TR_nothere", true).await.is_err());
+
     // Ada unpublishes by leaving: the others learn she is gone.
     drop(ada);
     let gone = next(&mut bob, "ada's departure", |m| match m {
