@@ -69,6 +69,7 @@ from_ref!(
     payments: SharedProvider,
     stripe: SharedStripe,
     media: Arc<dyn rooms::MediaBackend>,
+    sfu: Option<rooms::sfu::Sfu>,
     signaling: signaling::Signaling,
     config: Arc<Config>,
     login_limits: Arc<LoginLimits>,

@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by route and status, latency histograms by route, database pool
-//! gauges (read at scrape time). Served as text at `GET /metrics`.
+//! gauges and the embedded SFU's counters (both read at scrape time). Served as text at `GET /metrics`.
 
 use std::{sync::Arc, time::Instant};
 
@@ -39,6 +39,9 @@ pub struct Metrics {
     pool_size: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
+    sfu_participants: Gauge,
+    /// SFU totals, as counters: advanced at scrape time by what the engine counted since the last one.
+    sfu_totals: [(Counter, std::sync::atomic::AtomicU64); 3],
 }
 
 fn latency_histogram() -> Histogram {
@@ -56,7 +59,20 @@ impl Default for Metrics {
         registry.register("db_pool_connections", "Open database connections", pool_size.clone());
         registry.register("db_pool_idle_connections", "Idle database connections", pool_idle.clone());
         registry.register("db_pool_max_connections", "Configured pool size", pool_max.clone());
-        Self { registry, requests, latency, pool_size, pool_idle, pool_max }
+        let sfu_participants = Gauge::default();
+        registry.register("sfu_participants", "Participants connected to the embedded SFU", sfu_participants.clone());
+        let sfu_totals: [(Counter, std::sync::atomic::AtomicU64); 3] = Default::default();
+        for ((name, help), (c, _)) in [
+            ("sfu_forwarded_frames", "Media frames the embedded SFU wrote towards subscribers"),
+            ("sfu_received_datagrams", "UDP datagrams the embedded SFU received"),
+            ("sfu_sent_datagrams", "UDP datagrams the embedded SFU sent"),
+        ]
+        .into_iter()
+        .zip(&sfu_totals)
+        {
+            registry.register(name, help, c.clone());
+        }
+        Self { registry, requests, latency, pool_size, pool_idle, pool_max, sfu_participants, sfu_totals }
     }
 }
 
@@ -67,7 +83,16 @@ impl Metrics {
         self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
     }
 
-    pub fn render(&self, db: &Db) -> String {
+    pub fn render(&self, db: &Db, sfu: Option<&rooms::sfu::SfuStats>) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(st) = sfu {
+            self.sfu_participants.set(st.participants.load(Relaxed) as i64);
+            let now = [&st.forwarded_frames, &st.received_datagrams, &st.sent_datagrams].map(|a| a.load(Relaxed));
+            for ((counter, last), now) in self.sfu_totals.iter().zip(now) {
+                let before = last.swap(now, Relaxed);
+                counter.inc_by(now.saturating_sub(before));
+            }
+        }
         let (size, idle, max) = db.pool_stats();
         self.pool_size.set(size as i64);
         self.pool_idle.set(idle as i64);
@@ -96,6 +121,11 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
 
 /// `GET /metrics`
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn scrape(State(metrics): State<Arc<Metrics>>, State(db): State<Db>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render(&db))
+pub async fn scrape(
+    State(metrics): State<Arc<Metrics>>,
+    State(db): State<Db>,
+    State(sfu): State<Option<rooms::sfu::Sfu>>,
+) -> impl IntoResponse {
+    let body = metrics.render(&db, sfu.as_ref().map(|s| s.stats.as_ref()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

@@ -213,6 +213,10 @@ async fn the_embedded_sfu_reports_presence_as_livekit_does_and_the_proposal_foll
     })
     .await;
     app.advance(Duration::minutes(40));
+    // The SFU's own counters are on /metrics.
+    let text = app.request(reqwest::Method::GET, "/metrics", None, None, &[]).await.text;
+    assert!(text.contains("liveclass_sfu_participants 3"), "{text}");
+    assert!(text.contains("liveclass_sfu_forwarded_frames_total 0"), "{text}");
     // Everyone leaves: their segments close where they left, even as the clock runs on.
     drop((first, late, tutor));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
