@@ -3,6 +3,7 @@
 
 mod booking;
 mod client;
+mod sfu;
 mod stats;
 
 use std::net::IpAddr;
@@ -152,6 +153,15 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         max_secs: u64,
     },
+    /// The embedded SFU (LiveKit protocol v1 at `--url`/rtc/v1): --participants clients in one room, each
+    /// publishing audio + video (one packet per frame) and subscribing to all others; after a warm-up, a
+    /// --duration window: forwarded packets/s, loss, server CPU (--server-pid) and memory. One thread.
+    Sfu {
+        #[command(flatten)]
+        opts: sfu::Opts,
+        #[arg(long, default_value_t = 120)]
+        max_secs: u64,
+    },
     /// Merges the JSON results of several shards of one scenario (sums counters, merges histograms).
     Merge { files: Vec<String> },
 }
@@ -159,7 +169,12 @@ enum Cmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let threads = std::env::var("LC_LOAD_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    // The SFU clients share one thread (they share the machine with the server they measure).
+    let rt = if matches!(cli.cmd, Cmd::Sfu { .. }) {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
     let out = rt.block_on(async move {
         let max = match &cli.cmd {
             Cmd::Fanout { c, .. }
@@ -168,7 +183,7 @@ fn main() -> Result<()> {
             | Cmd::Connect { c, .. }
             | Cmd::Reconnect { c, .. }
             | Cmd::Multinode { c, .. } => c.max_secs,
-            Cmd::Booking { max_secs, .. } => *max_secs,
+            Cmd::Booking { max_secs, .. } | Cmd::Sfu { max_secs, .. } => *max_secs,
             _ => 3600,
         };
         let work = async {
@@ -187,6 +202,7 @@ fn main() -> Result<()> {
                     Ok(tokens(&secret, &tenant, count, &role, ttl_secs))
                 }
                 Cmd::Merge { files } => merge(&files),
+                Cmd::Sfu { opts, .. } => sfu::run(opts).await,
                 Cmd::Booking { mut opts, .. } => {
                     opts.days = opts.days.clamp(1, 62);
                     opts.server_pid = stats::with_descendants(&opts.server_pid);

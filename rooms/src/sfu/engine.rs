@@ -148,6 +148,9 @@ struct Client {
     slots: Vec<Slot>,
     /// Tracks of others this client should receive that have no slot yet: (publisher, track sid).
     wanted: Vec<(u64, String)>,
+    /// Slots asked for with `MediaSectionsRequirement` that no offer has brought yet: (audio, video). The
+    /// client adds that many per requirement, so a requirement asks only for what isn't on its way.
+    slots_asked: (u32, u32),
     channels: HashMap<ChannelId, String>,
     connected: bool,
 }
@@ -626,6 +629,7 @@ impl Engine {
             published: Vec::new(),
             slots: Vec::new(),
             wanted: Vec::new(),
+            slots_asked: (0, 0),
             channels: HashMap::new(),
             connected: false,
         };
@@ -837,7 +841,11 @@ impl Engine {
             let mid = Mid::from(s.mid.as_str());
             let known = c.slots.iter_mut().find(|x| x.mid == mid);
             match (known, s.is_slot(), Kind::of_section(&s.kind)) {
-                (None, true, Some(kind)) => c.slots.push(Slot { mid, kind, state: SlotState::Free }),
+                (None, true, Some(kind)) => {
+                    let asked = if kind == Kind::Audio { &mut c.slots_asked.0 } else { &mut c.slots_asked.1 };
+                    *asked = asked.saturating_sub(1);
+                    c.slots.push(Slot { mid, kind, state: SlotState::Free })
+                }
                 (Some(x), false, _) if s.stopped => x.state = SlotState::Spent,
                 _ => {}
             }
@@ -911,7 +919,7 @@ impl Engine {
         placed
     }
 
-    /// Asks `id` for as many new slots as it has wanted tracks without one.
+    /// Asks `id` for as many new slots as it has wanted tracks without one, less those already asked for.
     fn ask_for_slots(&mut self, id: u64) {
         let Some(c) = self.clients.get(&id) else { return };
         let (mut audios, mut videos) = (0u32, 0u32);
@@ -924,11 +932,18 @@ impl Engine {
                 None => {}
             }
         }
+        // Slots asked for earlier are on their way in the client's next offer.
+        let audios = audios.saturating_sub(c.slots_asked.0);
+        let videos = videos.saturating_sub(c.slots_asked.1);
         if audios + videos > 0 {
             c.send(Resp::MediaSectionsRequirement(lk::MediaSectionsRequirement {
                 num_audios: audios,
                 num_videos: videos,
             }));
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.slots_asked.0 += audios;
+                c.slots_asked.1 += videos;
+            }
         }
     }
 
