@@ -75,7 +75,7 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(10),
             join_history: 50,
             join_presence_limit: 100,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
             write_buffer_bytes: 16 * 1024,
         }
     }
