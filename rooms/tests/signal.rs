@@ -304,6 +304,29 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
     })
     .await;
     assert_eq!((need.num_audios, need.num_videos), (0, 1));
+
+    // Dan publishes a camera while the slot Carol was asked for is still on its way: she is asked for one
+    // more, not for two (clients add what each requirement says).
+    let mut dan_rtc = Rtc::new(std::time::Instant::now());
+    let mut dan = connect(&s, "lesson:2", "dan", None).await;
+    next(&mut dan, "join", |m| matches!(m, Resp::Join(_)).then_some(())).await;
+    let cam = lk::AddTrackRequest { cid: "cam-2".into(), r#type: lk::TrackType::Video as i32, ..Default::default() };
+    send(&mut dan, Req::AddTrack(cam)).await;
+    next(&mut dan, "track published", |m| matches!(m, Resp::TrackPublished(_)).then_some(())).await;
+    let (offer, pending) = client_offer(&mut dan_rtc, Some("cam-2"), 0);
+    send(
+        &mut dan,
+        Req::Offer(lk::SessionDescription { r#type: "offer".into(), sdp: offer, id: 1, ..Default::default() }),
+    )
+    .await;
+    let answer = next(&mut dan, "answer", |m| if let Resp::Answer(a) = m { Some(a) } else { None }).await;
+    accept(&mut dan_rtc, pending, &answer.sdp);
+    let more = next(&mut carol, "one more slot", |m| match m {
+        Resp::MediaSectionsRequirement(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!((more.num_audios, more.num_videos), (0, 1));
     let (offer, pending) = client_offer(&mut carol_rtc, None, 1);
     send(
         &mut carol,
