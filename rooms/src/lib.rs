@@ -149,6 +149,14 @@ pub trait MediaBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), MediaError>>;
 }
 
+/// A room spec's name is its identity: there is no room without one.
+pub(crate) fn named(spec: &RoomSpec) -> Result<(), MediaError> {
+    if spec.name.is_empty() {
+        return Err(MediaError::Rejected("a room needs a name".into()));
+    }
+    Ok(())
+}
+
 /// No media server: rooms exist as names only (see the crate doc). Tokens are signed with a key of this
 /// process, so they are well-formed but nothing accepts them.
 #[derive(Debug, Clone)]
@@ -166,9 +174,7 @@ impl MediaBackend for NoMedia {
     }
     fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
         Box::pin(async move {
-            if spec.name.is_empty() {
-                return Err(MediaError::Rejected("a room needs a name".into()));
-            }
+            named(spec)?;
             Ok(RoomInfo { name: spec.name.clone(), backend: self.name() })
         })
     }

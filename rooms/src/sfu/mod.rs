@@ -179,9 +179,7 @@ impl MediaBackend for Embedded {
     }
     fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
         Box::pin(async move {
-            if spec.name.is_empty() {
-                return Err(MediaError::Rejected("a room needs a name".into()));
-            }
+            crate::named(spec)?;
             self.sfu.send(Command::CreateRoom(spec.clone()));
             Ok(RoomInfo { name: spec.name.clone(), backend: self.name() })
         })
