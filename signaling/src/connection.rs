@@ -9,7 +9,10 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::{SinkExt, StreamExt, stream::SplitSink};
+use futures::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
@@ -72,124 +75,142 @@ async fn close_with(mut sink: Sink, code: u16, reason: &'static str) {
 }
 
 /// Serves one upgraded socket until it closes.
-pub async fn run(sig: Signaling, socket: WebSocket, token: Option<String>) {
-    let (mut sink, mut stream) = socket.split();
-    let cfg = sig.config.clone();
-    let token = match token {
-        Some(t) => t,
-        None => match tokio::time::timeout(cfg.auth_timeout, stream.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ClientMessage>(&t) {
-                Ok(ClientMessage::Auth { token }) => token,
-                _ => {
-                    let _ = send_error(&mut sink, None, "unauthorized", "the first frame must be auth").await;
-                    return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
-                }
-            },
-            _ => return close_with(sink, close::UNAUTHORIZED, "unauthorized").await,
-        },
-    };
-    let who = match sig.gate.authenticate(&token) {
-        Ok(who) => who,
-        Err(d) => {
-            let _ = send_error(&mut sink, None, &d.code, &d.message).await;
-            return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
-        }
-    };
-    let id = sig.next_conn_id();
-    let (tx, mut rx) = mpsc::channel(cfg.queue_capacity);
-    let mut conn = Conn {
-        presence_key: format!("{}:{id}", sig.node_id),
-        sig: sig.clone(),
-        id,
-        who,
-        rooms: HashMap::new(),
-        tx,
-        kill: Arc::new(Kill::default()),
-        tokens: cfg.burst as f64,
-        refilled: Instant::now(),
-    };
-    let welcome = ServerMessage::Welcome {
-        version: VERSION,
-        user_id: &conn.who.user_id,
-        connection_id: id,
-        heartbeat_secs: cfg.heartbeat.as_secs(),
-    };
-    if sink.send(text(&welcome)).await.is_err() {
-        return;
-    }
-    // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
-    let user_room = format!("user:{}", conn.who.user_id);
-    let personal = Box::pin(conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY)).await;
-    if personal.is_err() || !conn.rooms.contains_key(user_room.as_str()) {
-        // Without its user channel a connection would miss pushes and kicks: don't keep it.
-        conn.cleanup().await;
-        return close_with(sink, close::GOING_AWAY, "temporarily unavailable").await;
-    }
+///
+/// The socket is split before the future exists, so the future (which lives as long as the connection,
+/// one per connection) holds the two halves only, not the whole socket as well.
+pub fn run(sig: Signaling, socket: WebSocket, token: Option<String>) -> impl Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    serve(sig, sink, stream, token)
+}
 
-    let mut shutdown = sig.shutdown.clone();
-    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
-    heartbeat.tick().await;
-    let mut last_seen = Instant::now();
-    // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
-    let mut batch = Vec::new();
-    let kill = conn.kill.clone();
-    let outcome: Option<(u16, &'static str)> = loop {
-        tokio::select! {
-            biased;
-            reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
-            _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
-            n = rx.recv_many(&mut batch, 64) => {
-                if n == 0 {
-                    break None;
-                }
-                // A write blocked by a client that doesn't read must not outlive the kill switch the
-                // hub fires when the queue behind it fills up.
-                // Boxed: the write's state lives only while writing, not in every idle connection's task.
-                tokio::select! {
-                    written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
-                    reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
-                }
-                if batch.capacity() > 64 {
-                    batch = Vec::new();
-                }
+// A function returning an `async move` block, not an `async fn`: an `async fn` keeps its arguments twice in
+// its future (as arguments and as locals), and this future lives as long as the connection.
+#[allow(clippy::manual_async_fn)]
+fn serve(
+    sig: Signaling,
+    mut sink: Sink,
+    mut stream: SplitStream<WebSocket>,
+    token: Option<String>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let cfg = sig.config.clone();
+        let token = match token {
+            Some(t) => t,
+            None => match tokio::time::timeout(cfg.auth_timeout, stream.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ClientMessage>(&t) {
+                    Ok(ClientMessage::Auth { token }) => token,
+                    _ => {
+                        let _ = send_error(&mut sink, None, "unauthorized", "the first frame must be auth").await;
+                        return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
+                    }
+                },
+                _ => return close_with(sink, close::UNAUTHORIZED, "unauthorized").await,
+            },
+        };
+        let who = match sig.gate.authenticate(&token) {
+            Ok(who) => who,
+            Err(d) => {
+                let _ = send_error(&mut sink, None, &d.code, &d.message).await;
+                return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
             }
-            incoming = stream.next() => {
-                last_seen = Instant::now();
-                match incoming {
-                    Some(Ok(Message::Text(t))) => {
-                        // Boxed for the same reason: joins and commands have large states.
-                        if Box::pin(conn.handle_text(&mut sink, &t)).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        if send_error(&mut sink, None, "bad_frame", "binary frames are not supported").await.is_err() {
-                            break None;
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) => {
-                        // The library queued the close reply; flush it so the client sees a clean close.
-                        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+        };
+        let id = sig.next_conn_id();
+        let (tx, mut rx) = mpsc::channel(cfg.queue_capacity);
+        let mut conn = Conn {
+            presence_key: format!("{}:{id}", sig.node_id),
+            sig: sig.clone(),
+            id,
+            who,
+            rooms: HashMap::new(),
+            tx,
+            kill: Arc::new(Kill::default()),
+            tokens: cfg.burst as f64,
+            refilled: Instant::now(),
+        };
+        // Serialized before the await: the message itself isn't kept in the connection's future.
+        let welcome = text(&ServerMessage::Welcome {
+            version: VERSION,
+            user_id: &conn.who.user_id,
+            connection_id: id,
+            heartbeat_secs: cfg.heartbeat.as_secs(),
+        });
+        if sink.send(welcome).await.is_err() {
+            return;
+        }
+        // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
+        let user_room = format!("user:{}", conn.who.user_id);
+        let personal = Box::pin(conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY)).await;
+        if personal.is_err() || !conn.rooms.contains_key(user_room.as_str()) {
+            // Without its user channel a connection would miss pushes and kicks: don't keep it.
+            conn.cleanup().await;
+            return close_with(sink, close::GOING_AWAY, "temporarily unavailable").await;
+        }
+
+        let mut shutdown = sig.shutdown.clone();
+        let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+        heartbeat.tick().await;
+        let mut last_seen = Instant::now();
+        // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
+        let mut batch = Vec::new();
+        let kill = conn.kill.clone();
+        let outcome: Option<(u16, &'static str)> = loop {
+            tokio::select! {
+                biased;
+                reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
+                _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
+                n = rx.recv_many(&mut batch, 64) => {
+                    if n == 0 {
                         break None;
                     }
-                    None | Some(Err(_)) => break None,
-                    Some(Ok(_)) => {} // ping/pong: answered by the library; counted as liveness above
+                    // A write blocked by a client that doesn't read must not outlive the kill switch the
+                    // hub fires when the queue behind it fills up.
+                    // Boxed: the write's state lives only while writing, not in every idle connection's task.
+                    tokio::select! {
+                        written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
+                        reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
+                    }
+                    if batch.capacity() > 64 {
+                        batch = Vec::new();
+                    }
+                }
+                incoming = stream.next() => {
+                    last_seen = Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(t))) => {
+                            // Boxed for the same reason: joins and commands have large states.
+                            if Box::pin(conn.handle_text(&mut sink, &t)).await.is_err() {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            if send_error(&mut sink, None, "bad_frame", "binary frames are not supported").await.is_err() {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => {
+                            // The library queued the close reply; flush it so the client sees a clean close.
+                            let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+                            break None;
+                        }
+                        None | Some(Err(_)) => break None,
+                        Some(Ok(_)) => {} // ping/pong: answered by the library; counted as liveness above
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_seen.elapsed() > cfg.heartbeat * 2 + Duration::from_secs(5) {
+                        break Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout"));
+                    }
+                    if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        break None;
+                    }
+                    conn.refresh_presence().await;
                 }
             }
-            _ = heartbeat.tick() => {
-                if last_seen.elapsed() > cfg.heartbeat * 2 + Duration::from_secs(5) {
-                    break Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout"));
-                }
-                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
-                    break None;
-                }
-                conn.refresh_presence().await;
-            }
+        };
+        conn.cleanup().await;
+        if let Some((code, reason)) = outcome {
+            close_with(sink, code, reason).await;
         }
-    };
-    conn.cleanup().await;
-    if let Some((code, reason)) = outcome {
-        close_with(sink, code, reason).await;
     }
 }
 
