@@ -509,5 +509,11 @@ fn media_backend(config: &Config, clock: SharedClock) -> anyhow::Result<MediaPar
     let (sfu, events) = rooms::sfu::Sfu::start(sfu_config)
         .with_context(|| format!("starting the embedded SFU on UDP port {}", config.rtc_udp_port))?;
     tracing::info!(media = %sfu.media_addr, "embedded SFU serving LiveKit's client protocol at /rtc/v1");
+    if config.redis_url.is_some() {
+        tracing::warn!(
+            "several nodes (REDIS_URL) with the embedded SFU: each node's SFU is separate, so a room's participants \
+             must reach the same node; set LIVEKIT_URL for media across nodes"
+        );
+    }
     Ok((Arc::new(rooms::sfu::Embedded { sfu: sfu.clone() }), Some(sfu), Some(events)))
 }
