@@ -412,3 +412,24 @@ async fn garbage_on_the_media_port_and_the_signal_socket_harms_nobody() {
     send(&mut bob, Req::PingReq(lk::Ping { timestamp: 1, rtt: 0 })).await;
     next(&mut bob, "pong", |m| matches!(m, Resp::PongResp(_)).then_some(())).await;
 }
+
+#[tokio::test]
+async fn an_empty_room_closes_after_its_timeout_and_a_later_join_opens_it_again() {
+    let mut s = server().await;
+    let spec = rooms::RoomSpec { name: "lesson:4".into(), max_participants: 4, empty_timeout_secs: 1 };
+    s.backend.create_room(&spec).await.unwrap();
+    let mut ada = connect(&s, "lesson:4", "ada", None).await;
+    let first = next(&mut ada, "join", |m| if let Resp::Join(j) = m { Some(j) } else { None }).await;
+    send(&mut ada, Req::Leave(lk::LeaveRequest::default())).await;
+    // Occupied, it stays; emptied, it closes a second later (LiveKit's `room_finished`).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = tokio::time::timeout_at(deadline, s.events.recv()).await.expect("no room_finished in 5 s").unwrap();
+        if e == (SfuEvent::RoomFinished { room: "lesson:4".into() }) {
+            break;
+        }
+    }
+    let mut bob = connect(&s, "lesson:4", "bob", None).await;
+    let again = next(&mut bob, "join", |m| if let Resp::Join(j) = m { Some(j) } else { None }).await;
+    assert_ne!(again.room.unwrap().sid, first.room.unwrap().sid, "a new room, not the closed one");
+}

@@ -37,6 +37,8 @@ use crate::RoomSpec;
 
 /// Datagrams read per wake-up before the touched peers are polled.
 const READ_BATCH: usize = 64;
+/// How often empty rooms are checked for their timeout.
+const ROOM_SWEEP: Duration = Duration::from_secs(1);
 /// At most one keyframe request per track in this long.
 const KEYFRAME_GAP: Duration = Duration::from_millis(300);
 
@@ -212,6 +214,8 @@ struct Room {
     max_participants: u32,
     empty_timeout: u32,
     members: Vec<u64>,
+    /// Since when nobody is in it: an empty room closes after `empty_timeout` seconds, as LiveKit's do.
+    empty_since: Option<Instant>,
 }
 
 enum Work {
@@ -237,9 +241,11 @@ struct Engine {
 impl Engine {
     async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut buf = vec![0u8; 2048];
+        let mut last_sweep = Instant::now();
         loop {
             let next = self.clients.values().map(|c| c.next_timeout).min();
-            let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let sweep = last_sweep + ROOM_SWEEP;
+            let sleep_until = next.map_or(sweep, |n| n.min(sweep));
             tokio::select! {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return };
@@ -268,7 +274,28 @@ impl Engine {
                     self.dirty.insert(id);
                 }
             }
+            if now >= last_sweep + ROOM_SWEEP {
+                last_sweep = now;
+                self.close_empty_rooms(now);
+            }
             self.settle();
+        }
+    }
+
+    /// Rooms empty for longer than their `empty_timeout` close (`RoomFinished`); a later join opens the room
+    /// again, with a new sid.
+    fn close_empty_rooms(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| {
+                r.empty_since.is_some_and(|t| now.duration_since(t) >= Duration::from_secs(r.empty_timeout.into()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.rooms.remove(&name);
+            let _ = self.events.send(SfuEvent::RoomFinished { room: name });
         }
     }
 
@@ -556,6 +583,7 @@ impl Engine {
             max_participants: 0,
             empty_timeout: 300,
             members: Vec::new(),
+            empty_since: Some(Instant::now()),
         });
         if let Some(s) = spec {
             room.max_participants = s.max_participants;
@@ -580,6 +608,7 @@ impl Engine {
             return;
         }
         room.members.push(j.id);
+        room.empty_since = None;
         let room_info = lk::Room {
             sid: room.sid.clone(),
             name: room_name.clone(),
@@ -1060,6 +1089,9 @@ impl Engine {
         c.rtc.disconnect();
         if let Some(r) = self.rooms.get_mut(&c.room) {
             r.members.retain(|m| *m != id);
+            if r.members.is_empty() {
+                r.empty_since = Some(Instant::now());
+            }
         }
         // Its subscriptions.
         for s in &c.slots {
