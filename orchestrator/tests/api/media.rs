@@ -148,8 +148,10 @@ async fn the_sweep_closes_segments_of_participants_livekit_no_longer_has() {
     assert_eq!(minutes(&s.students[1].user_id), Some(20), "closed by the sweep: {res:?}");
 }
 
+type SfuConn = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// Someone in the embedded SFU's room: its signal connection, open until dropped.
-async fn sfu_join(app: &TestApp, meeting: &str, token: &str) -> impl Drop {
+async fn sfu_join(app: &TestApp, meeting: &str, token: &str) -> SfuConn {
     let res = app.post(&format!("/api/v1/meetings/{meeting}/join"), Some(token), json!({})).await;
     assert_eq!((res.status, res.body["backend"].as_str()), (StatusCode::OK, Some("embedded")), "{res:?}");
     let url =
@@ -158,14 +160,7 @@ async fn sfu_join(app: &TestApp, meeting: &str, token: &str) -> impl Drop {
     // The first frame is the JoinResponse: binary protobuf.
     let first = futures::StreamExt::next(&mut ws).await.unwrap().unwrap();
     assert!(matches!(first, tokio_tungstenite::tungstenite::Message::Binary(_)), "{first:?}");
-    struct Conn(
-        #[allow(dead_code)]
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    );
-    impl Drop for Conn {
-        fn drop(&mut self) {}
-    }
-    Conn(ws)
+    ws
 }
 
 /// The proposal's (status, segments) per student, once `done` holds (presence events land asynchronously).

@@ -748,29 +748,22 @@ impl Engine {
             }
             Req::Subscription(s) => self.subscription(id, s),
             Req::TrackSetting(s) => {
+                // Pause or resume the named tracks; a resumed one needs a keyframe to show at once.
+                let mut resumed = Vec::new();
                 if let Some(c) = self.clients.get_mut(&id) {
                     for slot in &mut c.slots {
-                        if let SlotState::Filled { track, paused, .. } = &mut slot.state
+                        if let SlotState::Filled { publisher, track, paused, .. } = &mut slot.state
                             && s.track_sids.contains(track)
                         {
                             *paused = s.disabled;
+                            if !s.disabled {
+                                resumed.push((*publisher, track.clone()));
+                            }
                         }
                     }
                 }
-                if !s.disabled {
-                    let keyframes: Vec<(u64, String)> = self.clients[&id]
-                        .slots
-                        .iter()
-                        .filter_map(|slot| match &slot.state {
-                            SlotState::Filled { publisher, track, .. } if s.track_sids.contains(track) => {
-                                Some((*publisher, track.clone()))
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    for (p, t) in keyframes {
-                        self.request_keyframe(p, &t);
-                    }
+                for (p, t) in resumed {
+                    self.request_keyframe(p, &t);
                 }
             }
             Req::Leave(_) => {
