@@ -100,7 +100,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = %config.redacted(), "starting liveclass");
     let addr = config.addr;
     let server = Server::build(config, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = orchestrator::server::bind(addr).with_context(|| format!("binding {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     server.run(listener, shutdown_signal()).await
 }

@@ -140,7 +140,7 @@ impl TestApp {
         let clock = ManualClock::new(Utc::now());
         let server = Server::build(config, Arc::new(clock.clone())).await.expect("server builds");
         let state = server.state().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = orchestrator::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(listener, async {
