@@ -134,7 +134,8 @@ fn serve(
             connection_id: id,
             heartbeat_secs: cfg.heartbeat.as_secs(),
         });
-        if sink.send(welcome).await.is_err() {
+        // Queued, not flushed: it leaves in one write with the user channel's `joined` below.
+        if sink.feed(welcome).await.is_err() {
             return;
         }
         // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
