@@ -1,7 +1,7 @@
 //! One WebSocket connection: authentication, the read loop (client messages, rate limit, frame
 //! checks), and the write side (the bounded outgoing queue, drained in batches and flushed once per
 //! batch, so queued frames leave in few socket writes). One task owns all of it; nothing is shared
-//! but the queue's sending half, held by the hub.
+//! but the queue (`hub::Outbox`), into which the hub pushes.
 //!
 //! Joins don't lose or duplicate: the member is registered (live frames start queueing) before the
 //! history is read; frames at or below the offset the join reply covered are then skipped.
@@ -13,13 +13,13 @@ use futures::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
-use tokio::{sync::mpsc, time::Instant};
+use tokio::time::Instant;
 
 use crate::{
     Signaling,
     bus::Publish,
     gate::{Identity, RoomGrant},
-    hub::{Kill, MemberHandle, Outgoing},
+    hub::{Drained, MemberHandle, Outbox, Outgoing},
     presence::{PresenceEntry, members},
     protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION},
 };
@@ -47,8 +47,7 @@ struct Conn {
     who: Identity,
     presence_key: String,
     rooms: HashMap<Arc<str>, Joined>,
-    tx: mpsc::Sender<Outgoing>,
-    kill: Arc<Kill>,
+    outbox: Arc<Outbox>,
     tokens: f64,
     refilled: Instant,
 }
@@ -115,15 +114,13 @@ fn serve(
             }
         };
         let id = sig.next_conn_id();
-        let (tx, mut rx) = mpsc::channel(cfg.queue_capacity);
         let mut conn = Conn {
             presence_key: format!("{}:{id}", sig.node_id),
             sig: sig.clone(),
             id,
             who,
             rooms: HashMap::new(),
-            tx,
-            kill: Arc::new(Kill::default()),
+            outbox: Arc::new(Outbox::new(cfg.queue_capacity)),
             tokens: cfg.burst as f64,
             refilled: Instant::now(),
         };
@@ -153,22 +150,21 @@ fn serve(
         let mut last_seen = Instant::now();
         // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
         let mut batch = Vec::new();
-        let kill = conn.kill.clone();
+        let outbox = conn.outbox.clone();
         let outcome: Option<(u16, &'static str)> = loop {
             tokio::select! {
                 biased;
-                reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
                 _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
-                n = rx.recv_many(&mut batch, 64) => {
-                    if n == 0 {
-                        break None;
+                drained = outbox.drain(&mut batch, 64) => {
+                    if let Drained::Killed(reason) = drained {
+                        break Some((close::SLOW_CONSUMER, reason));
                     }
                     // A write blocked by a client that doesn't read must not outlive the kill switch the
                     // hub fires when the queue behind it fills up.
                     // Boxed: the write's state lives only while writing, not in every idle connection's task.
                     tokio::select! {
                         written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
-                        reason = kill.fired() => break Some((close::SLOW_CONSUMER, reason)),
+                        reason = outbox.killed() => break Some((close::SLOW_CONSUMER, reason)),
                     }
                     if batch.capacity() > 64 {
                         batch = Vec::new();
@@ -217,7 +213,7 @@ fn serve(
 
 impl Conn {
     fn member(&self) -> MemberHandle {
-        MemberHandle { conn: self.id, tx: self.tx.clone(), kill: self.kill.clone() }
+        MemberHandle { conn: self.id, outbox: self.outbox.clone() }
     }
 
     fn presence_entry(&self) -> PresenceEntry {
@@ -529,6 +525,7 @@ impl Conn {
         // A join that failed half way may have registered the member: remove it everywhere.
         let user_room: Arc<str> = Arc::from(format!("user:{}", self.who.user_id));
         self.sig.hub.leave(&user_room, self.id).await;
+        self.outbox.close();
     }
 }
 

@@ -2,20 +2,22 @@
 //! publications into their bounded outgoing queues, and the node's bus subscriptions (a room is
 //! subscribed while it has a local member, and only then).
 //!
-//! Fan-out never waits: a publication's frame is built once and `try_send` to each member. A member
-//! whose queue is full is a slow consumer: its connection is told to close, rather than letting its
+//! Fan-out never waits: a publication's frame is built once and pushed to each member's [`Outbox`]. A
+//! member whose queue is full is a slow consumer: its connection is told to close, rather than letting its
 //! backlog grow.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, OnceLock, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
+    task::Poll,
 };
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Mutex, Notify, mpsc};
+use futures::task::AtomicWaker;
+use tokio::sync::Mutex;
 
 use crate::{
     bus::{Bus, BusError, BusHandler, Publication},
@@ -48,36 +50,138 @@ pub enum Outgoing {
     Kick(Arc<KickOrder>),
 }
 
-/// Tells a connection to close, with the reason it gives the client.
-#[derive(Debug, Default)]
-pub struct Kill {
-    fired: AtomicBool,
-    reason: std::sync::Mutex<Option<&'static str>>,
-    notify: Notify,
+/// A connection's bounded outgoing queue, shared by the hub (which pushes) and the connection's task
+/// (which drains it in batches and writes them with one flush).
+///
+/// A mutex around a `VecDeque` rather than a channel: an idle connection's queue holds no allocation at all
+/// (a channel preallocates its first block of slots and a semaphore, about 1 KB per connection), and a
+/// drain takes everything queued in one lock. The kill switch lives here too, so the hub's slow-consumer
+/// verdict and the frames wake the same task through one waker.
+#[derive(Debug)]
+pub struct Outbox {
+    capacity: usize,
+    state: std::sync::Mutex<OutboxState>,
+    waker: AtomicWaker,
 }
 
-impl Kill {
-    pub fn fire(&self, reason: &'static str) {
-        if !self.fired.swap(true, Ordering::AcqRel) {
-            *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-            self.notify.notify_one();
-        }
+#[derive(Debug, Default)]
+struct OutboxState {
+    items: VecDeque<Outgoing>,
+    /// Set once: the connection must close with this reason; nothing more is queued.
+    killed: Option<&'static str>,
+    closed: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue is at capacity: the consumer is too slow.
+    Full,
+    /// The connection is gone or being closed.
+    Closed,
+}
+
+/// What a drain found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// This many items were moved into the batch.
+    Items(usize),
+    /// The connection was told to close, with this reason.
+    Killed(&'static str),
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), state: Default::default(), waker: AtomicWaker::new() }
     }
-    pub async fn fired(&self) -> &'static str {
-        loop {
-            if self.fired.load(Ordering::Acquire) {
-                return self.reason.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or("closed");
+
+    fn state(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an item without waiting.
+    pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        {
+            let mut st = self.state();
+            if st.closed || st.killed.is_some() {
+                return Err(PushError::Closed);
             }
-            self.notify.notified().await;
+            if st.items.len() >= self.capacity {
+                return Err(PushError::Full);
+            }
+            st.items.push_back(item);
         }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Tells the connection to close with `reason` (the first reason wins); queued items are dropped.
+    pub fn kill(&self, reason: &'static str) {
+        {
+            let mut st = self.state();
+            if st.killed.is_some() || st.closed {
+                return;
+            }
+            st.killed = Some(reason);
+            st.items = VecDeque::new();
+        }
+        self.waker.wake();
+    }
+
+    /// The connection is finished: later pushes fail, queued items are dropped.
+    pub fn close(&self) {
+        let mut st = self.state();
+        st.closed = true;
+        st.items = VecDeque::new();
+    }
+
+    /// Moves up to `max` queued items into `batch`, waiting while there are none.
+    pub async fn drain(&self, batch: &mut Vec<Outgoing>, max: usize) -> Drained {
+        std::future::poll_fn(|cx| {
+            // Registered before looking, so a push between the look and the return can't be missed.
+            self.waker.register(cx.waker());
+            let mut st = self.state();
+            if let Some(reason) = st.killed {
+                return Poll::Ready(Drained::Killed(reason));
+            }
+            if st.items.is_empty() {
+                return Poll::Pending;
+            }
+            let n = st.items.len().min(max);
+            batch.extend(st.items.drain(..n));
+            // A burst's slots aren't kept by an idle connection.
+            if st.items.is_empty() && st.items.capacity() > 64 {
+                st.items = VecDeque::new();
+            }
+            Poll::Ready(Drained::Items(n))
+        })
+        .await
+    }
+
+    /// Resolves once the connection has been told to close.
+    pub async fn killed(&self) -> &'static str {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            match self.state().killed {
+                Some(reason) => Poll::Ready(reason),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    pub fn len(&self) -> usize {
+        self.state().items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[derive(Clone)]
 pub struct MemberHandle {
     pub conn: ConnId,
-    pub tx: mpsc::Sender<Outgoing>,
-    pub kill: Arc<Kill>,
+    pub outbox: Arc<Outbox>,
 }
 
 /// Control publications on a user channel start with this; they are handled by the hub, not sent.
@@ -197,15 +301,88 @@ impl BusHandler for Hub {
         };
         let mut delivered = 0;
         for m in members {
-            match m.tx.try_send(message.clone()) {
+            match m.outbox.push(message.clone()) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(PushError::Full) => {
                     self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    m.kill.fire("slow consumer");
+                    m.outbox.kill("slow consumer");
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(PushError::Closed) => {}
             }
         }
         self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(offset: u64) -> Outgoing {
+        Outgoing::Publication(Arc::new(Framed {
+            room: Arc::from("r"),
+            epoch: Arc::from("e"),
+            offset,
+            frame: Utf8Bytes::from_static("{}"),
+        }))
+    }
+
+    fn offsets(batch: &[Outgoing]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|o| match o {
+                Outgoing::Publication(p) => p.offset,
+                Outgoing::Kick(_) => 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_outbox_is_bounded_drains_in_order_and_wakes_its_reader() {
+        let outbox = Arc::new(Outbox::new(3));
+        for i in 1..=3 {
+            outbox.push(item(i)).unwrap();
+        }
+        assert_eq!(outbox.push(item(4)), Err(PushError::Full));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.drain(&mut batch, 2).await, Drained::Items(2));
+        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Items(1));
+        assert_eq!(offsets(&batch), [1, 2, 3]);
+        assert!(outbox.is_empty());
+
+        // A reader waiting on an empty queue is woken by the next push.
+        let reader = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                let mut batch = Vec::new();
+                let got = outbox.drain(&mut batch, 64).await;
+                (got, offsets(&batch))
+            }
+        });
+        tokio::task::yield_now().await;
+        outbox.push(item(9)).unwrap();
+        assert_eq!(reader.await.unwrap(), (Drained::Items(1), vec![9]));
+    }
+
+    #[tokio::test]
+    async fn a_killed_outbox_drops_its_backlog_and_refuses_more() {
+        let outbox = Arc::new(Outbox::new(8));
+        outbox.push(item(1)).unwrap();
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.killed().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.kill("slow consumer");
+        outbox.kill("second reason is ignored");
+        assert_eq!(waiter.await.unwrap(), "slow consumer");
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.push(item(2)), Err(PushError::Closed));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Killed("slow consumer"));
+
+        let closed = Outbox::new(8);
+        closed.close();
+        assert_eq!(closed.push(item(1)), Err(PushError::Closed));
     }
 }
