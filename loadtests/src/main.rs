@@ -854,6 +854,12 @@ async fn multinode(c: &Common, rooms: usize, room_size: usize, iso: usize, start
         pids.iter().map(|&p| stats::sample(&stats::with_descendants(&[p])).cpu_secs).collect()
     };
     let mut phases = Vec::new();
+    // With --start-at (several shards), every phase starts and stops counting at the same wall-clock time in
+    // every shard: a shard whose members only receive (its rooms' publishers are in another shard) must not
+    // stop counting while the other shard still publishes or drains.
+    let phase_ms = (c.duration * 1000.0) as u64 + 7000;
+    let phase_start = |n: u64| start_at.map(|at| at + n * phase_ms);
+    let until = |at_ms: u64| tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_us() / 1000)));
     // The baseline: nothing published, so every node's CPU here is its idle members' upkeep (heartbeats,
     // presence refresh). A node's CPU in `node0_only` compares with this, not with zero.
     let cpu0 = per_node(&c.server_pid);
@@ -863,18 +869,25 @@ async fn multinode(c: &Common, rooms: usize, room_size: usize, iso: usize, start
         "phase": "idle", "sent": 0, "delivered": 0, "delivered_per_s": 0, "lost": 0,
         "node_cpu_s": cpu0.iter().zip(&cpu1).map(|(a, b)| round(b - a, 3)).collect::<Vec<_>>(),
     }));
-    for (name, k, out, total_rooms) in
-        [("spread", &spread_k, &spread_out, rooms), ("node0_only", &iso_k, &iso_out, iso)]
+    for (n, (name, k, out, total_rooms)) in
+        [("spread", &spread_k, &spread_out, rooms), ("node0_only", &iso_k, &iso_out, iso)].into_iter().enumerate()
     {
         if total_rooms == 0 {
             continue;
+        }
+        if let Some(at) = phase_start(n as u64 + 1) {
+            until(at).await;
         }
         let rate = c.rate * share(out.len(), total_rooms);
         let cpu0 = per_node(&c.server_pid);
         let t0 = Instant::now();
         let issued = pace(out, rate.max(0.001), t0 + Duration::from_secs_f64(c.duration), k).await;
         let window = t0.elapsed().as_secs_f64();
-        settle(k, issued * room_size as u64).await;
+        match phase_start(n as u64 + 2) {
+            // Everyone counts until 2 s before the next phase.
+            Some(next) => until(next - 2000).await,
+            None => settle(k, issued * room_size as u64).await,
+        }
         let cpu1 = per_node(&c.server_pid);
         let (local, cross) = (k.hist.take(), k.cross.take());
         let delivered = k.delivered.swap(0, Ordering::Relaxed);
