@@ -345,6 +345,10 @@ struct Counters {
     sent: AtomicU64,
     errors: AtomicU64,
     overflow: AtomicU64,
+    /// Offsets a member never saw between two it did (the server skipped them for that connection).
+    gaps: AtomicU64,
+    /// Offsets a member saw again, or out of order.
+    out_of_order: AtomicU64,
     hist: AtomicHist,
     cross: AtomicHist,
 }
@@ -359,6 +363,7 @@ async fn member(
     mut outbox: Option<mpsc::Receiver<u64>>,
     k: Arc<Counters>,
 ) {
+    let mut last_offset = 0u64;
     loop {
         let next_out = async {
             match outbox.as_mut() {
@@ -368,7 +373,15 @@ async fn member(
         };
         tokio::select! {
             f = conn.recv() => match f {
-                Ok(Frame::Message { stamp: Some((ts, from)), .. }) => {
+                Ok(Frame::Message { offset, stamp: Some((ts, from)) }) => {
+                    if offset != 0 {
+                        if last_offset != 0 && offset > last_offset + 1 {
+                            k.gaps.fetch_add(offset - last_offset - 1, Ordering::Relaxed);
+                        } else if offset <= last_offset {
+                            k.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last_offset = last_offset.max(offset);
+                    }
                     let lat = now_us().saturating_sub(ts);
                     if from == node { k.hist.record(lat) } else { k.cross.record(lat) }
                     k.delivered.fetch_add(1, Ordering::Relaxed);
@@ -899,6 +912,7 @@ async fn multinode(c: &Common, rooms: usize, room_size: usize, iso: usize, start
             "local_hist": local.to_json(), "cross_hist": cross.to_json(),
             "node_cpu_s": cpu0.iter().zip(&cpu1).map(|(a, b)| round(b - a, 3)).collect::<Vec<_>>(),
             "errors": k.errors.load(Ordering::Relaxed),
+            "gaps": k.gaps.load(Ordering::Relaxed), "out_of_order": k.out_of_order.load(Ordering::Relaxed),
         }));
         // A gap between phases so that the shards' phases don't overlap.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -926,7 +940,7 @@ fn merge(files: &[String]) -> Result<Value> {
         let mut merged = Vec::new();
         for (n, p) in phases.iter().enumerate() {
             let mut p = p.clone();
-            for key in ["sent", "delivered", "delivered_per_s", "errors"] {
+            for key in ["sent", "delivered", "delivered_per_s", "errors", "gaps", "out_of_order"] {
                 let sum: f64 = docs.iter().map(|d| d["phases"][n][key].as_f64().unwrap_or(0.0)).sum();
                 p[key] = json!(sum);
             }
