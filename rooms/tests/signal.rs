@@ -112,6 +112,20 @@ async fn next<T>(ws: &mut Ws, what: &str, mut pick: impl FnMut(Resp) -> Option<T
     }
 }
 
+/// The next SDP answer.
+async fn next_answer(ws: &mut Ws) -> lk::SessionDescription {
+    next(ws, "answer", |m| if let Resp::Answer(a) = m { Some(a) } else { None }).await
+}
+
+/// The next request for more subscriber slots.
+async fn slots_wanted(ws: &mut Ws, what: &str) -> lk::MediaSectionsRequirement {
+    next(ws, what, |m| match m {
+        Resp::MediaSectionsRequirement(r) => Some(r),
+        _ => None,
+    })
+    .await
+}
+
 async fn http(s: &Server, path: &str) -> (u16, String) {
     let res = reqwest::get(format!("http://{}{path}", s.addr)).await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
@@ -274,7 +288,7 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
         Req::Offer(lk::SessionDescription { r#type: "offer".into(), sdp: offer, id: 7, ..Default::default() }),
     )
     .await;
-    let answer = next(&mut ada, "answer", |m| if let Resp::Answer(a) = m { Some(a) } else { None }).await;
+    let answer = next_answer(&mut ada).await;
     assert_eq!(answer.id, 7);
     accept(&mut ada_rtc, pending, &answer.sdp);
 
@@ -285,7 +299,7 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
     let join = next(&mut bob, "join", |m| if let Resp::Join(j) = m { Some(j) } else { None }).await;
     let ada_info = join.other_participants.iter().find(|p| p.identity == "ada").unwrap().clone();
     assert_eq!(ada_info.tracks.iter().map(|t| t.sid.as_str()).collect::<Vec<_>>(), [track.as_str()]);
-    let answer = next(&mut bob, "answer", |m| if let Resp::Answer(a) = m { Some(a) } else { None }).await;
+    let answer = next_answer(&mut bob).await;
     let msid = format!("a=msid:{}|{track} {track}", ada_info.sid);
     assert!(answer.sdp.contains(&msid), "{}", answer.sdp);
     assert!(answer.sdp.contains("a=sendonly"), "{}", answer.sdp);
@@ -296,13 +310,9 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
     let mut carol_rtc = Rtc::new(std::time::Instant::now());
     let (offer, pending) = client_offer(&mut carol_rtc, None, 0);
     let mut carol = connect(&s, "lesson:2", "carol", Some(offer)).await;
-    let answer = next(&mut carol, "answer", |m| if let Resp::Answer(a) = m { Some(a) } else { None }).await;
+    let answer = next_answer(&mut carol).await;
     accept(&mut carol_rtc, pending, &answer.sdp);
-    let need = next(&mut carol, "slots wanted", |m| match m {
-        Resp::MediaSectionsRequirement(r) => Some(r),
-        _ => None,
-    })
-    .await;
+    let need = slots_wanted(&mut carol, "slots wanted").await;
     assert_eq!((need.num_audios, need.num_videos), (0, 1));
 
     // Dan publishes a camera while the slot Carol was asked for is still on its way: she is asked for one
@@ -319,13 +329,9 @@ async fn a_published_track_fills_a_slot_the_subscriber_asked_for() {
         Req::Offer(lk::SessionDescription { r#type: "offer".into(), sdp: offer, id: 1, ..Default::default() }),
     )
     .await;
-    let answer = next(&mut dan, "answer", |m| if let Resp::Answer(a) = m { Some(a) } else { None }).await;
+    let answer = next_answer(&mut dan).await;
     accept(&mut dan_rtc, pending, &answer.sdp);
-    let more = next(&mut carol, "one more slot", |m| match m {
-        Resp::MediaSectionsRequirement(r) => Some(r),
-        _ => None,
-    })
-    .await;
+    let more = slots_wanted(&mut carol, "one more slot").await;
     assert_eq!((more.num_audios, more.num_videos), (0, 1));
     let (offer, pending) = client_offer(&mut carol_rtc, None, 1);
     send(
