@@ -125,6 +125,12 @@ impl Conn {
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
         };
         if let Some(ip) = src {
+            // Without this, bind() reserves a port that is free for every destination, searching past
+            // all ports in use or in TIME_WAIT: after a few runs of 10k connections that search took 95%
+            // of the generator's CPU (connects fell from 8k/s to 750/s). With it, connect() picks the port
+            // and only needs the 4-tuple to be unique.
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
+                .context("IP_BIND_ADDRESS_NO_PORT")?;
             socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("bind {ip}"))?;
         }
         socket.set_nodelay(true)?;

@@ -1,5 +1,7 @@
 //! The composition of handles the HTTP layer needs. Handlers extract only the parts they use
 //! (`State<Db>`, `State<Arc<Tokens>>`, ...) through `FromRef`, so no handler reaches into the whole.
+//! `AppState` is one `Arc` around `AppParts`: axum clones the state for every request (several times
+//! through the router's layers), and one reference count is cheaper than one per part.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -22,8 +24,24 @@ use crate::{
     outbox::Outbox,
 };
 
+/// The application's shared handles; cheap to clone (see the module doc).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub db: Db,
     pub tokens: Arc<Tokens>,
     pub clock: SharedClock,

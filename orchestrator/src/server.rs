@@ -35,7 +35,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::{AppState, LoginLimits},
+    app::{AppParts, AppState, LoginLimits},
     audit,
     auth::{Tokens, limiter::Limiter, random_key_hex},
     bookings::{self, lifecycle as booking, packages, payments::SharedProvider, policy as booking_policy, tutors},
@@ -190,7 +190,7 @@ impl Server {
         let signaling = build_signaling(&config, gate.clone()).await.context("starting the real-time layer")?;
         let _ = gate.signaling.set(signaling.clone());
         Ok(Self {
-            state: AppState {
+            state: AppState::new(AppParts {
                 db,
                 tokens,
                 clock,
@@ -205,7 +205,7 @@ impl Server {
                 config,
                 login_limits,
                 metrics: Arc::new(Metrics::default()),
-            },
+            }),
             chat_rx: Some(chat_rx),
             pushes: Some(pushes),
             sfu_events,
