@@ -20,7 +20,7 @@ use crate::{
     bus::Publish,
     gate::{Identity, RoomGrant},
     hub::{Drained, MemberHandle, Outbox, Outgoing},
-    presence::{PresenceEntry, members},
+    presence::{PresenceEntry, PresenceSummary},
     protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION},
 };
 
@@ -430,11 +430,13 @@ impl Conn {
         let joined = async {
             let history = self.sig.bus.history(room, recover, self.sig.config.join_history).await?;
             if personal {
-                return Ok((history, BoardSnapshot { offset: 0, objects: Vec::new() }, Vec::new()));
+                let nobody = PresenceSummary { members: Vec::new(), total: 0, devices: 0 };
+                return Ok((history, BoardSnapshot { offset: 0, objects: Vec::new() }, nobody));
             }
             let board = self.sig.bus.board(room).await?;
             self.sig.presence.add(room, &entry, self.sig.config.presence_ttl()).await?;
-            let present = self.sig.presence.list(room).await?;
+            let present =
+                self.sig.presence.summary(room, &self.who.user_id, self.sig.config.join_presence_limit).await?;
             Ok::<_, crate::bus::BusError>((history, board, present))
         }
         .await;
@@ -458,23 +460,19 @@ impl Conn {
             .collect();
         let items =
             history.publications.iter().zip(&raw).map(|(p, d)| HistoryItem { offset: p.offset, data: d }).collect();
-        let mut snapshot = members(&present);
-        let presence_total = snapshot.len();
-        snapshot.truncate(self.sig.config.join_presence_limit);
         let reply = ServerMessage::Joined {
             id,
             room,
             position: history.position.clone(),
             recovered: history.recovered,
             history: items,
-            presence: snapshot,
-            presence_total,
+            presence: present.members,
+            presence_total: present.total,
             board,
         };
         sink.send(text(&reply)).await?;
         // Announce the first device of this user in the room.
-        let devices = present.iter().filter(|e| e.user_id == self.who.user_id).count();
-        if devices == 1 && !personal && grant.announce {
+        if present.devices == 1 && !personal && grant.announce {
             self.publish_presence(room, "join", 1).await;
         }
         Ok(())
@@ -501,8 +499,8 @@ impl Conn {
         if !joined.grant.announce {
             return;
         }
-        let remaining = match self.sig.presence.list(room).await {
-            Ok(list) => list.iter().filter(|e| e.user_id == self.who.user_id).count(),
+        let remaining = match self.sig.presence.summary(room, &self.who.user_id, 0).await {
+            Ok(s) => s.devices,
             Err(_) => 0,
         };
         if remaining == 0 {

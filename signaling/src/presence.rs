@@ -1,9 +1,10 @@
 //! The `PresenceStore` seam: who is in a room, one entry per connection, each with an expiry that
 //! the connection's heartbeat refreshes — so the members of a crashed node disappear on their own.
-//! [`MemoryPresence`] serves one node; `RedisPresence` (module `redis_bus`) spans nodes.
+//! [`MemoryPresence`] serves one node, indexed by user so that a join's [`PresenceSummary`] costs what it
+//! lists, not the room's size; `RedisPresence` (module `redis_bus`) spans nodes and summarises its list.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -26,30 +27,122 @@ pub trait PresenceStore: Send + Sync + 'static {
     fn add<'a>(&'a self, room: &'a str, entry: &'a PresenceEntry, ttl: Duration)
     -> BoxFuture<'a, Result<(), BusError>>;
     fn remove<'a>(&'a self, room: &'a str, conn: &'a str) -> BoxFuture<'a, Result<(), BusError>>;
-    /// Live entries of `room` (expired ones excluded).
+    /// Live entries of `room` (expired ones excluded), by connection.
     fn list<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<PresenceEntry>, BusError>>;
+    /// What a join needs: the first `limit` members, the member count and `user`'s devices. The default
+    /// builds it from [`list`](Self::list); a store with an index can answer without touching every entry.
+    fn summary<'a>(
+        &'a self,
+        room: &'a str,
+        user: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceSummary, BusError>> {
+        Box::pin(async move { Ok(PresenceSummary::of(&self.list(room).await?, user, limit)) })
+    }
+}
+
+/// A room's presence as a join reply and a leave need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceSummary {
+    /// Up to the limit asked for, by user id.
+    pub members: Vec<Member>,
+    /// Distinct users present.
+    pub total: usize,
+    /// Connections of the user asked about.
+    pub devices: usize,
+}
+
+impl PresenceSummary {
+    pub fn of(entries: &[PresenceEntry], user: &str, limit: usize) -> PresenceSummary {
+        let mut all = members(entries);
+        let total = all.len();
+        let devices = all.iter().find(|m| m.user_id == user).map_or(0, |m| m.devices as usize);
+        all.truncate(limit);
+        PresenceSummary { members: all, total, devices }
+    }
 }
 
 /// Collapses connections to members: one per user, with their device count, sorted by user id.
 pub fn members(entries: &[PresenceEntry]) -> Vec<Member> {
-    let mut by_user: std::collections::BTreeMap<&str, Member> = std::collections::BTreeMap::new();
+    let mut users = BTreeMap::new();
     for e in entries {
-        by_user.entry(&e.user_id).and_modify(|m| m.devices += 1).or_insert_with(|| Member {
-            user_id: e.user_id.clone(),
-            name: e.name.clone(),
-            role: e.role.clone(),
-            devices: 1,
-        });
+        count_device(&mut users, e);
     }
-    by_user.into_values().collect()
+    users.into_values().collect()
 }
 
-/// A room's entries by connection, each with its expiry.
-type RoomEntries = HashMap<String, (PresenceEntry, Instant)>;
+/// Counts `e`'s connection under its user (the first connection gives the name and role shown).
+fn count_device(users: &mut BTreeMap<String, Member>, e: &PresenceEntry) {
+    users.entry(e.user_id.clone()).and_modify(|m| m.devices += 1).or_insert_with(|| Member {
+        user_id: e.user_id.clone(),
+        name: e.name.clone(),
+        role: e.role.clone(),
+        devices: 1,
+    });
+}
+
+/// One room: its entries by connection with their expiry, and an index by user kept in step with them,
+/// so a join's snapshot costs what it lists, not the size of the room.
+#[derive(Default)]
+struct Room {
+    conns: HashMap<String, (PresenceEntry, Instant)>,
+    users: BTreeMap<String, Member>,
+    /// No entry expires before this (a lower bound: refreshes only move expiries later).
+    earliest: Option<Instant>,
+}
+
+impl Room {
+    fn insert(&mut self, entry: &PresenceEntry, expires: Instant) {
+        self.earliest = Some(self.earliest.map_or(expires, |e| e.min(expires)));
+        if let Some(slot) = self.conns.get_mut(&entry.conn) {
+            slot.1 = expires;
+            return;
+        }
+        self.conns.insert(entry.conn.clone(), (entry.clone(), expires));
+        count_device(&mut self.users, entry);
+    }
+
+    fn remove(&mut self, conn: &str) {
+        let Some((entry, _)) = self.conns.remove(conn) else { return };
+        if let Some(m) = self.users.get_mut(&entry.user_id) {
+            m.devices -= 1;
+            if m.devices == 0 {
+                self.users.remove(&entry.user_id);
+            }
+        }
+    }
+
+    /// Drops expired entries; a full pass only once the earliest expiry has passed.
+    fn sweep(&mut self, now: Instant) {
+        if self.earliest.is_none_or(|e| e > now) {
+            return;
+        }
+        let expired: Vec<String> =
+            self.conns.iter().filter(|(_, (_, exp))| *exp <= now).map(|(c, _)| c.clone()).collect();
+        for c in expired {
+            self.remove(&c);
+        }
+        self.earliest = self.conns.values().map(|(_, exp)| *exp).min();
+    }
+}
 
 #[derive(Default)]
 pub struct MemoryPresence {
-    rooms: Mutex<HashMap<String, RoomEntries>>,
+    rooms: Mutex<HashMap<String, Room>>,
+}
+
+impl MemoryPresence {
+    /// Runs `f` on `room` after dropping its expired entries; `None` when nobody is there.
+    fn with_room<T>(&self, room: &str, f: impl FnOnce(&Room) -> T) -> Option<T> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let r = rooms.get_mut(room)?;
+        r.sweep(Instant::now());
+        if r.conns.is_empty() {
+            rooms.remove(room);
+            return None;
+        }
+        Some(f(r))
+    }
 }
 
 impl PresenceStore for MemoryPresence {
@@ -61,10 +154,11 @@ impl PresenceStore for MemoryPresence {
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-            rooms
-                .entry(room.to_string())
-                .or_default()
-                .insert(entry.conn.clone(), (entry.clone(), Instant::now() + ttl));
+            let expires = Instant::now() + ttl;
+            match rooms.get_mut(room) {
+                Some(r) => r.insert(entry, expires),
+                None => rooms.entry(room.to_string()).or_default().insert(entry, expires),
+            }
             Ok(())
         })
     }
@@ -74,7 +168,7 @@ impl PresenceStore for MemoryPresence {
             let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(r) = rooms.get_mut(room) {
                 r.remove(conn);
-                if r.is_empty() {
+                if r.conns.is_empty() {
                     rooms.remove(room);
                 }
             }
@@ -84,13 +178,26 @@ impl PresenceStore for MemoryPresence {
 
     fn list<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<PresenceEntry>, BusError>> {
         Box::pin(async move {
-            let now = Instant::now();
-            let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(r) = rooms.get_mut(room) else { return Ok(Vec::new()) };
-            r.retain(|_, (_, expires)| *expires > now);
-            let mut out: Vec<_> = r.values().map(|(e, _)| e.clone()).collect();
+            let mut out: Vec<PresenceEntry> =
+                self.with_room(room, |r| r.conns.values().map(|(e, _)| e.clone()).collect()).unwrap_or_default();
             out.sort_by(|a, b| a.conn.cmp(&b.conn));
             Ok(out)
+        })
+    }
+
+    fn summary<'a>(
+        &'a self,
+        room: &'a str,
+        user: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceSummary, BusError>> {
+        Box::pin(async move {
+            let summary = self.with_room(room, |r| PresenceSummary {
+                members: r.users.values().take(limit).cloned().collect(),
+                total: r.users.len(),
+                devices: r.users.get(user).map_or(0, |m| m.devices as usize),
+            });
+            Ok(summary.unwrap_or(PresenceSummary { members: Vec::new(), total: 0, devices: 0 }))
         })
     }
 }
@@ -116,5 +223,45 @@ mod tests {
         assert_eq!(m.len(), 1, "bob's entry expired");
         p.remove("r", "n:1").await.unwrap();
         assert_eq!(members(&p.list("r").await.unwrap())[0].devices, 1);
+    }
+    #[tokio::test]
+    async fn the_index_agrees_with_the_entries() {
+        let p = MemoryPresence::default();
+        let ttl = Duration::from_secs(60);
+        // Users u0..u6 with up to three devices each; some leave, one refreshes.
+        for c in 0..20 {
+            p.add("r", &entry(&format!("n:{c}"), &format!("u{}", c % 7)), ttl).await.unwrap();
+        }
+        for c in [0, 7, 14, 3] {
+            p.remove("r", &format!("n:{c}")).await.unwrap();
+        }
+        p.add("r", &entry("n:1", "u1"), ttl).await.unwrap();
+        for (user, limit) in [("u0", 100), ("u1", 3), ("u3", 0), ("nobody", 5)] {
+            let indexed = p.summary("r", user, limit).await.unwrap();
+            let listed = PresenceSummary::of(&p.list("r").await.unwrap(), user, limit);
+            assert_eq!(indexed, listed, "{user} limit {limit}");
+        }
+        let s = p.summary("r", "u0", 2).await.unwrap();
+        assert_eq!((s.total, s.devices, s.members.len()), (6, 0, 2), "u0 left on every device");
+        assert_eq!(s.members[0].user_id, "u1");
+        assert_eq!(p.summary("r", "u3", 10).await.unwrap().devices, 2);
+    }
+
+    #[tokio::test]
+    async fn expired_entries_leave_the_index() {
+        let p = MemoryPresence::default();
+        p.add("r", &entry("n:1", "ann"), Duration::from_secs(60)).await.unwrap();
+        p.add("r", &entry("n:2", "bob"), Duration::from_millis(20)).await.unwrap();
+        p.add("r", &entry("n:3", "bob"), Duration::from_millis(20)).await.unwrap();
+        assert_eq!(p.summary("r", "bob", 10).await.unwrap().devices, 2);
+        // A refresh keeps one of bob's devices.
+        p.add("r", &entry("n:3", "bob"), Duration::from_secs(60)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let s = p.summary("r", "bob", 10).await.unwrap();
+        assert_eq!((s.total, s.devices), (2, 1));
+        p.remove("r", "n:1").await.unwrap();
+        p.remove("r", "n:3").await.unwrap();
+        assert_eq!(p.summary("r", "bob", 10).await.unwrap().total, 0);
+        assert!(p.rooms.lock().unwrap().is_empty(), "an empty room is dropped");
     }
 }
