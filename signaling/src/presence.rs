@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -64,50 +64,62 @@ impl PresenceSummary {
 
 /// Collapses connections to members: one per user, with their device count, sorted by user id.
 pub fn members(entries: &[PresenceEntry]) -> Vec<Member> {
-    let mut users = BTreeMap::new();
+    let mut by_user: BTreeMap<&str, Member> = BTreeMap::new();
     for e in entries {
-        count_device(&mut users, e);
+        by_user.entry(&e.user_id).and_modify(|m| m.devices += 1).or_insert_with(|| Member {
+            user_id: e.user_id.clone(),
+            name: e.name.clone(),
+            role: e.role.clone(),
+            devices: 1,
+        });
     }
-    users.into_values().collect()
+    by_user.into_values().collect()
 }
 
-/// Counts `e`'s connection under its user (the first connection gives the name and role shown).
-fn count_device(users: &mut BTreeMap<String, Member>, e: &PresenceEntry) {
-    users.entry(e.user_id.clone()).and_modify(|m| m.devices += 1).or_insert_with(|| Member {
-        user_id: e.user_id.clone(),
-        name: e.name.clone(),
-        role: e.role.clone(),
-        devices: 1,
-    });
-}
-
-/// One room: its entries by connection with their expiry, and an index by user kept in step with them,
-/// so a join's snapshot costs what it lists, not the size of the room.
+/// One room: its connections with their expiry, and an index by user kept in step with them, so a join's
+/// snapshot costs what it lists, not the size of the room. Each string is held once (a user id is shared
+/// by the user's connections): an idle connection's presence is part of its memory.
 #[derive(Default)]
 struct Room {
-    conns: HashMap<String, (PresenceEntry, Instant)>,
-    users: BTreeMap<String, Member>,
-    /// No entry expires before this (a lower bound: refreshes only move expiries later).
+    conns: HashMap<Box<str>, (Arc<str>, Instant)>,
+    users: BTreeMap<Arc<str>, Person>,
+    /// No entry expires before this (a lower bound, recomputed by a sweep).
     earliest: Option<Instant>,
+}
+
+/// A user in a room: the name and role of their first connection, and how many they have.
+struct Person {
+    name: Box<str>,
+    role: Box<str>,
+    devices: u32,
 }
 
 impl Room {
     fn insert(&mut self, entry: &PresenceEntry, expires: Instant) {
         self.earliest = Some(self.earliest.map_or(expires, |e| e.min(expires)));
-        if let Some(slot) = self.conns.get_mut(&entry.conn) {
+        if let Some(slot) = self.conns.get_mut(entry.conn.as_str()) {
             slot.1 = expires;
             return;
         }
-        self.conns.insert(entry.conn.clone(), (entry.clone(), expires));
-        count_device(&mut self.users, entry);
+        let user = match self.users.get_key_value(entry.user_id.as_str()) {
+            Some((user, _)) => user.clone(),
+            None => Arc::from(entry.user_id.as_str()),
+        };
+        let person = self.users.entry(user.clone()).or_insert_with(|| Person {
+            name: entry.name.as_str().into(),
+            role: entry.role.as_str().into(),
+            devices: 0,
+        });
+        person.devices += 1;
+        self.conns.insert(entry.conn.as_str().into(), (user, expires));
     }
 
     fn remove(&mut self, conn: &str) {
-        let Some((entry, _)) = self.conns.remove(conn) else { return };
-        if let Some(m) = self.users.get_mut(&entry.user_id) {
-            m.devices -= 1;
-            if m.devices == 0 {
-                self.users.remove(&entry.user_id);
+        let Some((user, _)) = self.conns.remove(conn) else { return };
+        if let Some(p) = self.users.get_mut(&user) {
+            p.devices -= 1;
+            if p.devices == 0 {
+                self.users.remove(&user);
             }
         }
     }
@@ -117,12 +129,16 @@ impl Room {
         if self.earliest.is_none_or(|e| e > now) {
             return;
         }
-        let expired: Vec<String> =
+        let expired: Vec<Box<str>> =
             self.conns.iter().filter(|(_, (_, exp))| *exp <= now).map(|(c, _)| c.clone()).collect();
         for c in expired {
             self.remove(&c);
         }
         self.earliest = self.conns.values().map(|(_, exp)| *exp).min();
+    }
+
+    fn member(user: &str, p: &Person) -> Member {
+        Member { user_id: user.to_string(), name: p.name.to_string(), role: p.role.to_string(), devices: p.devices }
     }
 }
 
@@ -178,8 +194,20 @@ impl PresenceStore for MemoryPresence {
 
     fn list<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<PresenceEntry>, BusError>> {
         Box::pin(async move {
-            let mut out: Vec<PresenceEntry> =
-                self.with_room(room, |r| r.conns.values().map(|(e, _)| e.clone()).collect()).unwrap_or_default();
+            let mut out: Vec<PresenceEntry> = self
+                .with_room(room, |r| {
+                    let entry = |(conn, (user, _)): (&Box<str>, &(Arc<str>, Instant))| {
+                        let p = &r.users[user];
+                        PresenceEntry {
+                            conn: conn.to_string(),
+                            user_id: user.to_string(),
+                            name: p.name.to_string(),
+                            role: p.role.to_string(),
+                        }
+                    };
+                    r.conns.iter().map(entry).collect()
+                })
+                .unwrap_or_default();
             out.sort_by(|a, b| a.conn.cmp(&b.conn));
             Ok(out)
         })
@@ -193,9 +221,9 @@ impl PresenceStore for MemoryPresence {
     ) -> BoxFuture<'a, Result<PresenceSummary, BusError>> {
         Box::pin(async move {
             let summary = self.with_room(room, |r| PresenceSummary {
-                members: r.users.values().take(limit).cloned().collect(),
+                members: r.users.iter().take(limit).map(|(u, p)| Room::member(u, p)).collect(),
                 total: r.users.len(),
-                devices: r.users.get(user).map_or(0, |m| m.devices as usize),
+                devices: r.users.get(user).map_or(0, |p| p.devices as usize),
             });
             Ok(summary.unwrap_or(PresenceSummary { members: Vec::new(), total: 0, devices: 0 }))
         })
