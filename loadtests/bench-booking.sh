@@ -12,6 +12,7 @@
 # with psql and dropped after each run), SKIP_BUILD (unset), BENCH_MAX_SECS (1200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtests/lib.sh
 
 RUNS=${RUNS:-3}
 BACKENDS=${BACKENDS:-"sqlite postgres"}
@@ -34,6 +35,7 @@ PIDS=()
 SERVER=""
 DB=""
 cleanup() {
+  stop_watchdog
   [[ -n "$SERVER" ]] && kill "$SERVER" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
@@ -43,27 +45,12 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-( sleep "$BENCH_MAX_SECS"; echo "bench-booking: BENCH_MAX_SECS reached" >&2; kill -TERM $$ ) &
-PIDS+=($!)
+watchdog "$BENCH_MAX_SECS" "bench-booking: BENCH_MAX_SECS reached"
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   cargo build --release -p orchestrator -p loadtests
 fi
 LOAD=target/release/lc-load
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-  for _ in $(seq 150); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$SERVER" 2>/dev/null || { echo "the server exited" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
 
 run() { # backend n
   local b=$1 n=$2 url port f="$RAW/$1-$2.json"
@@ -79,7 +66,7 @@ run() { # backend n
   DATABASE_URL="$url" LIVECLASS_LOG_FILTER=warn LIVECLASS_ALLOW_TENANT_SIGNUP=true \
     LIVECLASS_RTC_UDP_PORT=0 target/release/liveclass serve --addr "127.0.0.1:$port" >"$RAW/$b-$n.server.log" 2>&1 &
   SERVER=$!
-  wait_port "$port"
+  wait_port "$port" "$SERVER"
   echo "== $b run $n (port $port)" >&2
   local rc=0
   "$LOAD" booking --url "http://127.0.0.1:$port" --backend "$b" --server-pid "$SERVER" --tutors "$TUTORS" \

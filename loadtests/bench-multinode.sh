@@ -12,6 +12,7 @@
 # with four loopback source addresses each, under the 20,000-file limit per process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtests/lib.sh
 RUNS=${RUNS:-3}; ROOMS=${ROOMS:-1000}; ISO=${ISO:-100}; RATE=${RATE:-1000}; DUR=${DUR:-5}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -27,21 +28,14 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
 fi
 NODES=()
 cleanup() {
-  [[ -n "${WATCHDOG:-}" ]] && pkill -P "$WATCHDOG" 2>/dev/null && kill "$WATCHDOG" 2>/dev/null
+  stop_watchdog
   for p in "${NODES[@]}"; do kill "$p" 2>/dev/null || true; done
   wait "${NODES[@]}" 2>/dev/null || true
   psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# Detached from stdout/stderr: a lingering `sleep` must not hold the caller's pipe open after the script ends.
-( sleep "$BENCH_MAX_SECS"; kill -TERM $$ ) </dev/null >/dev/null 2>&1 &
-WATCHDOG=$!
-
-wait_port() {
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "nothing listens on $1" >&2; return 1
-}
+watchdog "$BENCH_MAX_SECS" "bench-multinode: BENCH_MAX_SECS reached"
 
 for r in $(seq "$RUNS"); do
   psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
@@ -52,7 +46,7 @@ for r in $(seq "$RUNS"); do
     DATABASE_URL="$PG_URL/$DB" REDIS_URL="$REDIS_URL" LIVECLASS_LOG_FILTER=warn LIVECLASS_RTC_UDP_PORT=0 \
       LIVECLASS_EMBEDDED_SFU=false target/release/liveclass serve --addr "127.0.0.1:$port" >"$OUT/node-$port-run$r.log" 2>&1 &
     NODES+=($!)
-    wait_port "$port"   # the first node runs the migrations before the second starts
+    wait_port "$port" "${NODES[-1]}"   # the first node runs the migrations before the second starts
   done
   at=$(( $(date +%s%3N) + 25000 ))
   shards=()

@@ -14,6 +14,7 @@
 # BENCH_MAX_SECS (300: no run starts that could end after it; a watchdog stops everything 60 s later).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtests/lib.sh
 
 RUNS=${RUNS:-3}
 STEPS=${STEPS:-"30 120 300 500 700 900 1100 1300"}
@@ -48,18 +49,13 @@ stop_server() {
   fi
 }
 cleanup() {
-  [[ -n "$WATCHDOG" ]] && kill "$WATCHDOG" 2>/dev/null || true
+  stop_watchdog
   stop_server
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-( sleep $((BENCH_MAX_SECS + 60)); echo "bench-sfu: watchdog: BENCH_MAX_SECS + 60 s reached" >&2; kill -TERM $$ ) &
-WATCHDOG=$!
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+watchdog $((BENCH_MAX_SECS + 60)) "bench-sfu: watchdog: BENCH_MAX_SECS + 60 s reached"
 rand() { python3 -c "import secrets; print(secrets.token_hex($1))"; }
 
 export LIVEKIT_API_KEY="API$(rand 6)"

@@ -13,6 +13,7 @@
 # OUR_PORT (18080), PEER_PORT (13100), SKIP_BUILD (unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtests/lib.sh
 
 RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"ours socketio"}
@@ -40,6 +41,7 @@ mkdir -p "$RAW"
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
+  stop_watchdog
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -48,17 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # The whole run is bounded.
-( sleep "$BENCH_MAX_SECS"; echo "bench: BENCH_MAX_SECS reached" >&2; kill -TERM $$ ) &
-PIDS+=($!)
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
+watchdog "$BENCH_MAX_SECS" "bench: BENCH_MAX_SECS reached"
 
 if [[ -z "${SKIP_BUILD:-}" ]]; then
   cargo build --release -p loadtests
@@ -73,7 +65,7 @@ if [[ " $TARGETS " == *" ours "* ]]; then
     >"$RAW/ours.log" 2>&1 &
   PID[ours]=$!
   PIDS+=("${PID[ours]}")
-  wait_port "$OUR_PORT"
+  wait_port "$OUR_PORT" "${PID[ours]}"
   URL[ours]="ws://127.0.0.1:$OUR_PORT"
 fi
 if [[ " $TARGETS " == *" socketio "* ]]; then
