@@ -196,7 +196,7 @@ impl PresenceStore for MemoryPresence {
         Box::pin(async move {
             let mut out: Vec<PresenceEntry> = self
                 .with_room(room, |r| {
-                    let entry = |(conn, (user, _)): (&Box<str>, &(Arc<str>, Instant))| {
+                    let entry = |conn: &str, user: &Arc<str>| {
                         let p = &r.users[user];
                         PresenceEntry {
                             conn: conn.to_string(),
@@ -205,7 +205,7 @@ impl PresenceStore for MemoryPresence {
                             role: p.role.to_string(),
                         }
                     };
-                    r.conns.iter().map(entry).collect()
+                    r.conns.iter().map(|(conn, (user, _))| entry(conn, user)).collect()
                 })
                 .unwrap_or_default();
             out.sort_by(|a, b| a.conn.cmp(&b.conn));
