@@ -272,12 +272,16 @@ impl Ctx {
         format!("lobby:{}:{name}", self.tenant)
     }
 
-    /// Opens client `i` on node `node` and joins `room`; returns the connection and the join's body.
-    async fn open(&self, i: usize, node: usize, room: &str) -> Result<(Conn, Value)> {
-        let id = user_id(i);
-        let token = mint_token(&self.secret, &self.tenant, &id, &format!("u{i}"), LOAD_ROLE, 3600);
+    /// Client `i`'s access token (a real client has one before it connects).
+    fn token(&self, i: usize) -> String {
+        mint_token(&self.secret, &self.tenant, &user_id(i), &format!("u{i}"), LOAD_ROLE, 3600)
+    }
+
+    /// Opens client `i` with `token` on node `node` and joins `room`; returns the connection and the join's
+    /// body.
+    async fn open(&self, i: usize, token: &str, node: usize, room: &str) -> Result<(Conn, Value)> {
         let src = if self.sources.is_empty() { None } else { Some(self.sources[i % self.sources.len()]) };
-        let mut conn = Conn::open(self.target, &self.endpoints[node % self.endpoints.len()], src, &token).await?;
+        let mut conn = Conn::open(self.target, &self.endpoints[node % self.endpoints.len()], src, token).await?;
         let (_, body) = conn.join(room, None, |_, _| {}).await?;
         Ok((conn, body))
     }
@@ -296,14 +300,16 @@ async fn open_many(
 ) -> (Vec<Option<(Conn, Value)>>, Hist, Duration, Vec<String>) {
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
     let hist = Arc::new(AtomicHist::default());
+    // Tokens are minted before the clock starts: clients log in before they connect.
+    let ids: Vec<_> = ids.into_iter().map(|(i, node, room)| (i, ctx.token(i), node, room)).collect();
     let start = Instant::now();
     let mut handles = Vec::with_capacity(ids.len());
-    for (i, node, room) in ids {
+    for (i, token, node, room) in ids {
         let (ctx, sem, hist) = (ctx.clone(), sem.clone(), hist.clone());
         handles.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
             let t = Instant::now();
-            let r = tokio::time::timeout(Duration::from_secs(30), ctx.open(i, node, &room)).await;
+            let r = tokio::time::timeout(Duration::from_secs(30), ctx.open(i, &token, node, &room)).await;
             let r = match r {
                 Ok(r) => r,
                 Err(_) => Err(anyhow::anyhow!("connect+join timed out")),
@@ -701,6 +707,7 @@ async fn reconnect(c: &Common, room_size: usize) -> Result<Value> {
         let (ctx, mut drop_rx, mut stop_rx) = (ctx.clone(), drop_rx.clone(), stop_rx.clone());
         let (back, unrec, back_hist) = (back.clone(), unrecoverable.clone(), back_hist.clone());
         member_tasks.push(tokio::spawn(async move {
+            let token = ctx.token(i); // kept from the first login, as a real client would
             let mut s = Stream::at(&body);
             let mut conn = Some(conn);
             while let Some(cn) = conn.as_mut() {
@@ -714,7 +721,6 @@ async fn reconnect(c: &Common, room_size: usize) -> Result<Value> {
                         drop(conn.take()); // abrupt: no close frame
                         let t = Instant::now();
                         let src = if ctx.sources.is_empty() { None } else { Some(ctx.sources[i % ctx.sources.len()]) };
-                        let token = mint_token(&ctx.secret, &ctx.tenant, &user_id(i), &format!("u{i}"), LOAD_ROLE, 3600);
                         let mut tries = 0;
                         let mut c2 = loop {
                             let ep = &ctx.endpoints[node % ctx.endpoints.len()];
