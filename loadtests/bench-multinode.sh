@@ -37,6 +37,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 watchdog "$BENCH_MAX_SECS" "bench-multinode: BENCH_MAX_SECS reached"
 
+require_free_port "$PORT0" "$PORT1"
 for r in $(seq "$RUNS"); do
   psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
   psql "$PG_URL/postgres" -qc "CREATE DATABASE $DB"

@@ -60,6 +60,12 @@ fi
 LOAD=target/release/lc-load
 
 declare -A URL PID
+ports=()
+[[ " $TARGETS " == *" ours "* ]] && ports+=("$OUR_PORT")
+if [[ " $TARGETS " == *" socketio "* ]]; then
+  for ((i = 0; i < PEER_WORKERS; i++)); do ports+=($((PEER_PORT + i))); done
+fi
+require_free_port "${ports[@]}"
 if [[ " $TARGETS " == *" ours "* ]]; then
   DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc" RUST_LOG=warn LIVECLASS_RTC_UDP_PORT=0 target/release/liveclass serve --addr "127.0.0.1:$OUR_PORT" \
     >"$RAW/ours.log" 2>&1 &

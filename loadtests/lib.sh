@@ -31,6 +31,17 @@ wait_port() {
   return 1
 }
 
+# require_free_port PORT...: fails if something already listens on one of them (a leftover server would be
+# measured in place of the one this script starts).
+require_free_port() {
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p is already in use: stop what listens there first" >&2
+      return 1
+    fi
+  done
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
