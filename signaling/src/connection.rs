@@ -145,8 +145,10 @@ fn serve(
         }
 
         let mut shutdown = sig.shutdown.clone();
-        let mut heartbeat = tokio::time::interval(cfg.heartbeat);
-        heartbeat.tick().await;
+        // The first beat comes at this connection's own point of the interval, so connections opened together
+        // (a class starting, every client coming back after a deploy) don't ping and refresh presence in one
+        // wave for as long as they live.
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + first_beat(cfg.heartbeat, id), cfg.heartbeat);
         let mut last_seen = Instant::now();
         // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
         let mut batch = Vec::new();
@@ -527,10 +529,36 @@ impl Conn {
     }
 }
 
+/// Between half an interval and one and a half, spread evenly over connection ids (Fibonacci hashing, so
+/// consecutive ids land far apart): the beats of connections opened together fall evenly over every later
+/// interval. The presence lifetime is three intervals, so the entry a join made is refreshed in time.
+fn first_beat(interval: Duration, conn: u64) -> Duration {
+    let unit = (conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    interval.mul_f64(0.5 + unit)
+}
+
 fn empty_object() -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON")
 }
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_beats_spread_over_a_whole_interval() {
+        let interval = Duration::from_secs(20);
+        let beats: Vec<Duration> = (1..=1000).map(|id| first_beat(interval, id)).collect();
+        assert!(beats.iter().all(|b| *b >= interval / 2 && *b <= interval * 3 / 2));
+        // Ten equal buckets over [10 s, 30 s): each holds about a tenth of consecutive ids.
+        let mut buckets = [0usize; 10];
+        for b in &beats {
+            buckets[(((b.as_secs_f64() - 10.0) / 2.0) as usize).min(9)] += 1;
+        }
+        assert!(buckets.iter().all(|&n| (60..=140).contains(&n)), "{buckets:?}");
+    }
 }

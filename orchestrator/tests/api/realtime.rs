@@ -404,6 +404,35 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered() {
 }
 
 #[tokio::test]
+async fn connections_opened_together_do_not_heartbeat_together() {
+    // With a 2 s heartbeat, each connection's first ping comes at its own point between 1 and 3 s after it
+    // opened, not all at 2 s: otherwise a class that starts together pings and refreshes presence in one
+    // wave for as long as it lasts.
+    let app = TestApp::spawn_with(|c| c.ws_heartbeat_secs = 2).await;
+    let s = school(&app, "beat", 1, 0).await;
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let c = Client::connect(&app, &s.tutor.access).await;
+        clients.push((c, tokio::time::Instant::now()));
+    }
+    let mut after_open = futures::future::join_all(clients.into_iter().map(|(mut c, opened)| async move {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), c.ws.next()).await.expect("a ping within 5 s");
+            if let Some(Ok(Message::Ping(_))) = msg {
+                return opened.elapsed();
+            }
+            assert!(matches!(msg, Some(Ok(_))), "socket closed: {msg:?}");
+        }
+    }))
+    .await;
+    after_open.sort();
+    let (first, last) = (after_open[0], after_open[after_open.len() - 1]);
+    assert!(first >= Duration::from_millis(950), "no ping before half an interval: {after_open:?}");
+    assert!(last <= Duration::from_millis(3100), "every first ping within 1.5 intervals: {after_open:?}");
+    assert!(last - first >= Duration::from_millis(800), "spread over a whole interval: {after_open:?}");
+}
+
+#[tokio::test]
 async fn a_join_lists_a_bounded_presence_snapshot() {
     let app = TestApp::spawn_with(|c| c.ws_presence_snapshot_limit = 2).await;
     let (s, _class, room) = live_class(&app, "snap", 3).await;
