@@ -432,8 +432,7 @@ impl Conn {
         let joined = async {
             let history = self.sig.bus.history(room, recover, self.sig.config.join_history).await?;
             if personal {
-                let nobody = PresenceSummary { members: Vec::new(), total: 0, devices: 0 };
-                return Ok((history, BoardSnapshot { offset: 0, objects: Vec::new() }, nobody));
+                return Ok((history, BoardSnapshot { offset: 0, objects: Vec::new() }, PresenceSummary::default()));
             }
             let board = self.sig.bus.board(room).await?;
             self.sig.presence.add(room, &entry, self.sig.config.presence_ttl()).await?;

@@ -42,7 +42,7 @@ pub trait PresenceStore: Send + Sync + 'static {
 }
 
 /// A room's presence as a join reply and a leave need it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PresenceSummary {
     /// Up to the limit asked for, by user id.
     pub members: Vec<Member>,
@@ -225,7 +225,7 @@ impl PresenceStore for MemoryPresence {
                 total: r.users.len(),
                 devices: r.users.get(user).map_or(0, |p| p.devices as usize),
             });
-            Ok(summary.unwrap_or(PresenceSummary { members: Vec::new(), total: 0, devices: 0 }))
+            Ok(summary.unwrap_or_default())
         })
     }
 }
