@@ -94,6 +94,17 @@ struct Person {
     devices: u32,
 }
 
+impl Person {
+    fn member(&self, user: &str) -> Member {
+        Member {
+            user_id: user.to_string(),
+            name: self.name.to_string(),
+            role: self.role.to_string(),
+            devices: self.devices,
+        }
+    }
+}
+
 impl Room {
     fn insert(&mut self, entry: &PresenceEntry, expires: Instant) {
         self.earliest = Some(self.earliest.map_or(expires, |e| e.min(expires)));
@@ -135,10 +146,6 @@ impl Room {
             self.remove(&c);
         }
         self.earliest = self.conns.values().map(|(_, exp)| *exp).min();
-    }
-
-    fn member(user: &str, p: &Person) -> Member {
-        Member { user_id: user.to_string(), name: p.name.to_string(), role: p.role.to_string(), devices: p.devices }
     }
 }
 
@@ -221,7 +228,7 @@ impl PresenceStore for MemoryPresence {
     ) -> BoxFuture<'a, Result<PresenceSummary, BusError>> {
         Box::pin(async move {
             let summary = self.with_room(room, |r| PresenceSummary {
-                members: r.users.iter().take(limit).map(|(u, p)| Room::member(u, p)).collect(),
+                members: r.users.iter().take(limit).map(|(u, p)| p.member(u)).collect(),
                 total: r.users.len(),
                 devices: r.users.get(user).map_or(0, |p| p.devices as usize),
             });
