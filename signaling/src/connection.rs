@@ -6,7 +6,7 @@
 //! Joins don't lose or duplicate: the member is registered (live frames start queueing) before the
 //! history is read; frames at or below the offset the join reply covered are then skipped.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{
@@ -19,7 +19,7 @@ use crate::{
     Signaling,
     bus::Publish,
     gate::{Identity, RoomGrant},
-    hub::{Drained, MemberHandle, Outbox, Outgoing},
+    hub::{Drained, MemberHandle, Outbox, Outgoing, Verdict},
     presence::{PresenceEntry, PresenceSummary},
     protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION},
 };
@@ -41,12 +41,61 @@ struct Joined {
     last: u64,
 }
 
+/// The rooms a connection is in: at most `max_rooms` (16 by default), so a vector rather than a map. A
+/// publication carries the hub's own `Arc` of its room's name; the first match by content adopts that
+/// pointer, so later lookups compare pointers, not strings (this runs once per delivery).
+#[derive(Default)]
+struct Rooms(Vec<(Arc<str>, Joined)>);
+
+impl Rooms {
+    fn get(&self, room: &str) -> Option<&Joined> {
+        self.0.iter().find(|(k, _)| **k == *room).map(|(_, j)| j)
+    }
+
+    fn contains(&self, room: &str) -> bool {
+        self.get(room).is_some()
+    }
+
+    /// The member state for a publication of `room`.
+    fn for_publication(&mut self, room: &Arc<str>) -> Option<&mut Joined> {
+        let i = match self.0.iter().position(|(k, _)| Arc::ptr_eq(k, room)) {
+            Some(i) => i,
+            None => {
+                let i = self.0.iter().position(|(k, _)| **k == **room)?;
+                self.0[i].0 = room.clone();
+                i
+            }
+        };
+        Some(&mut self.0[i].1)
+    }
+
+    fn insert(&mut self, room: Arc<str>, joined: Joined) {
+        match self.0.iter_mut().find(|(k, _)| *k == room) {
+            Some(slot) => slot.1 = joined,
+            None => self.0.push((room, joined)),
+        }
+    }
+
+    fn remove(&mut self, room: &str) -> Option<Joined> {
+        let i = self.0.iter().position(|(k, _)| **k == *room)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().map(|(k, _)| k)
+    }
+}
+
 struct Conn {
     sig: Signaling,
     id: u64,
     who: Identity,
     presence_key: String,
-    rooms: HashMap<Arc<str>, Joined>,
+    rooms: Rooms,
     outbox: Arc<Outbox>,
     tokens: f64,
     refilled: Instant,
@@ -119,7 +168,7 @@ fn serve(
             sig: sig.clone(),
             id,
             who,
-            rooms: HashMap::new(),
+            rooms: Rooms::default(),
             outbox: Arc::new(Outbox::new(cfg.queue_capacity)),
             tokens: cfg.burst as f64,
             refilled: Instant::now(),
@@ -138,13 +187,19 @@ fn serve(
         // Every connection is in its user's channel (pushes of balance, XP, unlocks, kicks).
         let user_room = format!("user:{}", conn.who.user_id);
         let personal = Box::pin(conn.join(&mut sink, None, &user_room, None, RoomGrant::READ_ONLY)).await;
-        if personal.is_err() || !conn.rooms.contains_key(user_room.as_str()) {
+        if personal.is_err() || !conn.rooms.contains(&user_room) {
             // Without its user channel a connection would miss pushes and kicks: don't keep it.
             conn.cleanup().await;
             return close_with(sink, close::GOING_AWAY, "temporarily unavailable").await;
         }
+        // Shutdown kills the outbox of every connection in the hub; this one registered just now, perhaps
+        // after that sweep: then the flag (set before the sweep) tells.
+        if sig.shutting_down() {
+            conn.cleanup().await;
+            let Verdict { code, reason } = Verdict::SHUTTING_DOWN;
+            return close_with(sink, code, reason).await;
+        }
 
-        let mut shutdown = sig.shutdown.clone();
         // The first beat comes at this connection's own point of the interval, so connections opened together
         // (a class starting, every client coming back after a deploy) don't ping and refresh presence in one
         // wave for as long as they live.
@@ -153,20 +208,21 @@ fn serve(
         // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
         let mut batch = Vec::new();
         let outbox = conn.outbox.clone();
-        let outcome: Option<(u16, &'static str)> = loop {
+        // Shutdown and slow consumers both come through the outbox (a kill with a verdict): one registration
+        // per wait, instead of re-subscribing to a shutdown signal on every pass.
+        let outcome: Option<Verdict> = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
                 drained = outbox.drain(&mut batch, 64) => {
-                    if let Drained::Killed(reason) = drained {
-                        break Some((close::SLOW_CONSUMER, reason));
+                    if let Drained::Killed(verdict) = drained {
+                        break Some(verdict);
                     }
                     // A write blocked by a client that doesn't read must not outlive the kill switch the
                     // hub fires when the queue behind it fills up.
                     // Boxed: the write's state lives only while writing, not in every idle connection's task.
                     tokio::select! {
                         written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
-                        reason = outbox.killed() => break Some((close::SLOW_CONSUMER, reason)),
+                        verdict = outbox.killed() => break Some(verdict),
                     }
                     if batch.capacity() > 64 {
                         batch = Vec::new();
@@ -197,7 +253,7 @@ fn serve(
                 }
                 _ = heartbeat.tick() => {
                     if last_seen.elapsed() > cfg.heartbeat * 2 + Duration::from_secs(5) {
-                        break Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout"));
+                        break Some(Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" });
                     }
                     if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
                         break None;
@@ -207,7 +263,7 @@ fn serve(
             }
         };
         conn.cleanup().await;
-        if let Some((code, reason)) = outcome {
+        if let Some(Verdict { code, reason }) = outcome {
             close_with(sink, code, reason).await;
         }
     }
@@ -233,9 +289,14 @@ impl Conn {
         for item in batch.drain(..) {
             match item {
                 Outgoing::Publication(p) => {
-                    let Some(joined) = self.rooms.get_mut(&p.room) else { continue };
+                    let Some(joined) = self.rooms.for_publication(&p.room) else { continue };
                     if p.offset != 0 {
-                        if p.epoch != joined.epoch {
+                        if Arc::ptr_eq(&p.epoch, &joined.epoch) {
+                            // The usual case: the same stream, known by pointer.
+                        } else if p.epoch == joined.epoch {
+                            // The same stream: keep the bus's pointer, so the next check is a pointer comparison.
+                            joined.epoch = p.epoch.clone();
+                        } else {
                             // The stream restarted under a new epoch: tell the client to reload, then
                             // follow the new stream from here.
                             let position = StreamPosition { epoch: p.epoch.to_string(), offset: p.offset - 1 };
@@ -255,7 +316,7 @@ impl Conn {
         }
         sink.flush().await?;
         for k in kicks {
-            let rooms: Vec<Arc<str>> = self.rooms.keys().filter(|r| r.starts_with(&*k.prefix)).cloned().collect();
+            let rooms: Vec<Arc<str>> = self.rooms.names().filter(|r| r.starts_with(&*k.prefix)).cloned().collect();
             for room in rooms {
                 self.leave_room(&room).await;
                 sink.send(text(&ServerMessage::Kicked { room: &room, reason: &k.reason })).await?;
@@ -294,7 +355,7 @@ impl Conn {
             ClientMessage::Auth { .. } => send_error(sink, id, "bad_frame", "already authenticated").await,
             ClientMessage::Ping { id } => sink.send(text(&ServerMessage::Pong { id })).await,
             ClientMessage::Join { room, recover, .. } => {
-                if self.rooms.contains_key(room.as_str()) {
+                if self.rooms.contains(&room) {
                     return send_error(sink, id, "already_joined", "already in this room").await;
                 }
                 if self.rooms.len() >= self.sig.config.max_rooms {
@@ -309,14 +370,14 @@ impl Conn {
                 }
             }
             ClientMessage::Leave { room, .. } => {
-                if !self.rooms.contains_key(room.as_str()) || room.starts_with("user:") {
+                if !self.rooms.contains(&room) || room.starts_with("user:") {
                     return send_error(sink, id, "not_joined", "not in this room").await;
                 }
                 self.leave_room(&Arc::from(room.as_str())).await;
                 sink.send(text(&ServerMessage::Left { id, room: &room })).await
             }
             ClientMessage::Chat { room, text: body, .. } => {
-                let Some(j) = self.rooms.get(room.as_str()) else {
+                let Some(j) = self.rooms.get(&room) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
                 };
                 if !j.grant.chat {
@@ -342,7 +403,7 @@ impl Conn {
                 }
             }
             ClientMessage::Draw { room, op, .. } => {
-                let Some(j) = self.rooms.get(room.as_str()) else {
+                let Some(j) = self.rooms.get(&room) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
                 };
                 if !j.grant.draw {
@@ -358,7 +419,7 @@ impl Conn {
                 }
             }
             ClientMessage::Hand { room, raised, .. } => {
-                let Some(j) = self.rooms.get(room.as_str()) else {
+                let Some(j) = self.rooms.get(&room) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
                 };
                 if !j.grant.chat {
@@ -374,7 +435,7 @@ impl Conn {
                 }
             }
             ClientMessage::React { room, emoji, .. } => {
-                let Some(j) = self.rooms.get(room.as_str()) else {
+                let Some(j) = self.rooms.get(&room) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
                 };
                 if !j.grant.chat {
@@ -393,7 +454,7 @@ impl Conn {
                 }
             }
             ClientMessage::Command { room, name, args, .. } => {
-                let Some(j) = self.rooms.get(room.as_str()) else {
+                let Some(j) = self.rooms.get(&room) else {
                     return send_error(sink, id, "not_joined", "join the room first").await;
                 };
                 if !j.grant.moderate {
@@ -511,13 +572,13 @@ impl Conn {
 
     async fn refresh_presence(&self) {
         let entry = self.presence_entry();
-        for room in self.rooms.keys().filter(|r| !r.starts_with("user:")) {
+        for room in self.rooms.names().filter(|r| !r.starts_with("user:")) {
             let _ = self.sig.presence.add(room, &entry, self.sig.config.presence_ttl()).await;
         }
     }
 
     async fn cleanup(&mut self) {
-        let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
+        let rooms: Vec<Arc<str>> = self.rooms.names().cloned().collect();
         for room in rooms {
             self.leave_room(&room).await;
         }

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     bus::{Bus, BusError, BusHandler, Publication},
+    connection::close,
     protocol::publication_frame,
 };
 
@@ -67,9 +68,21 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct OutboxState {
     items: VecDeque<Outgoing>,
-    /// Set once: the connection must close with this reason; nothing more is queued.
-    killed: Option<&'static str>,
+    /// Set once: the connection must close with this verdict; nothing more is queued.
+    killed: Option<Verdict>,
     closed: bool,
+}
+
+/// Why a connection must close: the close frame's code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Verdict {
+    pub const SLOW_CONSUMER: Verdict = Verdict { code: close::SLOW_CONSUMER, reason: "slow consumer" };
+    pub const SHUTTING_DOWN: Verdict = Verdict { code: close::GOING_AWAY, reason: "server shutting down" };
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -85,8 +98,8 @@ pub enum PushError {
 pub enum Drained {
     /// This many items were moved into the batch.
     Items(usize),
-    /// The connection was told to close, with this reason.
-    Killed(&'static str),
+    /// The connection was told to close.
+    Killed(Verdict),
 }
 
 impl Outbox {
@@ -114,14 +127,14 @@ impl Outbox {
         Ok(())
     }
 
-    /// Tells the connection to close with `reason` (the first reason wins); queued items are dropped.
-    pub fn kill(&self, reason: &'static str) {
+    /// Tells the connection to close (the first verdict wins); queued items are dropped.
+    pub fn kill(&self, verdict: Verdict) {
         {
             let mut st = self.state();
             if st.killed.is_some() || st.closed {
                 return;
             }
-            st.killed = Some(reason);
+            st.killed = Some(verdict);
             st.items = VecDeque::new();
         }
         self.waker.wake();
@@ -140,8 +153,8 @@ impl Outbox {
             // Registered before looking, so a push between the look and the return can't be missed.
             self.waker.register(cx.waker());
             let mut st = self.state();
-            if let Some(reason) = st.killed {
-                return Poll::Ready(Drained::Killed(reason));
+            if let Some(verdict) = st.killed {
+                return Poll::Ready(Drained::Killed(verdict));
             }
             if st.items.is_empty() {
                 return Poll::Pending;
@@ -158,11 +171,11 @@ impl Outbox {
     }
 
     /// Resolves once the connection has been told to close.
-    pub async fn killed(&self) -> &'static str {
+    pub async fn killed(&self) -> Verdict {
         std::future::poll_fn(|cx| {
             self.waker.register(cx.waker());
             match self.state().killed {
-                Some(reason) => Poll::Ready(reason),
+                Some(verdict) => Poll::Ready(verdict),
                 None => Poll::Pending,
             }
         })
@@ -277,6 +290,15 @@ impl Hub {
     pub fn local_rooms(&self) -> usize {
         self.rooms.read().unwrap_or_else(|e| e.into_inner()).len()
     }
+
+    /// Tells every local connection to close. Each is in its user channel from its first frame on, so
+    /// none is missed; a connection registering meanwhile checks the shutdown flag after registering.
+    pub fn close_all(&self, verdict: Verdict) {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        for m in rooms.values().flatten() {
+            m.outbox.kill(verdict);
+        }
+    }
 }
 
 impl BusHandler for Hub {
@@ -305,7 +327,7 @@ impl BusHandler for Hub {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
                     self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    m.outbox.kill("slow consumer");
+                    m.outbox.kill(Verdict::SLOW_CONSUMER);
                 }
                 Err(PushError::Closed) => {}
             }
@@ -373,13 +395,13 @@ mod tests {
             async move { outbox.killed().await }
         });
         tokio::task::yield_now().await;
-        outbox.kill("slow consumer");
-        outbox.kill("second reason is ignored");
-        assert_eq!(waiter.await.unwrap(), "slow consumer");
+        outbox.kill(Verdict::SLOW_CONSUMER);
+        outbox.kill(Verdict::SHUTTING_DOWN);
+        assert_eq!(waiter.await.unwrap(), Verdict::SLOW_CONSUMER, "the first verdict wins");
         assert!(outbox.is_empty());
         assert_eq!(outbox.push(item(2)), Err(PushError::Closed));
         let mut batch = Vec::new();
-        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Killed("slow consumer"));
+        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Killed(Verdict::SLOW_CONSUMER));
 
         let closed = Outbox::new(8);
         closed.close();

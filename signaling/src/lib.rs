@@ -166,7 +166,13 @@ impl Signaling {
 
     /// Closes every connection of this node ("going away").
     pub fn shutdown(&self) {
-        let _ = self.shutdown_tx.send(true);
+        // The flag first: a connection that registers after `close_all` looked finds it set.
+        self.shutdown_tx.send_replace(true);
+        self.hub.close_all(hub::Verdict::SHUTTING_DOWN);
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::TestApp;
+use crate::{helpers::TestApp, realtime::Client};
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests() {
@@ -30,6 +30,25 @@ async fn shutdown_finishes_in_flight_requests() {
     conn.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("access_token"));
+    tokio::time::timeout(Duration::from_secs(5), stopping).await.expect("stopped in time").unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_live_connections_as_going_away() {
+    let mut app = TestApp::spawn().await;
+    let s = crate::classes::school(&app, "bye-ws", 1, 0).await;
+    let mut idle = Client::connect(&app, &s.tutor.access).await;
+    // One in a lobby as well as its user channel, to be closed whatever it is in.
+    let mut member = Client::connect(&app, &s.tutor.access).await;
+    let lobby = format!("lobby:{}:hall", s.t.id);
+    assert_eq!(member.join(&lobby).await["type"], "joined");
+
+    let stopping = tokio::spawn(app.begin_stop());
+    for c in [&mut idle, &mut member] {
+        let closed = c.until(|f| f["type"] == "_closed").await;
+        let frame = closed["frame"].as_str().unwrap();
+        assert!(frame.contains("Away") && frame.contains("server shutting down"), "{frame}");
+    }
     tokio::time::timeout(Duration::from_secs(5), stopping).await.expect("stopped in time").unwrap().unwrap();
 }
 
