@@ -49,8 +49,10 @@ pub fn user_id(i: usize) -> String {
 /// buffer's free space before every read: with thousands of clients that memset alone took a sixth of the
 /// machine's CPU, which the servers under test then lacked. Server frames here are small; a bigger one grows
 /// the buffer as needed.
+/// tungstenite zero-fills `read_buffer_size` bytes before every read (128 KiB by default: 15% of all CPU
+/// here once). A publication is about 250 bytes, a few of them a read: 1 KiB.
 fn client_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(4096)
+    WebSocketConfig::default().read_buffer_size(1024)
 }
 
 /// What a frame is, as far as the generator cares.
@@ -96,8 +98,19 @@ pub fn chat_text(stamp_us: u64, node: u8, len: usize) -> String {
     s
 }
 
+/// Where `needle` starts in `frame`. Once per received publication: a prebuilt searcher, not `str::find`'s
+/// (which builds one per call).
+fn find(frame: &str, needle: &'static std::sync::LazyLock<memchr::memmem::Finder<'static>>) -> Option<usize> {
+    needle.find(frame.as_bytes())
+}
+
+static TEXT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"text\":\""));
+static OFFSET: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"offset\":"));
+
 fn parse_stamp(frame: &str) -> Option<(u64, u8)> {
-    let at = frame.find("\"text\":\"")? + 8;
+    let at = find(frame, &TEXT)? + 8;
     let rest = frame.as_bytes().get(at..)?;
     let mut ts = 0u64;
     let mut i = 0;
@@ -113,7 +126,7 @@ fn parse_stamp(frame: &str) -> Option<(u64, u8)> {
 }
 
 fn parse_offset(frame: &str) -> u64 {
-    let Some(at) = frame.find("\"offset\":") else { return 0 };
+    let Some(at) = find(frame, &OFFSET) else { return 0 };
     frame[at + 9..].bytes().take_while(|b| b.is_ascii_digit()).fold(0, |a, b| a * 10 + (b - b'0') as u64)
 }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use client::{Conn, Endpoint, Frame, Target, chat_text, mint_token, now_us, user_id};
-use stats::{AtomicHist, Hist};
+use stats::{AtomicHist, Counter, Hist};
 
 #[derive(Parser)]
 #[command(name = "lc-load", about = "liveclass load generator (ours vs a Socket.IO peer)")]
@@ -349,7 +349,7 @@ fn err_count(conns: &[Option<(Conn, Value)>]) -> usize {
 /// Shared counters of a fan-out run.
 #[derive(Default)]
 struct Counters {
-    delivered: AtomicU64,
+    delivered: Counter,
     sent: AtomicU64,
     errors: AtomicU64,
     /// Sends the server answered with an `error` frame (e.g. `rate_limited`): never published.
@@ -394,7 +394,7 @@ async fn member(
                     }
                     let lat = now_us().saturating_sub(ts);
                     if from == node { k.hist.record(lat) } else { k.cross.record(lat) }
-                    k.delivered.fetch_add(1, Ordering::Relaxed);
+                    k.delivered.add(1);
                 }
                 Ok(Frame::Closed) | Err(_) => {
                     k.errors.fetch_add(1, Ordering::Relaxed);
@@ -445,10 +445,10 @@ async fn pace(outboxes: &[mpsc::Sender<u64>], rate: f64, until: Instant, k: &Cou
 /// Waits until `delivered` reaches `expected` or stays still for 1 s (at most 5 s).
 async fn settle(k: &Counters, expected: u64) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut last = (k.delivered.load(Ordering::Relaxed), Instant::now());
+    let mut last = (k.delivered.get(), Instant::now());
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let d = k.delivered.load(Ordering::Relaxed);
+        let d = k.delivered.get();
         if d >= expected {
             return;
         }
@@ -499,7 +499,7 @@ async fn fanout(c: &Common, senders: usize, factor: f64, max_steps: usize, p99_l
     let room_size = c.clients as f64;
     for _ in 0..max_steps {
         k.hist.take();
-        k.delivered.store(0, Ordering::Relaxed);
+        k.delivered.take();
         k.sent.store(0, Ordering::Relaxed);
         let p0 = ctx.proc();
         let t0 = Instant::now();
@@ -509,7 +509,7 @@ async fn fanout(c: &Common, senders: usize, factor: f64, max_steps: usize, p99_l
         settle(&k, issued * members).await;
         let p1 = ctx.proc();
         let h = k.hist.take();
-        let delivered = k.delivered.load(Ordering::Relaxed);
+        let delivered = k.delivered.get();
         let expected = issued * members;
         let lost = expected.saturating_sub(delivered);
         let refused = k.refused.swap(0, Ordering::Relaxed);
@@ -925,7 +925,7 @@ async fn multinode(c: &Common, rooms: usize, room_size: usize, iso: usize, start
         }
         let cpu1 = per_node(&c.server_pid);
         let (local, cross) = (k.hist.take(), k.cross.take());
-        let delivered = k.delivered.swap(0, Ordering::Relaxed);
+        let delivered = k.delivered.take();
         phases.push(json!({
             "phase": name, "sent": issued, "delivered": delivered,
             "delivered_per_s": round(delivered as f64 / window, 0),
