@@ -15,7 +15,9 @@
 //! - `lc:{room}:ch` — the pub/sub channel; payload `"<offset> <epoch> <data>"` (offset 0, epoch `-`
 //!   for ephemeral publications).
 //! - `lc:{room}:presence` (HASH conn → entry JSON) and `lc:{room}:presence:exp` (ZSET conn → expiry
-//!   in server milliseconds); both keys expire with their longest-lived entry.
+//!   in server milliseconds), with an index by user kept in step by the presence scripts:
+//!   `…:presence:users` (HASH user → devices), `…:presence:order` (ZSET of user ids, lexical) and
+//!   `…:presence:meta` (HASH user → first entry). All five expire with the longest-lived entry.
 //!
 //! Every stored publish is one Lua script (epoch, offset, stream append, board op, PUBLISH), so the
 //! stream, the snapshot and the channel agree on offsets, and the channel carries them in order.
@@ -52,8 +54,8 @@ use serde_json::value::RawValue;
 
 use crate::{
     bus::{Bus, BusError, BusHandler, History, Publication, Publish, Window, new_epoch},
-    presence::{PresenceEntry, PresenceStore},
-    protocol::{BoardObject, BoardOp, BoardSnapshot, StreamPosition},
+    presence::{PresenceEntry, PresenceStore, PresenceSummary},
+    protocol::{BoardObject, BoardOp, BoardSnapshot, Member, StreamPosition},
 };
 
 /// How long a room's epoch, offset and whiteboard outlive its last publish or history read. Longer
@@ -87,8 +89,11 @@ fn channel(room: &str) -> String {
 fn room_of_channel(channel: &str) -> Option<&str> {
     channel.strip_prefix("lc:{")?.strip_suffix("}:ch")
 }
-fn presence_keys(room: &str) -> (String, String) {
-    (format!("lc:{{{room}}}:presence"), format!("lc:{{{room}}}:presence:exp"))
+/// A room's presence keys, in the order the presence scripts take them: entries (connection → entry
+/// JSON), expiries (sorted set of connections by expiry), and the index by user: device counts (user →
+/// count), users in id order (sorted set, all scores 0), and each user's first entry (user → entry JSON).
+fn presence_keys(room: &str) -> [String; 5] {
+    ["", ":exp", ":users", ":order", ":meta"].map(|suffix| format!("lc:{{{room}}}:presence{suffix}"))
 }
 
 /// Makes sure the room's meta exists (new epoch, stale stream and board dropped) and sets `epoch`.
@@ -564,30 +569,88 @@ struct StoredEntry {
     role: String,
 }
 
-/// KEYS: entries, expiries. ARGV: conn, entry JSON, ttl ms.
-const PRESENCE_ADD_LUA: &str = r#"
+/// What every presence script starts with (KEYS as [`presence_keys`]): `now` by Redis's clock, `drop`
+/// (removes a connection and keeps the index by user in step), `sweep` (drops expired connections), and
+/// `ensure_index` (builds the index from the entries if it is missing, as for a room written before the
+/// index existed).
+const PRESENCE_LIB_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local function count_in(user, json)
+  if redis.call('HINCRBY', KEYS[3], user, 1) == 1 then
+    redis.call('ZADD', KEYS[4], 0, user)
+    redis.call('HSET', KEYS[5], user, json)
+  end
+end
+local function drop(conn)
+  local json = redis.call('HGET', KEYS[1], conn)
+  redis.call('ZREM', KEYS[2], conn)
+  if not json then return end
+  redis.call('HDEL', KEYS[1], conn)
+  local ok, e = pcall(cjson.decode, json)
+  if not ok or type(e.user_id) ~= 'string' then return end
+  if redis.call('HINCRBY', KEYS[3], e.user_id, -1) <= 0 then
+    redis.call('HDEL', KEYS[3], e.user_id)
+    redis.call('ZREM', KEYS[4], e.user_id)
+    redis.call('HDEL', KEYS[5], e.user_id)
+  end
+end
+local function sweep()
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', string.format('%.0f', now))
+  for _, conn in ipairs(dead) do drop(conn) end
+end
+local function ensure_index()
+  if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return end
+  redis.call('DEL', KEYS[4], KEYS[5])
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local ok, e = pcall(cjson.decode, all[i + 1])
+    if ok and type(e.user_id) == 'string' then count_in(e.user_id, all[i + 1]) end
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    for k = 3, 5 do redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+end
+ensure_index()
+sweep()
+"#;
+
+/// ARGV: conn, entry JSON, ttl ms, user id. A connection's first add counts it in its user's devices; a
+/// later one (the heartbeat's refresh) only moves its expiry. Every key lives as long as the longest entry.
+const PRESENCE_ADD_LUA: &str = r#"
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  count_in(ARGV[4], ARGV[2])
+end
 redis.call('ZADD', KEYS[2], string.format('%.0f', now + tonumber(ARGV[3])), ARGV[1])
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 local keep = string.format('%.0f', math.max(tonumber(last[2]) - now, 1))
-redis.call('PEXPIRE', KEYS[1], keep)
-redis.call('PEXPIRE', KEYS[2], keep)
+for k = 1, 5 do redis.call('PEXPIRE', KEYS[k], keep) end
 "#;
 
-/// KEYS: entries, expiries. Drops expired entries; returns the rest as HGETALL does.
+/// ARGV: conn.
+const PRESENCE_REMOVE_LUA: &str = r#"
+drop(ARGV[1])
+"#;
+
+/// Returns the live entries as HGETALL does.
 const PRESENCE_LIST_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for i = 1, #dead, 1000 do
-  redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
-end
-if #dead > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-end
 return redis.call('HGETALL', KEYS[1])
+"#;
+
+/// ARGV: user id, limit. Returns {users, the user's devices, {id, devices, entry JSON, ...}} for the first
+/// `limit` users in id order: a join's snapshot costs what it lists, not the room's size.
+const PRESENCE_SUMMARY_LUA: &str = r#"
+local listed = {}
+local limit = tonumber(ARGV[2])
+if limit > 0 then
+  for _, user in ipairs(redis.call('ZRANGE', KEYS[4], 0, limit - 1)) do
+    table.insert(listed, user)
+    table.insert(listed, tonumber(redis.call('HGET', KEYS[3], user) or '0'))
+    table.insert(listed, redis.call('HGET', KEYS[5], user) or '{}')
+  end
+end
+return {redis.call('HLEN', KEYS[3]), tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0'), listed}
 "#;
 
 /// Presence on Redis: entries expire by Redis's clock, so a crashed node's members vanish on time.
@@ -595,7 +658,9 @@ return redis.call('HGETALL', KEYS[1])
 pub struct RedisPresence {
     conn: ConnectionManager,
     add: Arc<Script>,
+    remove: Arc<Script>,
     list: Arc<Script>,
+    summary: Arc<Script>,
 }
 
 impl RedisPresence {
@@ -603,10 +668,25 @@ impl RedisPresence {
         let client = Client::open(url).map_err(unavailable)?;
         Ok(Self {
             conn: command_connection(&client).await?,
-            add: Arc::new(Script::new(PRESENCE_ADD_LUA)),
-            list: Arc::new(Script::new(PRESENCE_LIST_LUA)),
+            add: presence_script(PRESENCE_ADD_LUA),
+            remove: presence_script(PRESENCE_REMOVE_LUA),
+            list: presence_script(PRESENCE_LIST_LUA),
+            summary: presence_script(PRESENCE_SUMMARY_LUA),
         })
     }
+}
+
+fn presence_script(body: &str) -> Arc<Script> {
+    Arc::new(Script::new(&format!("{PRESENCE_LIB_LUA}{body}")))
+}
+
+/// A presence script invocation with the room's keys.
+fn on_room<'a>(script: &'a Script, room: &str) -> redis::ScriptInvocation<'a> {
+    let mut call = script.prepare_invoke();
+    for key in presence_keys(room) {
+        call.key(key);
+    }
+    call
 }
 
 impl PresenceStore for RedisPresence {
@@ -617,33 +697,32 @@ impl PresenceStore for RedisPresence {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            let (entries, expiries) = presence_keys(room);
             let json = serde_json::to_string(&StoredEntry {
                 user_id: entry.user_id.clone(),
                 name: entry.name.clone(),
                 role: entry.role.clone(),
             })
             .map_err(unavailable)?;
+            let mut call = on_room(&self.add, room);
+            call.arg(&entry.conn).arg(json).arg(ms(ttl)).arg(&entry.user_id);
             let mut conn = self.conn.clone();
-            io(self.add.key(entries).key(expiries).arg(&entry.conn).arg(json).arg(ms(ttl)).invoke_async(&mut conn))
-                .await
+            io(call.invoke_async(&mut conn)).await
         })
     }
 
     fn remove<'a>(&'a self, room: &'a str, conn: &'a str) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            let (entries, expiries) = presence_keys(room);
+            let mut call = on_room(&self.remove, room);
+            call.arg(conn);
             let mut c = self.conn.clone();
-            io(redis::pipe().atomic().hdel(entries, conn).zrem(expiries, conn).exec_async(&mut c)).await
+            io(call.invoke_async(&mut c)).await
         })
     }
 
     fn list<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<PresenceEntry>, BusError>> {
         Box::pin(async move {
-            let (entries, expiries) = presence_keys(room);
             let mut conn = self.conn.clone();
-            let fields: Vec<(String, String)> =
-                io(self.list.key(entries).key(expiries).invoke_async(&mut conn)).await?;
+            let fields: Vec<(String, String)> = io(on_room(&self.list, room).invoke_async(&mut conn)).await?;
             let mut out: Vec<PresenceEntry> = fields
                 .into_iter()
                 .filter_map(|(conn, json)| {
@@ -653,6 +732,30 @@ impl PresenceStore for RedisPresence {
                 .collect();
             out.sort_by(|a, b| a.conn.cmp(&b.conn));
             Ok(out)
+        })
+    }
+
+    fn summary<'a>(
+        &'a self,
+        room: &'a str,
+        user: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PresenceSummary, BusError>> {
+        Box::pin(async move {
+            let mut call = on_room(&self.summary, room);
+            call.arg(user).arg(limit);
+            let mut conn = self.conn.clone();
+            let (total, devices, listed): (usize, usize, Vec<(String, u32, String)>) =
+                io(call.invoke_async(&mut conn)).await?;
+            let members = listed
+                .into_iter()
+                .map(|(user_id, devices, json)| {
+                    let e: Option<StoredEntry> = serde_json::from_str(&json).ok();
+                    let (name, role) = e.map_or_else(Default::default, |e| (e.name, e.role));
+                    Member { user_id, name, role, devices }
+                })
+                .collect();
+            Ok(PresenceSummary { members, total, devices })
         })
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use signaling::{
     bus::{Bus, BusError, BusHandler, Publication, Publish, Window},
-    presence::{PresenceEntry, PresenceStore, members},
+    presence::{PresenceEntry, PresenceStore, PresenceSummary, members},
     protocol::{BoardOp, StreamPosition},
     redis_bus::{RedisBus, RedisPresence},
 };
@@ -333,6 +333,67 @@ async fn presence_spans_nodes_and_expires() {
         .query_async(&mut c)
         .await
         .unwrap();
+    assert_eq!(exists, 0);
+}
+
+#[tokio::test]
+async fn presence_summary_comes_from_the_index_and_agrees_with_the_list() {
+    if !enabled() {
+        return;
+    }
+    let _shared = EXCLUSIVE.read().await;
+    let a = RedisPresence::connect(&url()).await.expect("Redis reachable");
+    let b = RedisPresence::connect(&url()).await.expect("Redis reachable");
+    let r = room("summary");
+    // What the summary must say: the list-based answer (the trait's default) for the same entries.
+    async fn agree(p: &RedisPresence, r: &str, user: &str, limit: usize) -> PresenceSummary {
+        let indexed = p.summary(r, user, limit).await.unwrap();
+        assert_eq!(indexed, PresenceSummary::of(&p.list(r).await.unwrap(), user, limit), "{user} {limit}");
+        indexed
+    }
+    assert_eq!(agree(&a, &r, "ann", 10).await, PresenceSummary::default());
+    for (conn, user) in [("a:1", "dan"), ("b:1", "ann"), ("a:2", "cy"), ("b:2", "ann"), ("a:3", "bob")] {
+        a.add(&r, &entry(conn, user), MINUTE).await.unwrap();
+    }
+    b.add(&r, &entry("b:9", "eve"), Duration::from_millis(300)).await.unwrap();
+    // A refresh doesn't count a device twice.
+    b.add(&r, &entry("b:2", "ann"), MINUTE).await.unwrap();
+    let s = agree(&b, &r, "ann", 3).await;
+    assert_eq!((s.total, s.devices), (5, 2));
+    assert_eq!(
+        s.members.iter().map(|m| (m.user_id.as_str(), m.devices)).collect::<Vec<_>>(),
+        [("ann", 2), ("bob", 1), ("cy", 1)]
+    );
+    assert_eq!(s.members[0].name, "ann name");
+    assert_eq!(agree(&a, &r, "zed", 0).await.members, []);
+
+    // Expiry and removal keep the index in step.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(agree(&a, &r, "eve", 10).await.devices, 0, "eve's entry expired");
+    a.remove(&r, "b:1").await.unwrap();
+    a.remove(&r, "no-such-conn").await.unwrap();
+    let s = agree(&a, &r, "ann", 10).await;
+    assert_eq!((s.total, s.devices), (4, 1));
+    b.remove(&r, "a:3").await.unwrap();
+    assert_eq!(agree(&b, &r, "bob", 10).await.total, 3, "bob's last device left");
+
+    // A room written before the index existed (entries only) gets its index built on first use.
+    let mut c = redis_conn().await;
+    let index: Vec<String> = ["users", "order", "meta"].iter().map(|k| format!("lc:{{{r}}}:presence:{k}")).collect();
+    let _: () = redis::cmd("DEL").arg(&index).query_async(&mut c).await.unwrap();
+    let s = agree(&a, &r, "ann", 10).await;
+    assert_eq!((s.total, s.devices), (3, 1));
+    let ttl: i64 = redis::cmd("PTTL").arg(&index[0]).query_async(&mut c).await.unwrap();
+    assert!(ttl > 0, "the rebuilt index expires with the entries: {ttl}");
+
+    // The last one out leaves no keys at all.
+    for conn in ["a:1", "a:2", "b:2"] {
+        b.remove(&r, conn).await.unwrap();
+    }
+    assert_eq!(agree(&a, &r, "ann", 10).await, PresenceSummary::default());
+    let mut keys = index.clone();
+    keys.extend([format!("lc:{{{r}}}:presence"), format!("lc:{{{r}}}:presence:exp")]);
+    let exists: usize = redis::cmd("EXISTS").arg(&keys).query_async(&mut c).await.unwrap();
     assert_eq!(exists, 0);
 }
 
