@@ -156,6 +156,7 @@ for t in ["ours", "socketio"]:
         s["fanout_p99_ms_at_max"] = med([d["result"]["latency"]["p99_ms"] for d in fan])
         s["cpu_s_per_million_at_max"] = med([d["result"]["server_cpu_s_per_million"] for d in fan])
         s["fanout_runs"] = [d["result"]["delivered_per_s"] for d in fan]
+        s["fanout_ended"] = [d.get("ended", "?") for d in fan]
     for pct in (50, 80):
         lat = [d for d in load(f"{t}-latency{pct}-*.json") if d.get("result")]
         if lat:

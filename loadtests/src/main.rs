@@ -83,7 +83,9 @@ enum Cmd {
         senders: usize,
         #[arg(long, default_value_t = 1.25)]
         factor: f64,
-        #[arg(long, default_value_t = 12)]
+        /// From 100k delivered/s at 1.25x a step, 20 steps reach 6.9M: the ladder should end by failing, not
+        /// by running out of steps (the result says which: `ended`).
+        #[arg(long, default_value_t = 20)]
         max_steps: usize,
         #[arg(long, default_value_t = 50.0)]
         p99_ms: f64,
@@ -495,6 +497,7 @@ async fn fanout(c: &Common, senders: usize, factor: f64, max_steps: usize, p99_l
     let mut steps = Vec::new();
     let mut best: Option<Value> = None;
     let mut rate = c.rate.max(1.0);
+    let mut ended = "max_steps";
     // Everyone in the room receives each message, the whole room being `--clients` even when sharded.
     let room_size = c.clients as f64;
     for _ in 0..max_steps {
@@ -544,6 +547,7 @@ async fn fanout(c: &Common, senders: usize, factor: f64, max_steps: usize, p99_l
             continue;
         }
         if !ok {
+            ended = "failed";
             break;
         }
         best = Some(step);
@@ -565,6 +569,7 @@ async fn fanout(c: &Common, senders: usize, factor: f64, max_steps: usize, p99_l
         "clients": c.clients, "shard": c.shard, "members_here": members, "senders": senders,
         "text_bytes": c.text_bytes, "step_secs": c.duration,
         "p99_limit_ms": p99_limit,
+        "ended": if p99_limit.is_some() { ended } else { "fixed_rate" },
         "connect": {"secs": round(connect_time.as_secs_f64(), 3), "latency": connect_hist.summary()},
         "server_rss_mb_before": round(before.rss_bytes as f64 / 1048576.0, 1),
         "result": best,
