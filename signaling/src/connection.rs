@@ -48,8 +48,12 @@ struct Joined {
 struct Rooms(Vec<(Arc<str>, Joined)>);
 
 impl Rooms {
+    fn index(&self, room: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| **k == *room)
+    }
+
     fn get(&self, room: &str) -> Option<&Joined> {
-        self.0.iter().find(|(k, _)| **k == *room).map(|(_, j)| j)
+        self.index(room).map(|i| &self.0[i].1)
     }
 
     fn contains(&self, room: &str) -> bool {
@@ -61,7 +65,7 @@ impl Rooms {
         let i = match self.0.iter().position(|(k, _)| Arc::ptr_eq(k, room)) {
             Some(i) => i,
             None => {
-                let i = self.0.iter().position(|(k, _)| **k == **room)?;
+                let i = self.index(room)?;
                 self.0[i].0 = room.clone();
                 i
             }
@@ -70,15 +74,14 @@ impl Rooms {
     }
 
     fn insert(&mut self, room: Arc<str>, joined: Joined) {
-        match self.0.iter_mut().find(|(k, _)| *k == room) {
-            Some(slot) => slot.1 = joined,
+        match self.index(&room) {
+            Some(i) => self.0[i].1 = joined,
             None => self.0.push((room, joined)),
         }
     }
 
     fn remove(&mut self, room: &str) -> Option<Joined> {
-        let i = self.0.iter().position(|(k, _)| **k == *room)?;
-        Some(self.0.swap_remove(i).1)
+        self.index(room).map(|i| self.0.swap_remove(i).1)
     }
 
     fn len(&self) -> usize {
@@ -113,7 +116,7 @@ async fn send_error(sink: &mut Sink, id: Option<u64>, code: &str, message: &str)
 
 /// Sends a close frame, but gives up quickly: a client that stopped reading would block it forever.
 /// Dropping the socket afterwards closes the TCP connection either way.
-async fn close_with(mut sink: Sink, code: u16, reason: &'static str) {
+async fn close_with(mut sink: Sink, Verdict { code, reason }: Verdict) {
     let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = sink.send(frame).await;
@@ -149,17 +152,17 @@ fn serve(
                     Ok(ClientMessage::Auth { token }) => token,
                     _ => {
                         let _ = send_error(&mut sink, None, "unauthorized", "the first frame must be auth").await;
-                        return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
+                        return close_with(sink, Verdict::UNAUTHORIZED).await;
                     }
                 },
-                _ => return close_with(sink, close::UNAUTHORIZED, "unauthorized").await,
+                _ => return close_with(sink, Verdict::UNAUTHORIZED).await,
             },
         };
         let who = match sig.gate.authenticate(&token) {
             Ok(who) => who,
             Err(d) => {
                 let _ = send_error(&mut sink, None, &d.code, &d.message).await;
-                return close_with(sink, close::UNAUTHORIZED, "unauthorized").await;
+                return close_with(sink, Verdict::UNAUTHORIZED).await;
             }
         };
         let id = sig.next_conn_id();
@@ -190,14 +193,13 @@ fn serve(
         if personal.is_err() || !conn.rooms.contains(&user_room) {
             // Without its user channel a connection would miss pushes and kicks: don't keep it.
             conn.cleanup().await;
-            return close_with(sink, close::GOING_AWAY, "temporarily unavailable").await;
+            return close_with(sink, Verdict::UNAVAILABLE).await;
         }
         // Shutdown kills the outbox of every connection in the hub; this one registered just now, perhaps
         // after that sweep: then the flag (set before the sweep) tells.
         if sig.shutting_down() {
             conn.cleanup().await;
-            let Verdict { code, reason } = Verdict::SHUTTING_DOWN;
-            return close_with(sink, code, reason).await;
+            return close_with(sink, Verdict::SHUTTING_DOWN).await;
         }
 
         // The first beat comes at this connection's own point of the interval, so connections opened together
@@ -253,7 +255,7 @@ fn serve(
                 }
                 _ = heartbeat.tick() => {
                     if last_seen.elapsed() > cfg.heartbeat * 2 + Duration::from_secs(5) {
-                        break Some(Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" });
+                        break Some(Verdict::HEARTBEAT_TIMEOUT);
                     }
                     if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
                         break None;
@@ -263,8 +265,8 @@ fn serve(
             }
         };
         conn.cleanup().await;
-        if let Some(Verdict { code, reason }) = outcome {
-            close_with(sink, code, reason).await;
+        if let Some(verdict) = outcome {
+            close_with(sink, verdict).await;
         }
     }
 }

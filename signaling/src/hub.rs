@@ -83,6 +83,10 @@ pub struct Verdict {
 impl Verdict {
     pub const SLOW_CONSUMER: Verdict = Verdict { code: close::SLOW_CONSUMER, reason: "slow consumer" };
     pub const SHUTTING_DOWN: Verdict = Verdict { code: close::GOING_AWAY, reason: "server shutting down" };
+    pub const UNAUTHORIZED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "unauthorized" };
+    pub const HEARTBEAT_TIMEOUT: Verdict = Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" };
+    /// The connection couldn't join its user channel (the bus is unavailable).
+    pub const UNAVAILABLE: Verdict = Verdict { code: close::GOING_AWAY, reason: "temporarily unavailable" };
 }
 
 #[derive(Debug, PartialEq, Eq)]
