@@ -421,9 +421,10 @@ fn serve_openapi(doc: Arc<String>) -> Response {
 }
 
 /// The real-time WebSocket endpoint (protocol in `docs/protocol.md`): `?token=<access token>` or an
-/// `auth` first frame.
+/// `auth` first frame; `?join=<room>` joins a room as the connection opens.
 #[utoipa::path(get, path = "/ws", tag = "realtime",
-    params(("token" = Option<String>, Query, description = "access token (or send it in an `auth` first frame)")),
+    params(("token" = Option<String>, Query, description = "access token (or send it in an `auth` first frame)"),
+        ("join" = Option<String>, Query, description = "a room to join as the connection opens (or `join` in the `auth` frame)")),
     responses((status = 101, description = "switching to the WebSocket protocol"), (status = 400, description = "not a WebSocket upgrade")))]
 async fn websocket(
     state: axum::extract::State<signaling::Signaling>,

@@ -111,7 +111,18 @@ fn text(m: &ServerMessage<'_>) -> Message {
 }
 
 async fn send_error(sink: &mut Sink, id: Option<u64>, code: &str, message: &str) -> Result<(), axum::Error> {
-    sink.send(text(&ServerMessage::Error { id, code, message })).await
+    sink.send(text(&ServerMessage::Error { id, room: None, code, message })).await
+}
+
+/// An `error` refusing a join names the room: a join made while connecting has no request id.
+async fn refuse_join(
+    sink: &mut Sink,
+    id: Option<u64>,
+    room: &str,
+    code: &str,
+    message: &str,
+) -> Result<(), axum::Error> {
+    sink.send(text(&ServerMessage::Error { id, room: Some(room), code, message })).await
 }
 
 /// Sends a close frame, but gives up quickly: a client that stopped reading would block it forever.
@@ -129,9 +140,16 @@ async fn close_with(mut sink: Sink, Verdict { code, reason }: Verdict) {
 ///
 /// The socket is split before the future exists, so the future (which lives as long as the connection,
 /// one per connection) holds the two halves only, not the whole socket as well.
-pub fn run(sig: Signaling, socket: WebSocket, token: Option<String>) -> impl Future<Output = ()> + Send {
+/// `token` and `join` come from the URL (`?token=`, `?join=`); without a token the first frame must be `auth`,
+/// which may name the room to join (and a position to recover from) itself.
+pub fn run(
+    sig: Signaling,
+    socket: WebSocket,
+    token: Option<String>,
+    join: Option<String>,
+) -> impl Future<Output = ()> + Send {
     let (sink, stream) = socket.split();
-    serve(sig, sink, stream, token)
+    serve(sig, sink, stream, token, join)
 }
 
 // A function returning an `async move` block, not an `async fn`: an `async fn` keeps its arguments twice in
@@ -142,14 +160,21 @@ fn serve(
     mut sink: Sink,
     mut stream: SplitStream<WebSocket>,
     token: Option<String>,
+    join: Option<String>,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let cfg = sig.config.clone();
+        let mut first: Option<(String, Option<StreamPosition>)> = join.map(|room| (room, None));
         let token = match token {
             Some(t) => t,
             None => match tokio::time::timeout(cfg.auth_timeout, stream.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ClientMessage>(&t) {
-                    Ok(ClientMessage::Auth { token }) => token,
+                    Ok(ClientMessage::Auth { token, join, recover }) => {
+                        if let Some(room) = join {
+                            first = Some((room, recover));
+                        }
+                        token
+                    }
                     _ => {
                         let _ = send_error(&mut sink, None, "unauthorized", "the first frame must be auth").await;
                         return close_with(sink, Verdict::UNAUTHORIZED).await;
@@ -200,6 +225,16 @@ fn serve(
         if sig.shutting_down() {
             conn.cleanup().await;
             return close_with(sink, Verdict::SHUTTING_DOWN).await;
+        }
+        // The room asked for while connecting, as a `join` without an id would; its `joined` leaves with the
+        // `welcome` and the personal channel's in one write (a client saves a round trip).
+        if let Some((room, recover)) = first.take()
+            && Box::pin(conn.request_join(&mut sink, None, &room, recover.as_ref())).await.is_err()
+        {
+            return conn.cleanup().await;
+        }
+        if sink.flush().await.is_err() {
+            return conn.cleanup().await;
         }
 
         // The first beat comes at this connection's own point of the interval, so connections opened together
@@ -357,19 +392,8 @@ impl Conn {
             ClientMessage::Auth { .. } => send_error(sink, id, "bad_frame", "already authenticated").await,
             ClientMessage::Ping { id } => sink.send(text(&ServerMessage::Pong { id })).await,
             ClientMessage::Join { room, recover, .. } => {
-                if self.rooms.contains(&room) {
-                    return send_error(sink, id, "already_joined", "already in this room").await;
-                }
-                if self.rooms.len() >= self.sig.config.max_rooms {
-                    return send_error(sink, id, "too_many_rooms", "leave a room before joining another").await;
-                }
-                if room.is_empty() || room.len() > 200 {
-                    return send_error(sink, id, "bad_room", "room names are 1-200 characters").await;
-                }
-                match self.sig.gate.authorize(&self.who, &room).await {
-                    Ok(grant) => self.join(sink, id, &room, recover.as_ref(), grant).await,
-                    Err(d) => send_error(sink, id, &d.code, &d.message).await,
-                }
+                self.request_join(sink, id, &room, recover.as_ref()).await?;
+                sink.flush().await
             }
             ClientMessage::Leave { room, .. } => {
                 if !self.rooms.contains(&room) || room.starts_with("user:") {
@@ -477,6 +501,31 @@ impl Conn {
         }
     }
 
+    /// A join asked for by a `join` frame or while connecting: the limits, the gate, then [`Self::join`].
+    /// Replies are queued, not flushed.
+    async fn request_join(
+        &mut self,
+        sink: &mut Sink,
+        id: Option<u64>,
+        room: &str,
+        recover: Option<&StreamPosition>,
+    ) -> Result<(), axum::Error> {
+        if self.rooms.contains(room) {
+            return refuse_join(sink, id, room, "already_joined", "already in this room").await;
+        }
+        if self.rooms.len() >= self.sig.config.max_rooms {
+            return refuse_join(sink, id, room, "too_many_rooms", "leave a room before joining another").await;
+        }
+        if room.is_empty() || room.len() > 200 {
+            return refuse_join(sink, id, room, "bad_room", "room names are 1-200 characters").await;
+        }
+        match self.sig.gate.authorize(&self.who, room).await {
+            Ok(grant) => self.join(sink, id, room, recover, grant).await,
+            Err(d) => refuse_join(sink, id, room, &d.code, &d.message).await,
+        }
+    }
+
+    /// Joins an authorised room and queues the `joined` (not flushed).
     async fn join(
         &mut self,
         sink: &mut Sink,
@@ -487,7 +536,7 @@ impl Conn {
     ) -> Result<(), axum::Error> {
         let key: Arc<str> = Arc::from(room);
         if let Err(e) = self.sig.hub.join(&key, self.member()).await {
-            return send_error(sink, id, "unavailable", &e.to_string()).await;
+            return refuse_join(sink, id, room, "unavailable", &e.to_string()).await;
         }
         let entry = self.presence_entry();
         // A user channel has no presence or board: skip those round trips for every connect.
@@ -508,14 +557,14 @@ impl Conn {
             Ok(x) => x,
             Err(e) => {
                 self.sig.hub.leave(&key, self.id).await;
-                return send_error(sink, id, "unavailable", &e.to_string()).await;
+                return refuse_join(sink, id, room, "unavailable", &e.to_string()).await;
             }
         };
         let last =
             history.publications.last().map_or(history.position.offset, |p| p.offset.max(history.position.offset));
         self.rooms.insert(key.clone(), Joined { grant, epoch: Arc::from(history.position.epoch.as_str()), last });
         if recover.is_some() && !history.recovered {
-            sink.send(text(&ServerMessage::NotRecoverable { room, position: history.position.clone() })).await?;
+            sink.feed(text(&ServerMessage::NotRecoverable { room, position: history.position.clone() })).await?;
         }
         let raw: Vec<Box<serde_json::value::RawValue>> = history
             .publications
@@ -534,7 +583,7 @@ impl Conn {
             presence_total: present.total,
             board,
         };
-        sink.send(text(&reply)).await?;
+        sink.feed(text(&reply)).await?;
         // Announce the first device of this user in the room.
         if present.devices == 1 && !personal && grant.announce {
             self.publish_presence(room, "join", 1).await;

@@ -180,6 +180,8 @@ impl Signaling {
 pub struct WsQuery {
     /// The access token; alternatively sent in an `auth` first frame.
     pub token: Option<String>,
+    /// A room to join as the connection opens (its `joined` follows the personal channel's in the same write).
+    pub join: Option<String>,
 }
 
 /// `GET /ws`: upgrades to the protocol.
@@ -190,5 +192,5 @@ pub async fn upgrade(State(sig): State<Signaling>, Query(q): Query<WsQuery>, ws:
         .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_message_bytes) * 64)
         .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes)
-        .on_upgrade(move |socket| connection::run(sig, socket, q.token))
+        .on_upgrade(move |socket| connection::run(sig, socket, q.token, q.join))
 }

@@ -46,8 +46,14 @@ impl BoardOp {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// First frame when the token wasn't given in the URL.
-    Auth { token: String },
+    /// First frame when the token wasn't given in the URL; it may join a room at once, as a `join` would.
+    Auth {
+        token: String,
+        #[serde(default)]
+        join: Option<String>,
+        #[serde(default)]
+        recover: Option<StreamPosition>,
+    },
     /// Join a room; `recover` asks for what was missed since a position seen earlier.
     Join {
         #[serde(default)]
@@ -190,6 +196,9 @@ pub enum ServerMessage<'a> {
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
+        /// Set when the error refuses a join: the room asked for (a join made while connecting has no `id`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
         code: &'a str,
         message: &'a str,
     },

@@ -332,6 +332,74 @@ async fn a_reconnecting_client_recovers_exactly_what_it_missed() {
 }
 
 #[tokio::test]
+async fn a_client_joins_its_room_as_it_connects_and_recovers_through_the_auth_frame() {
+    let app = TestApp::spawn().await;
+    let (s, _class, room) = live_class(&app, "atconnect", 1).await;
+    let mut tutor = Client::connect(&app, &s.tutor.access).await;
+    tutor.join(&room).await;
+    let student = &s.students[0];
+    let open = |query: String| {
+        let url = format!("ws://{}/ws{query}", app.addr);
+        async move {
+            Client {
+                ws: tokio_tungstenite::connect_async(url).await.expect("ws").0,
+                next_id: 0,
+                pending: Default::default(),
+            }
+        }
+    };
+    let mut c = open(format!("?token={}&join={room}", student.access)).await;
+    assert_eq!(c.next().await["type"], "welcome");
+    assert_eq!(c.next().await["room"], format!("user:{}", student.user_id));
+    let j = c.next().await;
+    assert_eq!(
+        (j["type"].as_str(), j["room"].as_str(), j.get("id")),
+        (Some("joined"), Some(room.as_str()), None),
+        "{j}"
+    );
+    assert_eq!(j["presence_total"], 2, "the tutor and the student: {j}");
+    let arrived =
+        tutor.until(|v| v["data"]["kind"] == "presence" && v["data"]["user"]["id"] == student.user_id.as_str()).await;
+    assert_eq!(arrived["data"]["event"], "join", "a join at connect is announced like any other");
+    c.request(json!({"type": "chat", "room": room, "text": "hello"})).await;
+    let heard = tutor.message(&room, "chat").await;
+    let (epoch, last) = (j["position"]["epoch"].as_str().unwrap().to_string(), heard["offset"].as_u64().unwrap());
+    c.ws.close(None).await.unwrap();
+    drop(c);
+
+    for i in 0..3 {
+        tutor.request(json!({"type": "chat", "room": room, "text": format!("missed {i}")})).await;
+    }
+    // Without the token in the URL, the auth frame carries the join and the position to recover from.
+    let mut back = open(String::new()).await;
+    let auth =
+        json!({"type": "auth", "token": student.access, "join": room, "recover": {"epoch": epoch, "offset": last}});
+    back.ws.send(Message::Text(auth.to_string().into())).await.unwrap();
+    assert_eq!(back.next().await["type"], "welcome");
+    assert_eq!(back.next().await["type"], "joined");
+    let j = back.next().await;
+    assert_eq!((j["room"].as_str(), j["recovered"].as_bool()), (Some(room.as_str()), Some(true)), "{j}");
+    let texts: Vec<_> = j["history"].as_array().unwrap().iter().map(|h| h["data"]["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["missed 0", "missed 1", "missed 2"]);
+
+    // A refused join at connect is an error naming the room; the connection stays, in its personal channel.
+    let other = app.tenant("atconnect-other").await;
+    let foreign = format!("lobby:{}:hall", other.id);
+    let mut denied = open(format!("?token={}&join={foreign}", student.access)).await;
+    assert_eq!(denied.next().await["type"], "welcome");
+    assert_eq!(denied.next().await["type"], "joined");
+    let e = denied.next().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str(), e["room"].as_str()),
+        (Some("error"), Some("forbidden"), Some(foreign.as_str())),
+        "{e}"
+    );
+    assert_eq!(denied.request(json!({"type": "ping"})).await["type"], "pong");
+    let mut empty = open(format!("?token={}&join=", student.access)).await;
+    assert_eq!(empty.until(|v| v["type"] == "error").await["code"], "bad_room");
+}
+
+#[tokio::test]
 async fn revoking_consent_removes_a_minor_from_the_room_at_once() {
     let app = TestApp::spawn().await;
     let s = school(&app, "kick", 2, 0).await;
