@@ -10,7 +10,8 @@
 # Env: RUNS (3), TARGETS ("ours socketio"), SCENARIOS ("fanout latency idle connect reconnect"),
 # FANOUT_CLIENTS (1000), FANOUT_START (100000 delivered/s), STEP_SECS (5), IDLE_CLIENTS (19000),
 # CONNECT_CLIENTS (10000), RECONNECT_CLIENTS (10000), RECONNECT_RATE (2000), PEER_WORKERS (2), REDIS_URL (redis://127.0.0.1:6379),
-# OUR_PORT (18080), PEER_PORT (13100), SKIP_BUILD (unset).
+# OUR_PORT (18080), PEER_PORT (13100), SKIP_BUILD (unset), JOIN_AT_CONNECT (unset: connect joins with a frame
+# after the welcome; set: the room is joined as the connection opens, `?join=`, by both targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . loadtests/lib.sh
@@ -138,7 +139,7 @@ for ((n = 1; n <= RUNS; n++)); do
           restart "$t"
           run "$t" idle idle "$n" --clients "$IDLE_CLIENTS" --duration 5 --concurrency 1000 --max-secs 180
           ;;
-        connect) run "$t" connect connect "$n" --clients "$CONNECT_CLIENTS" --concurrency 1000 --max-secs 120 ;;
+        connect) run "$t" connect connect "$n" --clients "$CONNECT_CLIENTS" --concurrency 1000 --max-secs 120 ${JOIN_AT_CONNECT:+--join-at-connect} ;;
         reconnect) run "$t" reconnect reconnect "$n" --clients "$RECONNECT_CLIENTS" --rate "$RECONNECT_RATE" --duration 3 --concurrency 1000 --max-secs 180 ;;
       esac
     done

@@ -132,7 +132,15 @@ fn parse_offset(frame: &str) -> u64 {
 
 impl Conn {
     /// Connects, authenticates with `token` and waits for the welcome.
-    pub async fn open(target: Target, ep: &Endpoint, src: Option<IpAddr>, token: &str) -> Result<Conn> {
+    /// With `join`, the room is joined as the connection opens (`?join=`; the peer reads the same query
+    /// parameter); wait for its reply with [`Conn::joined`].
+    pub async fn open(
+        target: Target,
+        ep: &Endpoint,
+        src: Option<IpAddr>,
+        token: &str,
+        join: Option<&str>,
+    ) -> Result<Conn> {
         let socket = match ep.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -148,10 +156,14 @@ impl Conn {
         }
         socket.set_nodelay(true)?;
         let stream = socket.connect(ep.addr).await.with_context(|| format!("connect {}", ep.addr))?;
-        let url = match target {
+        let mut url = match target {
             Target::Ours => format!("ws://{}/ws?token={token}", ep.host),
             Target::Socketio => format!("ws://{}/socket.io/?EIO=4&transport=websocket&token={token}", ep.host),
         };
+        if let Some(room) = join {
+            url.push_str("&join=");
+            url.push_str(room);
+        }
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(client_config()))
             .await
             .context("websocket handshake")?;
@@ -233,6 +245,20 @@ impl Conn {
                     return Ok((name, body));
                 }
                 Frame::Message { offset, stamp, .. } => on_message(offset, stamp),
+                Frame::Closed => bail!("closed while joining {room}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the reply to a join made while connecting: the room's `joined` (or `not_recoverable`).
+    pub async fn joined(&mut self, room: &str) -> Result<(String, Value)> {
+        loop {
+            match self.recv().await? {
+                Frame::Event(name, body) if body["room"] == room && (name == "joined" || name == "not_recoverable") => {
+                    return Ok((name, body));
+                }
+                Frame::Event(name, body) if name == "error" && body["room"] == room => bail!("join {room}: {body}"),
                 Frame::Closed => bail!("closed while joining {room}"),
                 _ => {}
             }

@@ -67,6 +67,9 @@ struct Common {
     /// Hard stop: the process exits after this many seconds whatever happens.
     #[arg(long, default_value_t = 300)]
     max_secs: u64,
+    /// Join each client's room as it connects (`?join=`) instead of with a `join` frame afterwards.
+    #[arg(long)]
+    join_at_connect: bool,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +249,7 @@ struct Ctx {
     secret: Vec<u8>,
     tenant: String,
     sources: Vec<IpAddr>,
+    join_at_connect: bool,
     shard: (usize, usize),
     pids: Vec<u32>,
 }
@@ -263,6 +267,7 @@ impl Ctx {
             secret: c.secret.as_bytes().to_vec(),
             tenant: c.tenant.clone(),
             sources: c.source_ips.clone(),
+            join_at_connect: c.join_at_connect,
             shard,
             pids: stats::with_descendants(&c.server_pid),
         })
@@ -285,7 +290,13 @@ impl Ctx {
     /// body.
     async fn open(&self, i: usize, token: &str, node: usize, room: &str) -> Result<(Conn, Value)> {
         let src = if self.sources.is_empty() { None } else { Some(self.sources[i % self.sources.len()]) };
-        let mut conn = Conn::open(self.target, &self.endpoints[node % self.endpoints.len()], src, token).await?;
+        let ep = &self.endpoints[node % self.endpoints.len()];
+        if self.join_at_connect {
+            let mut conn = Conn::open(self.target, ep, src, token, Some(room)).await?;
+            let (_, body) = conn.joined(room).await?;
+            return Ok((conn, body));
+        }
+        let mut conn = Conn::open(self.target, ep, src, token, None).await?;
         let (_, body) = conn.join(room, None, |_, _| {}).await?;
         Ok((conn, body))
     }
@@ -745,7 +756,7 @@ async fn reconnect(c: &Common, room_size: usize) -> Result<Value> {
                         let mut tries = 0;
                         let mut c2 = loop {
                             let ep = &ctx.endpoints[node % ctx.endpoints.len()];
-                            match Conn::open(ctx.target, ep, src, &token).await {
+                            match Conn::open(ctx.target, ep, src, &token, None).await {
                                 Ok(c) => break Some(c),
                                 Err(_) if tries < 20 => { tries += 1; tokio::time::sleep(Duration::from_millis(50)).await }
                                 Err(_) => break None,

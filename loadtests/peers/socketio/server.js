@@ -91,14 +91,17 @@ async function main() {
     socket.emit("welcome", { version: 1, user_id: user.id, connection_id: connections, heartbeat_secs: 25 });
     socket.emit("joined", { room: own, position: { epoch, offset: offsets.get(own) || 0 }, recovered: false, history: [], presence: [] });
 
-    socket.on("join", (m) => {
-      const room = m && m.room;
+    const join = (id, room) => {
       if (typeof room !== "string" || !mayJoin(user, room)) {
-        return socket.emit("error", { id: m && m.id, code: "forbidden", message: "not allowed in this room" });
+        return socket.emit("error", { id, room, code: "forbidden", message: "not allowed in this room" });
       }
       socket.join(room);
-      socket.emit("joined", { id: m.id, room, position: { epoch, offset: offsets.get(room) || 0 }, recovered: false, history: [], presence: [] });
-    });
+      socket.emit("joined", { id, room, position: { epoch, offset: offsets.get(room) || 0 }, recovered: false, history: [], presence: [] });
+    };
+    // A room joined as the connection opens (?join=), as our server does.
+    if (typeof socket.handshake.query.join === "string") join(undefined, socket.handshake.query.join);
+
+    socket.on("join", (m) => join(m && m.id, m && m.room));
 
     socket.on("leave", (m) => {
       if (m && typeof m.room === "string") socket.leave(m.room);
