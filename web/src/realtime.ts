@@ -135,7 +135,13 @@ export class RealtimeRoom {
     const ws = new WebSocket(url);
     this.ws = ws;
     this.on.status('connecting…', false);
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
+    // The auth frame joins our room too (recovering from where we were, after a reconnect): its `joined` comes
+    // with the `welcome`, one round trip sooner than a `join` sent after it.
+    ws.onopen = () => {
+      this.joining = true;
+      const recover = this.position ? { recover: this.position } : {};
+      ws.send(JSON.stringify({ type: 'auth', token, join: this.room, ...recover }));
+    };
     ws.onmessage = (ev) => {
       this.lastFrame = Date.now();
       this.frame(JSON.parse(ev.data as string));
@@ -170,9 +176,7 @@ export class RealtimeRoom {
       case 'joined':
         if (f.room === this.room) {
           this.joinedRoom(f as Joined);
-          this.settle(f.id, f);
-        } else if (f.room.startsWith('user:')) {
-          this.sendJoin(); // the personal channel always comes first: now join our room
+          this.settle(f.id, f); // a rejoin's reply; the join made while connecting has no id
         }
         break;
       case 'ack':
@@ -184,6 +188,11 @@ export class RealtimeRoom {
         const e = new RealtimeError(f.code, f.message);
         if (f.id !== undefined && this.pending.has(f.id)) this.settle(f.id, undefined, e);
         else this.on.error(e);
+        if (f.id === undefined && f.room === this.room) {
+          // Our room refused us (the join made while connecting).
+          this.joining = false;
+          this.on.status(`could not join: ${f.code}`, false);
+        }
         if (f.code === 'invalid_token' || f.code === 'token_expired' || f.code === 'unauthorized') {
           this.closed = true; // the server closes with 4001; the same token won't do better
           this.on.status(`not connected (${f.code}): log in again`, false);
