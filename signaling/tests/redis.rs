@@ -285,6 +285,13 @@ fn board(op: &BoardOp) -> Publish<'_> {
     Publish { store: true, board: Some(op) }
 }
 
+/// Two nodes' presence stores on the same Redis.
+async fn two_presences() -> (RedisPresence, RedisPresence) {
+    let a = RedisPresence::connect(&url()).await.expect("Redis reachable");
+    let b = RedisPresence::connect(&url()).await.expect("Redis reachable");
+    (a, b)
+}
+
 fn entry(conn: &str, user: &str) -> PresenceEntry {
     PresenceEntry { conn: conn.into(), user_id: user.into(), name: format!("{user} name"), role: "student".into() }
 }
@@ -295,8 +302,7 @@ async fn presence_spans_nodes_and_expires() {
         return;
     }
     let _shared = EXCLUSIVE.read().await;
-    let a = RedisPresence::connect(&url()).await.expect("Redis reachable");
-    let b = RedisPresence::connect(&url()).await.expect("Redis reachable");
+    let (a, b) = two_presences().await;
     let r = room("presence");
     assert!(a.list(&r).await.unwrap().is_empty());
     a.add(&r, &entry("a:2", "ann"), MINUTE).await.unwrap();
@@ -342,8 +348,7 @@ async fn presence_summary_comes_from_the_index_and_agrees_with_the_list() {
         return;
     }
     let _shared = EXCLUSIVE.read().await;
-    let a = RedisPresence::connect(&url()).await.expect("Redis reachable");
-    let b = RedisPresence::connect(&url()).await.expect("Redis reachable");
+    let (a, b) = two_presences().await;
     let r = room("summary");
     // What the summary must say: the list-based answer (the trait's default) for the same entries.
     async fn agree(p: &RedisPresence, r: &str, user: &str, limit: usize) -> PresenceSummary {

@@ -24,10 +24,15 @@ pub struct Client {
 }
 
 impl Client {
+    /// A socket on `/ws<query>`, nothing read yet.
+    pub async fn open(app: &TestApp, query: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws{query}", app.addr)).await.expect("ws");
+        Client { ws, next_id: 0, pending: Default::default() }
+    }
+
+    /// Connected and past the `welcome` and the personal channel's `joined`.
     pub async fn connect(app: &TestApp, token: &str) -> Client {
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{}/ws?token={token}", app.addr)).await.expect("ws");
-        let mut c = Client { ws, next_id: 0, pending: Default::default() };
+        let mut c = Client::open(app, &format!("?token={token}")).await;
         let welcome = c.next().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         let joined = c.next().await;
@@ -237,7 +242,7 @@ async fn joins_are_authorised_and_bad_frames_answered() {
         "args": {"student_id": s.students[0].user_id, "status": "present"}}))
         .await;
     assert_eq!(e["code"], "forbidden", "{e}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?token=nope", app.addr)).await.unwrap();
+    let mut ws = Client::open(&app, "?token=nope").await.ws;
     let first = ws.next().await.unwrap().unwrap();
     assert!(first.to_text().unwrap().contains("invalid_token"), "{first:?}");
     let close = ws.next().await.unwrap().unwrap();
@@ -338,17 +343,7 @@ async fn a_client_joins_its_room_as_it_connects_and_recovers_through_the_auth_fr
     let mut tutor = Client::connect(&app, &s.tutor.access).await;
     tutor.join(&room).await;
     let student = &s.students[0];
-    let open = |query: String| {
-        let url = format!("ws://{}/ws{query}", app.addr);
-        async move {
-            Client {
-                ws: tokio_tungstenite::connect_async(url).await.expect("ws").0,
-                next_id: 0,
-                pending: Default::default(),
-            }
-        }
-    };
-    let mut c = open(format!("?token={}&join={room}", student.access)).await;
+    let mut c = Client::open(&app, &format!("?token={}&join={room}", student.access)).await;
     assert_eq!(c.next().await["type"], "welcome");
     assert_eq!(c.next().await["room"], format!("user:{}", student.user_id));
     let j = c.next().await;
@@ -371,7 +366,7 @@ async fn a_client_joins_its_room_as_it_connects_and_recovers_through_the_auth_fr
         tutor.request(json!({"type": "chat", "room": room, "text": format!("missed {i}")})).await;
     }
     // Without the token in the URL, the auth frame carries the join and the position to recover from.
-    let mut back = open(String::new()).await;
+    let mut back = Client::open(&app, "").await;
     let auth =
         json!({"type": "auth", "token": student.access, "join": room, "recover": {"epoch": epoch, "offset": last}});
     back.ws.send(Message::Text(auth.to_string().into())).await.unwrap();
@@ -385,7 +380,7 @@ async fn a_client_joins_its_room_as_it_connects_and_recovers_through_the_auth_fr
     // A refused join at connect is an error naming the room; the connection stays, in its personal channel.
     let other = app.tenant("atconnect-other").await;
     let foreign = format!("lobby:{}:hall", other.id);
-    let mut denied = open(format!("?token={}&join={foreign}", student.access)).await;
+    let mut denied = Client::open(&app, &format!("?token={}&join={foreign}", student.access)).await;
     assert_eq!(denied.next().await["type"], "welcome");
     assert_eq!(denied.next().await["type"], "joined");
     let e = denied.next().await;
@@ -395,7 +390,7 @@ async fn a_client_joins_its_room_as_it_connects_and_recovers_through_the_auth_fr
         "{e}"
     );
     assert_eq!(denied.request(json!({"type": "ping"})).await["type"], "pong");
-    let mut empty = open(format!("?token={}&join=", student.access)).await;
+    let mut empty = Client::open(&app, &format!("?token={}&join=", student.access)).await;
     assert_eq!(empty.until(|v| v["type"] == "error").await["code"], "bad_room");
 }
 
