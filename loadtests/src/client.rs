@@ -98,19 +98,14 @@ pub fn chat_text(stamp_us: u64, node: u8, len: usize) -> String {
     s
 }
 
-/// Where `needle` starts in `frame`. Once per received publication: a prebuilt searcher, not `str::find`'s
-/// (which builds one per call).
-fn find(frame: &str, needle: &'static std::sync::LazyLock<memchr::memmem::Finder<'static>>) -> Option<usize> {
-    needle.find(frame.as_bytes())
-}
-
+// Searched once per received publication: prebuilt searchers, not `str::find`'s (which builds one per call).
 static TEXT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"text\":\""));
 static OFFSET: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"offset\":"));
 
 fn parse_stamp(frame: &str) -> Option<(u64, u8)> {
-    let at = find(frame, &TEXT)? + 8;
+    let at = TEXT.find(frame.as_bytes())? + 8;
     let rest = frame.as_bytes().get(at..)?;
     let mut ts = 0u64;
     let mut i = 0;
@@ -126,7 +121,7 @@ fn parse_stamp(frame: &str) -> Option<(u64, u8)> {
 }
 
 fn parse_offset(frame: &str) -> u64 {
-    let Some(at) = find(frame, &OFFSET) else { return 0 };
+    let Some(at) = OFFSET.find(frame.as_bytes()) else { return 0 };
     frame[at + 9..].bytes().take_while(|b| b.is_ascii_digit()).fold(0, |a, b| a * 10 + (b - b'0') as u64)
 }
 

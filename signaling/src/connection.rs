@@ -502,7 +502,7 @@ impl Conn {
     }
 
     /// A join asked for by a `join` frame or while connecting: the limits, the gate, then [`Self::join`].
-    /// Replies are queued, not flushed.
+    /// A `joined` is queued, not flushed (the caller flushes); a refusal is sent at once.
     async fn request_join(
         &mut self,
         sink: &mut Sink,
