@@ -25,7 +25,7 @@ use tokio::{
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
 use utoipa::{
@@ -412,8 +412,52 @@ pub fn router(st: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), route, request_id = id)
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
         .with_state(st)
+}
+
+/// Request ids in UUID v4 form without a system call each: a random key drawn once, and a counter mixed with
+/// it (`MakeRequestUuid` asks the kernel for 16 random bytes per request, one `getrandom` per WebSocket connect).
+/// The ids are unique within the process and unpredictable enough to tell requests apart, which is all they are
+/// for; they are not secrets.
+#[derive(Clone)]
+struct RequestIds {
+    key: (u64, u64),
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed).expect("the OS supplies random bytes");
+        let half = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        Self { key: (half(&seed[..8]), half(&seed[8..])), next: Default::default() }
+    }
+
+    fn id(&self) -> uuid::Uuid {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // splitmix64 is a bijection: distinct counters give distinct low halves.
+        let lo = splitmix64(n ^ self.key.1);
+        let hi = splitmix64(lo ^ self.key.0);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_be_bytes());
+        bytes[8..].copy_from_slice(&lo.to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = self.id().hyphenated().to_string();
+        Some(RequestId::new(HeaderValue::from_str(&id).expect("a UUID is a valid header value")))
+    }
 }
 
 fn serve_openapi(doc: Arc<String>) -> Response {
@@ -548,6 +592,20 @@ fn media_backend(config: &Config, clock: SharedClock) -> anyhow::Result<MediaPar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids_and_differ_between_processes() {
+        let ids = RequestIds::new();
+        let seen: std::collections::HashSet<uuid::Uuid> = (0..100_000).map(|_| ids.id()).collect();
+        assert_eq!(seen.len(), 100_000);
+        for id in seen.iter().take(100) {
+            assert_eq!(id.get_version_num(), 4, "{id}");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+        // Another key (another node, a restart) starts somewhere else.
+        let other = RequestIds::new();
+        assert!((0..1000).map(|_| other.id()).all(|id| !seen.contains(&id)));
+    }
 
     #[tokio::test]
     async fn accepted_connections_send_without_nagle_delay() {
