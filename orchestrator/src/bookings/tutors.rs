@@ -356,7 +356,8 @@ pub async fn put_availability(
              lengths = excluded.lengths, weekly = excluded.weekly, exceptions = excluded.exceptions,
              buffer_before_min = excluded.buffer_before_min, buffer_after_min = excluded.buffer_after_min,
              min_notice_min = excluded.min_notice_min, max_per_day = excluded.max_per_day,
-             horizon_days = excluded.horizon_days, updated_at = excluded.updated_at",
+             horizon_days = excluded.horizon_days, updated_at = excluded.updated_at
+         WHERE tutor_profiles.tenant_id = excluded.tenant_id",
     )
     .bind(id.to_string())
     .bind(auth.tenant_id.to_string())
@@ -382,6 +383,47 @@ pub async fn put_availability(
 /// A stored JSON column (plain data: serializing can't fail).
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// A tutor a student can book: who, in which zone, and what they offer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TutorCard {
+    pub id: UserId,
+    pub display_name: String,
+    /// The zone of the tutor's weekly hours.
+    pub timezone: String,
+    pub currency: String,
+    pub lengths: Vec<LessonLength>,
+}
+
+/// The tenant's bookable tutors (those who published availability), by name; any member of the tenant.
+#[utoipa::path(get, path = "/api/v1/tutors", tag = "bookings", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TutorCard>)))]
+pub async fn list(State(db): State<Db>, auth: Authed<AnyRole>) -> ApiResult<Json<Vec<TutorCard>>> {
+    let mut conn = db.pool().acquire().await?;
+    let rows = sqlx::query(
+        "SELECT u.id, u.display_name, p.timezone, p.currency, p.lengths
+         FROM tutor_profiles p JOIN users u ON u.id = p.tutor_id AND u.tenant_id = p.tenant_id
+         WHERE p.tenant_id = $1 AND u.role = 'tutor' AND u.disabled_at IS NULL
+         ORDER BY u.display_name, u.id",
+    )
+    .bind(auth.tenant_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let cards = rows
+        .iter()
+        .map(|r| {
+            let lengths: String = r.try_get("lengths")?;
+            Ok(TutorCard {
+                id: UserId::from_column(&r.try_get::<String, _>("id")?)?,
+                display_name: r.try_get("display_name")?,
+                timezone: r.try_get("timezone")?,
+                currency: r.try_get("currency")?,
+                lengths: serde_json::from_str(&lengths).map_err(|_| ApiError::internal())?,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(cards))
 }
 
 /// A tutor's published availability and rules (any member of the tenant).

@@ -142,10 +142,12 @@ pub async fn post(conn: &mut AnyConnection, now: DateTime<Utc>, p: &Posting<'_>)
 /// The commission for `tutor`: their override, else the tenant's rate.
 pub async fn commission_for(
     conn: &mut AnyConnection,
+    tenant: TenantId,
     tutor: UserId,
     tenant_rate: billing::Commission,
 ) -> ApiResult<billing::Commission> {
-    let row = sqlx::query("SELECT commission_bps FROM tutor_billing WHERE tutor_id = $1")
+    let row = sqlx::query("SELECT commission_bps FROM tutor_billing WHERE tenant_id = $1 AND tutor_id = $2")
+        .bind(tenant.to_string())
         .bind(tutor.to_string())
         .fetch_optional(conn)
         .await?;
@@ -183,7 +185,8 @@ pub async fn set_commission(
     }
     sqlx::query(
         "INSERT INTO tutor_billing (tutor_id, tenant_id, commission_bps, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tutor_id) DO UPDATE SET commission_bps = excluded.commission_bps, updated_at = excluded.updated_at",
+         ON CONFLICT (tutor_id) DO UPDATE SET commission_bps = excluded.commission_bps, updated_at = excluded.updated_at
+         WHERE tutor_billing.tenant_id = excluded.tenant_id",
     )
     .bind(id.to_string())
     .bind(auth.tenant_id.to_string())

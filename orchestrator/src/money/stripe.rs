@@ -186,10 +186,12 @@ async fn enqueue_owed_transfers(
     cause: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let rows = sqlx::query("SELECT booking_id FROM tutor_payouts WHERE tutor_id = $1 AND paid_at IS NULL")
-        .bind(tutor.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows =
+        sqlx::query("SELECT booking_id FROM tutor_payouts WHERE tenant_id = $1 AND tutor_id = $2 AND paid_at IS NULL")
+            .bind(tenant.to_string())
+            .bind(tutor.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
     for r in rows {
         let booking: String = r.try_get("booking_id")?;
         enqueue_transfer(conn, tenant, BookingId::from_column(&booking)?, cause, now).await?;
@@ -229,7 +231,7 @@ pub async fn transfer(
 ) -> ApiResult<()> {
     let row = sqlx::query(
         "SELECT p.share_minor, p.reversed_minor, p.currency, p.paid_at, t.stripe_account, t.payouts_enabled
-         FROM tutor_payouts p LEFT JOIN tutor_billing t ON t.tutor_id = p.tutor_id
+         FROM tutor_payouts p LEFT JOIN tutor_billing t ON t.tutor_id = p.tutor_id AND t.tenant_id = p.tenant_id
          WHERE p.tenant_id = $1 AND p.booking_id = $2",
     )
     .bind(tenant.to_string())
@@ -316,12 +318,19 @@ pub struct PayoutAccount {
     pub onboarding_url: Option<String>,
 }
 
-async fn account_state(conn: &mut AnyConnection, tutor: UserId) -> ApiResult<(Option<String>, bool, bool)> {
-    let row =
-        sqlx::query("SELECT stripe_account, payouts_enabled, details_submitted FROM tutor_billing WHERE tutor_id = $1")
-            .bind(tutor.to_string())
-            .fetch_optional(conn)
-            .await?;
+async fn account_state(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    tutor: UserId,
+) -> ApiResult<(Option<String>, bool, bool)> {
+    let row = sqlx::query(
+        "SELECT stripe_account, payouts_enabled, details_submitted FROM tutor_billing
+         WHERE tenant_id = $1 AND tutor_id = $2",
+    )
+    .bind(tenant.to_string())
+    .bind(tutor.to_string())
+    .fetch_optional(conn)
+    .await?;
     Ok(match row {
         None => (None, false, false),
         Some(r) => (
@@ -340,17 +349,35 @@ fn own_or_staff(auth: &crate::auth::AuthUser, id: UserId) -> ApiResult<()> {
     }
 }
 
+/// A tutor of the caller's tenant, for their payout account: 404 for anyone else (another tenant's tutor
+/// included), 422 for a user who isn't a tutor.
+async fn payout_tutor(
+    conn: &mut AnyConnection,
+    auth: &crate::auth::AuthUser,
+    id: UserId,
+    now: DateTime<Utc>,
+) -> ApiResult<users::User> {
+    own_or_staff(auth, id)?;
+    let tutor = users::get_or_404(conn, auth.tenant_id, id, now).await?;
+    if tutor.role != Role::Tutor {
+        return Err(ApiError::unprocessable("not_a_tutor", "payout accounts are for tutors"));
+    }
+    Ok(tutor)
+}
+
 /// A tutor's payout account: the connected account and whether it can receive payouts.
 #[utoipa::path(get, path = "/api/v1/tutors/{id}/payout-account", tag = "money", params(("id" = UserId, Path)),
-    security(("bearer" = [])), responses((status = 200, body = PayoutAccount), (status = 403, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = PayoutAccount), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_account(
     State(db): State<Db>,
+    State(clock): State<SharedClock>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<PayoutAccount>> {
-    own_or_staff(&auth, id)?;
     let mut conn = db.pool().acquire().await?;
-    let (account_id, payouts_enabled, details_submitted) = account_state(&mut conn, id).await?;
+    payout_tutor(&mut conn, &auth, id, clock.now()).await?;
+    let (account_id, payouts_enabled, details_submitted) = account_state(&mut conn, auth.tenant_id, id).await?;
     Ok(Json(PayoutAccount { tutor_id: id, account_id, details_submitted, payouts_enabled, onboarding_url: None }))
 }
 
@@ -368,20 +395,17 @@ pub async fn onboard(
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<PayoutAccount>> {
-    own_or_staff(&auth, id)?;
+    let now = clock.now();
+    let mut conn = db.pool().acquire().await?;
+    let tutor = payout_tutor(&mut conn, &auth, id, now).await?;
     let stripe = stripe.ok_or_else(|| {
         ApiError::conflict("payouts_offline", "no online payment provider is configured; staff pay tutors by hand")
     })?;
-    let now = clock.now();
     let (existing, payouts_enabled, details_submitted) = {
-        let mut conn = db.pool().acquire().await?;
-        let tutor = users::get_or_404(&mut conn, auth.tenant_id, id, now).await?;
-        if tutor.role != Role::Tutor {
-            return Err(ApiError::unprocessable("not_a_tutor", "payout accounts are for tutors"));
-        }
-        let (acct, enabled, submitted) = account_state(&mut conn, id).await?;
+        let (acct, enabled, submitted) = account_state(&mut conn, auth.tenant_id, id).await?;
         (acct.map(Ok).unwrap_or(Err(tutor.email)), enabled, submitted)
     };
+    drop(conn);
     let provider_error =
         |e: billing::ProviderError| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string());
     // Outside any transaction: network calls. The account's idempotency key is per tutor, so a retry or a
@@ -394,7 +418,8 @@ pub async fn onboard(
             sqlx::query(
                 "INSERT INTO tutor_billing (tutor_id, tenant_id, stripe_account, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tutor_id) DO UPDATE SET stripe_account = COALESCE(tutor_billing.stripe_account, excluded.stripe_account),
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at
+                 WHERE tutor_billing.tenant_id = excluded.tenant_id",
             )
             .bind(id.to_string())
             .bind(auth.tenant_id.to_string())
@@ -410,8 +435,9 @@ pub async fn onboard(
     let url = stripe
         .account_link(
             &account,
-            &format!("{base}/payouts/onboarding/refresh"),
-            &format!("{base}/payouts/onboarding/done"),
+            // The browser app's earnings page: it asks for a fresh link, or shows the account's state.
+            &format!("{base}/#/tutor/earnings?onboarding=refresh"),
+            &format!("{base}/#/tutor/earnings?onboarding=done"),
             &format!("link:{id}:{}", now.timestamp_millis()),
         )
         .await
