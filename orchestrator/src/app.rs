@@ -11,7 +11,7 @@ use axum::{
 };
 
 use crate::{
-    auth::{Tokens, limiter::Limiter},
+    auth::{Tokens, limiter::LoginLimits},
     bookings::payments::SharedProvider,
     clock::SharedClock,
     config::Config,
@@ -59,12 +59,6 @@ pub struct AppParts {
     pub config: Arc<Config>,
     pub login_limits: Arc<LoginLimits>,
     pub metrics: Arc<Metrics>,
-}
-
-/// Failed logins per account and attempts per client IP.
-pub struct LoginLimits {
-    pub per_account: Limiter,
-    pub per_ip: Limiter,
 }
 
 macro_rules! from_ref {
