@@ -10,6 +10,9 @@ pub struct Identity {
     pub tenant_id: String,
     pub name: String,
     pub role: String,
+    /// The sign-in session the token belongs to, if any: ending it closes this connection
+    /// (`Signaling::end_session`).
+    pub session: Option<String>,
 }
 
 /// What a member may do in a room.
@@ -45,8 +48,8 @@ impl Denied {
 }
 
 pub trait Gate: Send + Sync + 'static {
-    /// Verifies an access token.
-    fn authenticate(&self, token: &str) -> Result<Identity, Denied>;
+    /// Verifies an access token (and that its session is still signed in).
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, Denied>>;
     /// Whether `who` may join `room`, and with which rights.
     fn authorize<'a>(&'a self, who: &'a Identity, room: &'a str) -> BoxFuture<'a, Result<RoomGrant, Denied>>;
     /// Runs a domain command sent in `room`. Its visible effect reaches the room as a publication

@@ -36,11 +36,13 @@ pub struct Framed {
     pub frame: Utf8Bytes,
 }
 
-/// Leave every room starting with `prefix` and tell the client why.
+/// Leave every room starting with `prefix` and tell the client why; or, with `session`, close the
+/// connections of that sign-in session.
 #[derive(Debug)]
 pub struct KickOrder {
     pub prefix: Arc<str>,
     pub reason: Arc<str>,
+    pub session: Option<Arc<str>>,
 }
 
 /// What the hub queues to a connection: one pointer, so a queue slot (and its preallocated block)
@@ -84,6 +86,8 @@ impl Verdict {
     pub const SLOW_CONSUMER: Verdict = Verdict { code: close::SLOW_CONSUMER, reason: "slow consumer" };
     pub const SHUTTING_DOWN: Verdict = Verdict { code: close::GOING_AWAY, reason: "server shutting down" };
     pub const UNAUTHORIZED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "unauthorized" };
+    /// The connection's sign-in session was signed out.
+    pub const SESSION_REVOKED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "session revoked" };
     pub const HEARTBEAT_TIMEOUT: Verdict = Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" };
     /// The connection couldn't join its user channel (the bus is unavailable).
     pub const UNAVAILABLE: Verdict = Verdict { code: close::GOING_AWAY, reason: "temporarily unavailable" };
@@ -314,6 +318,7 @@ impl BusHandler for Hub {
             Outgoing::Kick(Arc::new(KickOrder {
                 prefix: Arc::from(v["prefix"].as_str().unwrap_or("")),
                 reason: Arc::from(v["reason"].as_str().unwrap_or("kicked")),
+                session: v["session"].as_str().map(Arc::from),
             }))
         } else {
             let frame =

@@ -1,12 +1,14 @@
 //! Authentication and authorisation: roles, access tokens, the `Authed<Policy>` extractor that lets a
 //! handler state which roles it needs, and the login rate limiter.
 //!
-//! Access tokens are short-lived HS256 JWTs carrying user, tenant and role; refresh tokens are opaque
-//! and live in the database (see `identity::sessions`).
+//! Access tokens are short-lived HS256 JWTs carrying user, tenant, role and session; refresh tokens are
+//! opaque and live in the database (see `identity::sessions`). A signed-out session's access tokens stop
+//! working at once (`revocation`), though they haven't expired.
 
 pub mod jwt;
 pub mod limiter;
 pub mod password;
+pub mod revocation;
 
 use std::{marker::PhantomData, sync::Arc};
 
@@ -76,6 +78,10 @@ pub struct Claims {
     pub name: String,
     pub iat: i64,
     pub exp: i64,
+    /// The session (refresh-token family) the token was issued to; signing it out revokes the token.
+    /// Tokens minted outside a session (load-test tokens made with the signing key) have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 const ISSUER: &str = "liveclass";
@@ -85,18 +91,32 @@ pub struct Tokens {
     key: Vec<u8>,
     access_ttl_secs: i64,
     clock: SharedClock,
+    revocations: Option<revocation::Revocations>,
 }
 
 impl Tokens {
     pub fn new(key: Vec<u8>, access_ttl_secs: u64, clock: SharedClock) -> Self {
-        Self { key, access_ttl_secs: access_ttl_secs as i64, clock }
+        Self { key, access_ttl_secs: access_ttl_secs as i64, clock, revocations: None }
+    }
+
+    /// Refuses the tokens of signed-out sessions (see `revocation`).
+    pub fn with_revocations(mut self, revocations: revocation::Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// This node signed `session` out: its tokens are refused from now on.
+    pub fn session_revoked(&self, session: &str) {
+        if let Some(r) = &self.revocations {
+            r.revoked(session);
+        }
     }
 
     pub fn access_ttl_secs(&self) -> i64 {
         self.access_ttl_secs
     }
 
-    pub fn issue(&self, user: UserId, tenant: TenantId, role: Role, name: &str) -> String {
+    pub fn issue(&self, user: UserId, tenant: TenantId, role: Role, name: &str, session: Option<&str>) -> String {
         let iat = self.clock.now().timestamp();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -106,13 +126,26 @@ impl Tokens {
             name: name.into(),
             iat,
             exp: iat + self.access_ttl_secs,
+            sid: session.map(String::from),
         };
         jwt::encode(&self.key, &claims)
     }
 
+    /// Signature, issuer and expiry only: for keying (idempotency), not for admitting a caller.
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
         let claims = self.verify_claims(token)?;
         Ok(AuthUser { user_id: claims.sub, tenant_id: claims.tid, role: claims.role })
+    }
+
+    /// A token that may act now: valid, and its session not signed out.
+    pub async fn authenticate(&self, token: &str) -> Result<Claims, ApiError> {
+        let claims = self.verify_claims(token)?;
+        if let (Some(revocations), Some(sid)) = (&self.revocations, &claims.sid)
+            && revocations.is_revoked(sid).await?
+        {
+            return Err(ApiError::unauthorized("session_revoked", "this session was signed out; sign in again"));
+        }
+        Ok(claims)
     }
 
     pub fn verify_claims(&self, token: &str) -> Result<Claims, ApiError> {
@@ -126,15 +159,29 @@ impl Tokens {
         Ok(claims)
     }
 
-    /// The bearer token of a request, verified; `None` when the request carries no `Authorization`.
+    /// The bearer token of a request, verified (signature and expiry only, see `verify`); `None` when the
+    /// request carries no `Authorization`.
     pub fn from_parts(&self, parts: &Parts) -> Option<Result<AuthUser, ApiError>> {
-        let value = parts.headers.get(header::AUTHORIZATION)?;
-        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        Some(match token {
-            Some(t) => self.verify(t.trim()),
-            None => Err(ApiError::unauthorized("invalid_token", "expected `Authorization: Bearer <token>`")),
+        Some(bearer(parts)?.and_then(|t| self.verify(t)))
+    }
+
+    /// The bearer token of a request, authenticated (`authenticate`); `None` without `Authorization`.
+    pub async fn caller(&self, parts: &Parts) -> Option<Result<AuthUser, ApiError>> {
+        Some(match bearer(parts)? {
+            Ok(t) => self.authenticate(t).await.map(|c| AuthUser { user_id: c.sub, tenant_id: c.tid, role: c.role }),
+            Err(e) => Err(e),
         })
     }
+}
+
+fn bearer(parts: &Parts) -> Option<Result<&str, ApiError>> {
+    let value = parts.headers.get(header::AUTHORIZATION)?;
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    Some(
+        token
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "expected `Authorization: Bearer <token>`")),
+    )
 }
 
 /// Who is calling: from a verified access token.
@@ -200,7 +247,8 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let tokens = Arc::<Tokens>::from_ref(state);
         let user = tokens
-            .from_parts(parts)
+            .caller(parts)
+            .await
             .unwrap_or_else(|| Err(ApiError::unauthorized("missing_token", "this endpoint needs an access token")))?;
         if !P::ROLES.contains(&user.role) {
             return Err(ApiError::forbidden(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use signaling::Signaling;
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
@@ -17,9 +18,13 @@ use super::{
     users::{self, CreateUser, User},
 };
 use crate::{
-    app::{ClientInfo, LoginLimits},
+    app::ClientInfo,
     audit,
-    auth::{Role, Tokens, new_refresh_token, password, refresh_token_hash},
+    auth::{
+        Role, Tokens,
+        limiter::{LoginLimits, Refused},
+        new_refresh_token, password, refresh_token_hash,
+    },
     clock::SharedClock,
     config::Config,
     db::{self, Db},
@@ -55,7 +60,7 @@ pub async fn issue(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(hash)
-    .bind(family)
+    .bind(&family)
     .bind(user.tenant_id.to_string())
     .bind(user.id.to_string())
     .bind(db::ts(now))
@@ -63,7 +68,7 @@ pub async fn issue(
     .execute(conn)
     .await?;
     Ok(Session {
-        access_token: tokens.issue(user.id, user.tenant_id, user.role, &user.display_name),
+        access_token: tokens.issue(user.id, user.tenant_id, user.role, &user.display_name, Some(&family)),
         token_type: "Bearer".into(),
         expires_in: tokens.access_ttl_secs(),
         refresh_token,
@@ -98,17 +103,20 @@ pub async fn login(
     Json(body): Json<Login>,
 ) -> ApiResult<Json<Session>> {
     let now = clock.now();
-    let ip_key = client.ip.clone().unwrap_or_default();
-    limits
-        .per_ip
-        .hit(&ip_key, now)
-        .map_err(|secs| ApiError::too_many_requests("too many login attempts from this address", secs))?;
     let email = Email::parse(&body.email).map_err(|_| invalid_credentials())?;
     let account_key = format!("{}\n{}", body.tenant, email.as_str());
-    limits
-        .per_account
-        .check(&account_key, now)
-        .map_err(|secs| ApiError::too_many_requests("too many failed logins for this account", secs))?;
+    // Counted before the password is checked, so concurrent guesses can't all pass an uncounted check.
+    let attempt = limits.begin(client.ip.as_deref().unwrap_or(""), &account_key, now).await.map_err(|r| match r {
+        Refused::Limited { message, retry_after } => ApiError::too_many_requests(message, retry_after),
+        Refused::Unavailable(e) => {
+            tracing::error!(error = %e, "login limits unavailable; refusing logins");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "signing in is briefly unavailable; try again in a moment",
+            )
+        }
+    })?;
 
     let mut conn = db.pool().acquire().await?;
     let tenant = tenants::find_by_slug(&mut conn, &body.tenant).await?;
@@ -141,7 +149,7 @@ pub async fn login(
         }
     };
     let (Some(tenant), Some(user_id), true) = (&tenant, user_id, ok) else {
-        limits.per_account.record(&account_key, now);
+        // The attempt's reservation stays: it was a failure.
         if tenant.is_some() {
             audit::record(
                 tx.conn(),
@@ -153,7 +161,9 @@ pub async fn login(
         }
         return Err(invalid_credentials());
     };
-    limits.per_account.reset(&account_key);
+    if let Err(e) = limits.succeeded(attempt, now).await {
+        tracing::warn!(error = %e, "login limits unavailable; a success was not counted");
+    }
     let user = users::get_or_404(tx.conn(), tenant.id, user_id, now).await?;
     audit::record(tx.conn(), now, entry("login.succeeded", Some(user_id), serde_json::json!({}))).await?;
     let session = issue(tx.conn(), &tokens, &config, user, None, now).await?;
@@ -175,6 +185,7 @@ pub async fn refresh(
     State(clock): State<SharedClock>,
     State(tokens): State<Arc<Tokens>>,
     State(config): State<Arc<Config>>,
+    State(sig): State<Signaling>,
     client: ClientInfo,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<Json<Session>> {
@@ -217,6 +228,7 @@ pub async fn refresh(
         )
         .await?;
         tx.commit().await?;
+        signed_out(&tokens, &sig, user_id, &family).await;
         return Err(ApiError::unauthorized(
             "refresh_token_reused",
             "this refresh token was already used; every session of its family has been signed out",
@@ -239,26 +251,45 @@ async fn revoke_family(conn: &mut AnyConnection, family: &str, now: DateTime<Utc
     Ok(())
 }
 
-/// Signs out: revokes the refresh token's whole family. Unknown tokens are accepted silently.
+/// A session's family was revoked (committed): its access tokens stop here at once (other nodes see it within
+/// the revocation cache's freshness), and its sockets close on every node.
+async fn signed_out(tokens: &Tokens, sig: &Signaling, user: UserId, family: &str) {
+    tokens.session_revoked(family);
+    if let Err(e) = sig.end_session(&user.to_string(), family).await {
+        tracing::warn!(error = %e, "a signed-out session's sockets could not be told; they close when its token is next checked");
+    }
+}
+
+/// Signs out: revokes the refresh token's whole family; the session's access tokens stop working and its
+/// WebSocket connections are closed. Unknown tokens are accepted silently.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "signed out")))]
 pub async fn logout(
     State(db): State<Db>,
     State(clock): State<SharedClock>,
+    State(tokens): State<Arc<Tokens>>,
+    State(sig): State<Signaling>,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
     let now = clock.now();
     let mut tx = db.begin().await?;
-    let family: Option<String> = sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+    let row = sqlx::query("SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1")
         .bind(refresh_token_hash(&body.refresh_token))
         .fetch_optional(tx.conn())
-        .await?
-        .map(|r| r.try_get("family_id"))
-        .transpose()?;
-    if let Some(family) = family {
-        revoke_family(tx.conn(), &family, now).await?;
-    }
+        .await?;
+    let session = match row {
+        Some(r) => {
+            let family: String = r.try_get("family_id")?;
+            let user = UserId::from_column(&r.try_get::<String, _>("user_id")?)?;
+            revoke_family(tx.conn(), &family, now).await?;
+            Some((user, family))
+        }
+        None => None,
+    };
     tx.commit().await?;
+    if let Some((user, family)) = session {
+        signed_out(&tokens, &sig, user, &family).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -178,13 +178,16 @@ impl ClassroomGate {
 }
 
 impl Gate for ClassroomGate {
-    fn authenticate(&self, token: &str) -> Result<Identity, Denied> {
-        let claims = self.tokens.verify_claims(token)?;
-        Ok(Identity {
-            user_id: claims.sub.to_string(),
-            tenant_id: claims.tid.to_string(),
-            name: claims.name,
-            role: claims.role.as_str().to_string(),
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, Denied>> {
+        Box::pin(async move {
+            let claims = self.tokens.authenticate(token).await?;
+            Ok(Identity {
+                user_id: claims.sub.to_string(),
+                tenant_id: claims.tid.to_string(),
+                name: claims.name,
+                role: claims.role.as_str().to_string(),
+                session: claims.sid,
+            })
         })
     }
 

@@ -214,11 +214,14 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_eq!((res.status, res.code()), (StatusCode::UNAUTHORIZED, "refresh_token_reused"));
     let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": second})).await;
     assert_eq!((res.status, res.code()), (StatusCode::UNAUTHORIZED, "invalid_refresh_token"));
-    let audit = app.get("/api/v1/audit?action=refresh_token.reused", &t.admin.access).await;
-    assert_eq!(audit.body["entries"].as_array().unwrap().len(), 1, "{audit:?}");
+    // The family's access tokens went with it (security::sessions covers that in full).
+    let res = app.get("/api/v1/me", &t.admin.access).await;
+    assert_eq!((res.status, res.code()), (StatusCode::UNAUTHORIZED, "session_revoked"));
 
     // Another login is a separate family, unaffected.
     let other = app.login("rot", "admin@rot.test", PASSWORD).await;
+    let audit = app.get("/api/v1/audit?action=refresh_token.reused", &other.access).await;
+    assert_eq!(audit.body["entries"].as_array().unwrap().len(), 1, "{audit:?}");
     let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": other.refresh})).await;
     assert_eq!(res.status, StatusCode::OK);
     let res = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": "garbage"})).await;
