@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::{
     Signaling,
-    bus::Publish,
+    bus::{BusError, Publish},
     gate::{Identity, RoomGrant},
     hub::{Drained, MemberHandle, Outbox, Outgoing, Verdict},
     presence::{PresenceEntry, PresenceSummary},
@@ -183,7 +183,7 @@ fn serve(
                 _ => return close_with(sink, Verdict::UNAUTHORIZED).await,
             },
         };
-        let who = match sig.gate.authenticate(&token) {
+        let who = match sig.gate.authenticate(&token).await {
             Ok(who) => who,
             Err(d) => {
                 let _ = send_error(&mut sink, None, &d.code, &d.message).await;
@@ -353,6 +353,13 @@ impl Conn {
         }
         sink.flush().await?;
         for k in kicks {
+            if let Some(session) = &k.session {
+                // A sign-out ends the connections of that session only; the user's other devices stay.
+                if self.who.session.as_deref() == Some(&**session) {
+                    self.outbox.kill(Verdict::SESSION_REVOKED);
+                }
+                continue;
+            }
             let rooms: Vec<Arc<str>> = self.rooms.names().filter(|r| r.starts_with(&*k.prefix)).cloned().collect();
             for room in rooms {
                 self.leave_room(&room).await;
@@ -439,8 +446,10 @@ impl Conn {
                     return send_error(sink, id, "invalid", "board keys are 1-64 characters").await;
                 }
                 let data = serde_json::json!({"kind": "draw", "from": self.who.user_id, "op": op}).to_string();
-                match self.sig.bus.publish(&room, &data, Publish { store: true, board: Some(&op) }).await {
+                match self.sig.bus.publish(&room, &data, Publish::board(&op, self.sig.config.board)).await {
                     Ok(offset) => self.ack(sink, id, Some(offset)).await,
+                    // The board's limits: `board_full` or `object_too_large`; nothing was published.
+                    Err(BusError::Board(refused)) => send_error(sink, id, refused.code(), &refused.to_string()).await,
                     Err(e) => send_error(sink, id, "unavailable", &e.to_string()).await,
                 }
             }
@@ -550,7 +559,7 @@ impl Conn {
             self.sig.presence.add(room, &entry, self.sig.config.presence_ttl()).await?;
             let present =
                 self.sig.presence.summary(room, &self.who.user_id, self.sig.config.join_presence_limit).await?;
-            Ok::<_, crate::bus::BusError>((history, board, present))
+            Ok::<_, BusError>((history, board, present))
         }
         .await;
         let (history, board, present) = match joined {

@@ -61,6 +61,8 @@ pub struct Config {
     /// small; a larger one grows the buffer as needed.
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
+    /// Bounds on each room's whiteboard (objects, bytes per object, bytes per board), kept by the bus.
+    pub board: bus::BoardLimits,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             join_presence_limit: 100,
             read_buffer_bytes: 256,
             write_buffer_bytes: 16 * 1024,
+            board: bus::BoardLimits::default(),
         }
     }
 }
@@ -160,6 +163,14 @@ impl Signaling {
     /// Removes `user_id`'s connections, on every node, from rooms starting with `prefix`.
     pub async fn kick(&self, user_id: &str, prefix: &str, reason: &str) -> Result<(), BusError> {
         let data = serde_json::json!({"kind": "_kick", "prefix": prefix, "reason": reason}).to_string();
+        debug_assert!(data.starts_with(hub::KICK_PREFIX));
+        self.bus.publish(&format!("user:{user_id}"), &data, Publish::default()).await.map(|_| ())
+    }
+
+    /// Closes `user_id`'s connections of sign-in session `session`, on every node (the session was signed out).
+    pub async fn end_session(&self, user_id: &str, session: &str) -> Result<(), BusError> {
+        let data = serde_json::json!({"kind": "_kick", "prefix": "", "reason": "session_revoked", "session": session})
+            .to_string();
         debug_assert!(data.starts_with(hub::KICK_PREFIX));
         self.bus.publish(&format!("user:{user_id}"), &data, Publish::default()).await.map(|_| ())
     }

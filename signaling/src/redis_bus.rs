@@ -3,7 +3,9 @@
 //!
 //! Layout. Every key of a room carries the room id verbatim in a hash tag, so a room lives in one
 //! cluster slot and a Lua script may touch all of its keys:
-//! - `lc:{room}:meta` — HASH `e` (epoch), `o` (last offset), `b` (offset of the last board op).
+//! - `lc:{room}:meta` — HASH `e` (epoch), `o` (last offset), `b` (offset of the last board op), `bb`
+//!   (the board's bytes, keys plus objects, kept by the publish script so a limit check is O(1); a board
+//!   written before it was kept is measured once, at its next `put`).
 //!   Created with a fresh random epoch by the first publish or history read that finds it missing;
 //!   whoever creates it also deletes the stream and board left without it, so offsets never restart
 //!   under an old epoch and old positions are never "recovered" against new data. TTL [`ROOM_TTL`]
@@ -19,8 +21,10 @@
 //!   `…:presence:users` (HASH user → devices), `…:presence:order` (ZSET of user ids, lexical) and
 //!   `…:presence:meta` (HASH user → first entry). All five expire with the longest-lived entry.
 //!
-//! Every stored publish is one Lua script (epoch, offset, stream append, board op, PUBLISH), so the
-//! stream, the snapshot and the channel agree on offsets, and the channel carries them in order.
+//! Every stored publish is one Lua script (epoch, board limits, offset, stream append, board op,
+//! PUBLISH), so the stream, the snapshot and the channel agree on offsets, and the channel carries them
+//! in order; a board op over its limits is refused by the script before it writes anything, so limits
+//! hold however many nodes write to a room at once.
 //!
 //! Failure behaviour. Commands go through a `ConnectionManager` that reconnects on its own; while
 //! Redis is unreachable `publish`, `history`, `board` and presence calls fail fast with
@@ -53,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::{
-    bus::{Bus, BusError, BusHandler, History, Publication, Publish, Window, new_epoch},
+    bus::{BoardRefused, Bus, BusError, BusHandler, History, Publication, Publish, Window, new_epoch},
     presence::{PresenceEntry, PresenceStore, PresenceSummary},
     protocol::{BoardObject, BoardOp, BoardSnapshot, Member, StreamPosition},
 };
@@ -103,17 +107,46 @@ local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'b', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'b', 0, 'bb', 0)
 end
 "#;
 
 /// KEYS: meta, stream, board. ARGV: new epoch, data, size, stream ttl ms, room ttl ms, channel,
-/// board op (`''`, `put`, `del`, `clear`), board key, board object. Returns the offset.
+/// board op (`''`, `put`, `del`, `clear`), board key, board object, max objects, max board bytes.
+/// Returns the offset, or, refusing a `put` before writing anything, -1 (too many objects) or -2 (too many
+/// bytes): the rule of `BoardLimits::admit_put`. The object's own size is checked by the caller.
 const PUBLISH_LUA: &str = r#"
+local op = ARGV[7]
+local bytes = nil
+if op == 'put' then
+  local total = 0
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    total = tonumber(redis.call('HGET', KEYS[1], 'bb') or '-1')
+    if total < 0 then
+      total = 0
+      for _, s in ipairs(redis.call('HGETALL', KEYS[3])) do total = total + string.len(s) end
+    end
+  end
+  -- An object's JSON is never empty: a length of 0 means there is no such key.
+  local old = redis.call('HSTRLEN', KEYS[3], ARGV[8])
+  if old == 0 and redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[10]) then
+    return -1
+  end
+  bytes = total + string.len(ARGV[8]) + string.len(ARGV[9])
+  if old > 0 then bytes = bytes - string.len(ARGV[8]) - old end
+  if bytes > tonumber(ARGV[11]) and bytes > total then
+    return -2
+  end
+elseif op == 'del' then
+  local old = redis.call('HSTRLEN', KEYS[3], ARGV[8])
+  local total = redis.call('HGET', KEYS[1], 'bb')
+  if old > 0 and total then bytes = math.max(tonumber(total) - string.len(ARGV[8]) - old, 0) end
+elseif op == 'clear' then
+  bytes = 0
+end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'o', offset, 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-local op = ARGV[7]
 if op == 'put' then
   redis.call('HSET', KEYS[3], ARGV[8], ARGV[9])
 elseif op == 'del' then
@@ -123,6 +156,9 @@ elseif op == 'clear' then
 end
 if op ~= '' then
   redis.call('HSET', KEYS[1], 'b', offset)
+end
+if bytes then
+  redis.call('HSET', KEYS[1], 'bb', bytes)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
@@ -474,13 +510,18 @@ impl Bus for RedisBus {
                 let _: i64 = io(conn.publish(channel(room), payload)).await?;
                 return Ok(0);
             }
-            let (op, key, object) = match opts.board {
+            let limits = opts.board.map(|w| w.limits).unwrap_or_default();
+            let (op, key, object) = match opts.board.map(|w| w.op) {
                 None => ("", "", String::new()),
-                Some(BoardOp::Put { key, object }) => ("put", key.as_str(), object.to_string()),
+                Some(BoardOp::Put { key, object }) => {
+                    let object = object.to_string();
+                    limits.check_object(object.len())?;
+                    ("put", key.as_str(), object)
+                }
                 Some(BoardOp::Delete { key }) => ("del", key.as_str(), String::new()),
                 Some(BoardOp::Clear) => ("clear", "", String::new()),
             };
-            io(inner
+            let offset: i64 = io(inner
                 .publish
                 .key(meta_key(room))
                 .key(stream_key(room))
@@ -494,8 +535,15 @@ impl Bus for RedisBus {
                 .arg(op)
                 .arg(key)
                 .arg(object)
+                .arg(limits.max_objects)
+                .arg(limits.max_bytes)
                 .invoke_async(&mut conn))
-            .await
+            .await?;
+            match offset {
+                -1 => Err(BoardRefused::TooManyObjects { limit: limits.max_objects }.into()),
+                -2 => Err(BoardRefused::TooManyBytes { limit: limits.max_bytes }.into()),
+                o => u64::try_from(o).map_err(|_| unavailable(format!("unexpected publish result {o}"))),
+            }
         })
     }
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use signaling::{
-    bus::{Bus, BusError, BusHandler, Publication, Publish, Window},
+    bus::{BoardLimits, BoardRefused, Bus, BusError, BusHandler, Publication, Publish, Window},
     presence::{PresenceEntry, PresenceStore, PresenceSummary, members},
     protocol::{BoardOp, StreamPosition},
     redis_bus::{RedisBus, RedisPresence},
@@ -182,7 +182,7 @@ async fn a_lost_room_comes_back_under_a_new_epoch() {
 
     // Only the meta lost (e.g. evicted): the stream and board left behind are dropped with it.
     let p = BoardOp::Put { key: "k".into(), object: serde_json::json!({"x": 1}) };
-    bus.publish(&r, "{}", Publish { store: true, board: Some(&p) }).await.unwrap();
+    bus.publish(&r, "{}", board(&p)).await.unwrap();
     let _: () = redis::cmd("DEL").arg(format!("lc:{{{r}}}:meta")).query_async(&mut c).await.unwrap();
     assert_eq!(bus.publish(&r, "{\"fresh\":1}", STORE).await.unwrap(), 1);
     let h = bus.history(&r, None, 10).await.unwrap();
@@ -282,7 +282,126 @@ async fn concurrent_publishers_are_seen_in_order_on_every_node() {
 }
 
 fn board(op: &BoardOp) -> Publish<'_> {
-    Publish { store: true, board: Some(op) }
+    Publish::board(op, BoardLimits::default())
+}
+
+/// A put of an object whose JSON is exactly `n` bytes (n >= 8).
+fn put_sized(key: &str, n: usize) -> BoardOp {
+    BoardOp::Put { key: key.into(), object: serde_json::json!({ "p": "x".repeat(n - 8) }) }
+}
+
+fn refusal(r: Result<u64, BusError>) -> BoardRefused {
+    match r {
+        Err(BusError::Board(b)) => b,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The board's objects and bytes (keys plus objects) as a join's snapshot shows them, and the byte total
+/// the publish script keeps in the meta.
+async fn board_size(bus: &RedisBus, r: &str) -> (usize, usize, Option<usize>) {
+    let snap = bus.board(r).await.unwrap();
+    let bytes = snap.objects.iter().map(|o| o.key.len() + o.object.get().len()).sum();
+    let kept: Option<usize> = redis::cmd("HGET")
+        .arg(format!("lc:{{{r}}}:meta"))
+        .arg("bb")
+        .query_async(&mut redis_conn().await)
+        .await
+        .unwrap();
+    (snap.objects.len(), bytes, kept)
+}
+
+#[tokio::test]
+async fn board_limits_refuse_without_a_trace() {
+    if !enabled() {
+        return;
+    }
+    let _shared = EXCLUSIVE.read().await;
+    let (bus, seen) = node(window(100, MINUTE), "a").await;
+    let r = room("limits");
+    bus.subscribe(&r).await.unwrap();
+    // Entries are key (1 byte) + object: three of 20 fill the 60 bytes.
+    let limits = BoardLimits { max_object_bytes: 30, max_objects: 4, max_bytes: 60 };
+    let publish = |op: BoardOp| {
+        let bus = bus.clone();
+        let r = r.clone();
+        async move { bus.publish(&r, "{}", Publish::board(&op, limits)).await }
+    };
+    for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
+        assert_eq!(publish(put_sized(k, 19)).await.unwrap(), i as u64 + 1);
+    }
+    assert_eq!(board_size(&bus, &r).await, (3, 60, Some(60)));
+
+    assert_eq!(refusal(publish(put_sized("d", 8)).await), BoardRefused::TooManyBytes { limit: 60 });
+    let grows = refusal(publish(put_sized("a", 20)).await);
+    assert_eq!(grows, BoardRefused::TooManyBytes { limit: 60 }, "a replacement that grows the full board");
+    assert_eq!(refusal(publish(put_sized("d", 31)).await), BoardRefused::ObjectTooLarge { size: 31, limit: 30 });
+    // Nothing of the refused ops: no offset taken, no history, no delivery, the same board.
+    let h = bus.history(&r, None, 100).await.unwrap();
+    assert_eq!((h.position.offset, h.publications.len()), (3, 3));
+    assert_eq!(board_size(&bus, &r).await, (3, 60, Some(60)));
+    let marker = bus.publish(&r, "{\"marker\":1}", STORE).await.unwrap();
+    assert_eq!(marker, 4, "the refused ops took no offset");
+    assert_eq!(seen.wait(&r, 4).await, [1, 2, 3, 4], "nor were they delivered");
+
+    // A smaller replacement makes room, counted exactly; then the count binds.
+    publish(put_sized("a", 9)).await.unwrap();
+    publish(put_sized("d", 9)).await.unwrap();
+    assert_eq!(board_size(&bus, &r).await, (4, 60, Some(60)));
+    assert_eq!(refusal(publish(put_sized("e", 8)).await), BoardRefused::TooManyObjects { limit: 4 });
+    // Deletes free bytes and a place; replacements count the difference.
+    publish(BoardOp::Delete { key: "b".into() }).await.unwrap();
+    publish(BoardOp::Delete { key: "missing".into() }).await.unwrap();
+    assert_eq!(board_size(&bus, &r).await, (3, 40, Some(40)));
+    publish(put_sized("e", 8)).await.unwrap();
+    assert_eq!(refusal(publish(put_sized("f", 8)).await), BoardRefused::TooManyObjects { limit: 4 });
+    publish(put_sized("c", 29)).await.unwrap();
+    assert_eq!(board_size(&bus, &r).await, (4, 59, Some(59)));
+    assert_eq!(refusal(publish(put_sized("a", 11)).await), BoardRefused::TooManyBytes { limit: 60 });
+    publish(BoardOp::Clear).await.unwrap();
+    assert_eq!(board_size(&bus, &r).await, (0, 0, Some(0)));
+    for k in ["a", "b", "c"] {
+        publish(put_sized(k, 19)).await.unwrap();
+    }
+    assert_eq!(board_size(&bus, &r).await, (3, 60, Some(60)));
+
+    // A board written before the total was kept is measured once, at its next put.
+    let mut c = redis_conn().await;
+    let _: () = redis::cmd("HDEL").arg(format!("lc:{{{r}}}:meta")).arg("bb").query_async(&mut c).await.unwrap();
+    assert_eq!(refusal(publish(put_sized("d", 8)).await), BoardRefused::TooManyBytes { limit: 60 });
+    publish(put_sized("a", 9)).await.unwrap();
+    assert_eq!(board_size(&bus, &r).await, (3, 50, Some(50)));
+}
+
+#[tokio::test]
+async fn board_limits_hold_across_nodes_writing_at_once() {
+    if !enabled() {
+        return;
+    }
+    let _shared = EXCLUSIVE.read().await;
+    let (a, _) = node(window(1000, MINUTE), "a").await;
+    let (b, _) = node(window(1000, MINUTE), "b").await;
+    let r = room("limits-race");
+    let limits = BoardLimits { max_object_bytes: 1000, max_objects: 1000, max_bytes: 10_000 };
+    let writer = |bus: Arc<RedisBus>, r: String, who: &'static str| {
+        tokio::spawn(async move {
+            let mut accepted = 0;
+            for i in 0..100 {
+                // Keys of 6 bytes: entries of 100 bytes, so exactly 100 fit.
+                let op = put_sized(&format!("{who}-{i:04}"), 94);
+                match bus.publish(&r, "{}", Publish::board(&op, limits)).await {
+                    Ok(_) => accepted += 1,
+                    Err(BusError::Board(BoardRefused::TooManyBytes { .. })) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            accepted
+        })
+    };
+    let (ta, tb) = (writer(a.clone(), r.clone(), "a"), writer(b.clone(), r.clone(), "b"));
+    assert_eq!(ta.await.unwrap() + tb.await.unwrap(), 100);
+    assert_eq!(board_size(&a, &r).await, (100, 10_000, Some(10_000)));
+    assert_eq!(a.history(&r, None, 1000).await.unwrap().position.offset, 100, "only accepted ops took offsets");
 }
 
 /// Two nodes' presence stores on the same Redis.
