@@ -1,5 +1,6 @@
-//! Prometheus metrics: requests by route and status, latency histograms by route, database pool
-//! gauges and the embedded SFU's counters (both read at scrape time). Served as text at `GET /metrics`.
+//! Prometheus metrics: requests by route and status, latency histograms by route, the listener's
+//! connections (open, refused by a cap, closed by a timeout), database pool gauges and the embedded SFU's
+//! counters (both read at scrape time). Served as text at `GET /metrics`.
 
 use std::{sync::Arc, time::Instant};
 
@@ -32,6 +33,63 @@ struct RouteLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Why the listener turned a connection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_connections` reached.
+    Total,
+    /// `max_connections_per_ip` reached for the client's address.
+    PerIp,
+}
+
+/// Why the listener closed an HTTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    /// No complete request head within `header_read_timeout_secs`.
+    Header,
+    /// Keep-alive with nothing sent for `idle_timeout_secs`.
+    Idle,
+}
+
+/// The listener's connection counts; cheap to clone (the metrics are shared).
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    refused: Family<ReasonLabels, Counter>,
+    timed_out: Family<ReasonLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    pub fn closed(&self) {
+        self.open.dec();
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        let reason = match why {
+            Refusal::Total => "total",
+            Refusal::PerIp => "per_ip",
+        };
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn timed_out(&self, why: ConnectionTimeout) {
+        let reason = match why {
+            ConnectionTimeout::Header => "header",
+            ConnectionTimeout::Idle => "idle",
+        };
+        self.timed_out.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -42,6 +100,8 @@ pub struct Metrics {
     sfu_participants: Gauge,
     /// SFU totals, as counters: advanced at scrape time by what the engine counted since the last one.
     sfu_totals: [(Counter, std::sync::atomic::AtomicU64); 3],
+    /// Updated by the listener as connections come and go.
+    pub connections: ConnectionMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -59,6 +119,22 @@ impl Default for Metrics {
         registry.register("db_pool_connections", "Open database connections", pool_size.clone());
         registry.register("db_pool_idle_connections", "Idle database connections", pool_idle.clone());
         registry.register("db_pool_max_connections", "Configured pool size", pool_max.clone());
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            "http_connections_open",
+            "Open client connections, upgraded WebSockets included",
+            connections.open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at accept by a cap (reason: total, per_ip)",
+            connections.refused.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed by a timeout (reason: header, idle)",
+            connections.timed_out.clone(),
+        );
         let sfu_participants = Gauge::default();
         registry.register("sfu_participants", "Participants connected to the embedded SFU", sfu_participants.clone());
         let sfu_totals: [(Counter, std::sync::atomic::AtomicU64); 3] = Default::default();
@@ -72,7 +148,7 @@ impl Default for Metrics {
         {
             registry.register(name, help, c.clone());
         }
-        Self { registry, requests, latency, pool_size, pool_idle, pool_max, sfu_participants, sfu_totals }
+        Self { registry, requests, latency, pool_size, pool_idle, pool_max, sfu_participants, sfu_totals, connections }
     }
 }
 
