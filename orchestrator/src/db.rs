@@ -164,9 +164,11 @@ macro_rules! migrations {
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
         Backend::Sqlite => migrations!("sqlite":
-            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money", 9 "media"),
+            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money", 9 "media",
+            10 "mail"),
         Backend::Postgres => migrations!("postgres":
-            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money", 9 "media"),
+            1 "init", 2 "classes", 3 "consent", 4 "gamification", 5 "chat", 6 "jobs", 7 "bookings", 8 "money", 9 "media",
+            10 "mail"),
     };
     Migrator::with_migrations(migrations)
 }

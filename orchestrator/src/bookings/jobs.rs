@@ -19,10 +19,9 @@ use super::{
 use crate::{
     db::{self, Db},
     error::ApiError,
-    identity::users,
     ids::{BookingId, PaymentId, RefundId, TenantId, UserId},
     jobs::{Handler, Job, Jobs},
-    mailer::{Mail, SharedMailer},
+    mailer::{SharedMailer, notices},
     money,
     outbox::{self, DomainEvent},
 };
@@ -38,6 +37,8 @@ pub const RELEASE_PAYOUT: &str = "payout.release";
 /// What the handlers reach beyond the database.
 pub struct Deps {
     pub mailer: SharedMailer,
+    /// Links and the calendar organizer in mail.
+    pub site: notices::Site,
     pub provider: SharedProvider,
     /// Set when Stripe is configured: released shares are transferred to tutors' connected accounts.
     pub stripe: money::stripe::SharedStripe,
@@ -126,13 +127,7 @@ impl BookingJob {
             }
             REMIND if b.status == BookingStatus::Confirmed && same_time => {
                 let minutes = p.minutes_before.unwrap_or(0);
-                let when = human_lead(minutes);
-                let subject = format!("Reminder: your lesson starts in {when}");
-                let at = b.starts_at.format("%Y-%m-%d %H:%M");
-                let body = |other: &str| {
-                    format!("Your {}-minute lesson with {other} starts at {at} (UTC), in {when}.", b.minutes)
-                };
-                self.mail_both(conn, &b, &subject, body, now).await?;
+                notices::lesson_reminder(conn, &self.deps.mailer, &self.deps.site, &b, minutes, now).await?;
                 let event = DomainEvent::BookingReminder {
                     booking_id: b.id,
                     tutor_id: b.tutor_id,
@@ -173,14 +168,8 @@ impl BookingJob {
                     .bind(b.id.to_string())
                     .execute(&mut *conn)
                     .await?;
-                let at = b.starts_at.format("%Y-%m-%d %H:%M");
-                let body = |other: &str| {
-                    format!(
-                        "Your {}-minute lesson with {other} is confirmed for {at} (UTC). Join room: {}",
-                        b.minutes, room.name
-                    )
-                };
-                self.mail_both(conn, &b, "Your lesson is confirmed", body, now).await?;
+                // The confirmation mail went out with the confirmation (`mailer::notices`); the room is
+                // announced live.
                 let event = DomainEvent::LessonRoomReady {
                     booking_id: b.id,
                     tutor_id: b.tutor_id,
@@ -201,7 +190,7 @@ impl BookingJob {
                     return Ok(());
                 }
                 let pol = policy::load(conn, tenant).await?;
-                let commission = money::commission_for(conn, b.tutor_id, pol.commission()).await?;
+                let commission = money::commission_for(conn, tenant, b.tutor_id, pol.commission()).await?;
                 let fee = billing::bps_of(gross, commission.rate_bps.min(10_000));
                 let share = gross - fee;
                 let inserted = sqlx::query(
@@ -307,50 +296,6 @@ impl BookingJob {
         outbox::append(conn, tenant, now, &event).await?;
         Ok(())
     }
-
-    /// Mails the tutor and the student of `b`; `body` gets the other participant's name.
-    async fn mail_both(
-        &self,
-        conn: &mut AnyConnection,
-        b: &super::Booking,
-        subject: &str,
-        body: impl Fn(&str) -> String,
-        now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        for (user, other) in [(b.tutor_id, b.student_id), (b.student_id, b.tutor_id)] {
-            let other = users::get_or_404(conn, b.tenant_id, other, now).await?;
-            self.mail(conn, b.tenant_id, user, subject.to_string(), body(&other.display_name), now).await?;
-        }
-        Ok(())
-    }
-
-    async fn mail(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: TenantId,
-        to: UserId,
-        subject: String,
-        body: String,
-        now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        let user = users::get_or_404(conn, tenant, to, now).await?;
-        let mail = Mail { tenant, to_user: to, to_email: user.email, subject, body };
-        self.deps.mailer.queue(conn, now, &mail).await?;
-        Ok(())
-    }
-}
-
-/// "1 day", "1 hour", "90 minutes".
-fn human_lead(minutes: i64) -> String {
-    match minutes {
-        m if m % 1440 == 0 => plural(m / 1440, "day"),
-        m if m % 60 == 0 => plural(m / 60, "hour"),
-        m => plural(m, "minute"),
-    }
-}
-
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 /// Who has entered the lesson's live room.
@@ -360,17 +305,4 @@ async fn joined(conn: &mut AnyConnection, id: BookingId) -> Result<Vec<UserId>, 
         .fetch_all(conn)
         .await?;
     Ok(rows.iter().map(|r| UserId::from_column(&r.try_get::<String, _>("user_id")?)).collect::<Result<_, _>>()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reminder_leads_read_naturally() {
-        assert_eq!(human_lead(1440), "1 day");
-        assert_eq!(human_lead(2880), "2 days");
-        assert_eq!(human_lead(60), "1 hour");
-        assert_eq!(human_lead(90), "90 minutes");
-    }
 }

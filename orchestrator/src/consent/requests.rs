@@ -18,7 +18,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     identity::users::{self, User},
     ids::{ConsentRequestId, TenantId, UserId},
-    mailer::{Mail, SharedMailer},
+    mailer::{Outgoing, notices},
     outbox::{self, DomainEvent, Outbox},
 };
 
@@ -124,26 +124,8 @@ async fn addressee(
     Ok(parent)
 }
 
-fn request_mail(request: &ConsentRequest, child: &User, parent: &User) -> Mail {
-    Mail {
-        tenant: parent.tenant_id,
-        to_user: parent.id,
-        to_email: parent.email.clone(),
-        subject: format!("Consent needed for {}", child.display_name),
-        body: format!(
-            "Hello {},\n\n{} needs your consent before taking part in live lessons, for: {}.\n\
-             Please sign in and grant or deny each of these (consent request {}).\n\
-             You can revoke your consent at any time.\n",
-            parent.display_name,
-            child.display_name,
-            scope_names(&request.scopes),
-            request.id
-        ),
-    }
-}
-
 /// Asks a linked parent to consent to `scopes` for a minor (staff, or the minor themself). The
-/// parent is mailed in the same transaction.
+/// parent is mailed in the same transaction, with a link to their consent page (`{public_url}/#/consent/{id}`).
 #[utoipa::path(post, path = "/api/v1/consent-requests", tag = "consent", request_body = CreateRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
     security(("bearer" = [])),
@@ -153,7 +135,7 @@ pub async fn create(
     State(db): State<Db>,
     State(clock): State<SharedClock>,
     State(outbox): State<Outbox>,
-    State(mailer): State<SharedMailer>,
+    State(post): State<Outgoing>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Json(body): Json<CreateRequest>,
@@ -199,7 +181,9 @@ pub async fn create(
     .bind(db::ts(now))
     .execute(tx.conn())
     .await?;
-    mailer.queue(tx.conn(), now, &request_mail(&request, &child, &parent)).await?;
+    let to = notices::Recipient::load(tx.conn(), auth.tenant_id, parent.id, now).await?;
+    let mail = notices::consent_request(&post.site, request.id, &scope_names(&request.scopes), &child, &to);
+    post.mailer.queue(tx.conn(), now, &mail).await?;
     let event = DomainEvent::ConsentRequested {
         request_id: request.id,
         child_id: child.id,
@@ -270,6 +254,23 @@ pub async fn list(
     let requests = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     let next_before = (requests.len() as i64 == limit).then(|| requests.last().map(|r| r.id)).flatten();
     Ok(Json(RequestPage { requests, next_before }))
+}
+
+/// One consent request: for staff, the parent it is addressed to, and the child it is about (404 for anyone
+/// else, so a request's existence isn't revealed). The page a consent mail links to reads it.
+#[utoipa::path(get, path = "/api/v1/consent-requests/{id}", tag = "consent", params(("id" = ConsentRequestId, Path)),
+    security(("bearer" = [])), responses((status = 200, body = ConsentRequest), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(db): State<Db>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<ConsentRequestId>,
+) -> ApiResult<Json<ConsentRequest>> {
+    let mut conn = db.pool().acquire().await?;
+    let request = find(&mut conn, auth.tenant_id, id)
+        .await?
+        .filter(|r| auth.is_staff() || r.parent_id == auth.user_id || r.child_id == auth.user_id)
+        .ok_or_else(|| ApiError::not_found("consent_request_not_found", "no such consent request"))?;
+    Ok(Json(request))
 }
 
 #[derive(Deserialize, ToSchema)]

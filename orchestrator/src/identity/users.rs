@@ -30,12 +30,15 @@ pub struct User {
     pub birth_date: Option<NaiveDate>,
     /// Under the tenant's consent age (students with a birth date only).
     pub minor: bool,
+    /// The user's IANA time zone (`Europe/Berlin`), set with `PATCH /api/v1/me`: times in their mail and
+    /// calendar feed are in it. Unset: a tutor's availability zone, else UTC.
+    pub timezone: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 /// Columns `user_from_row` reads; `consent_age` comes from the joined tenant.
 pub const USER_COLUMNS: &str =
-    "u.id, u.tenant_id, u.email, u.display_name, u.role, u.birth_date, u.created_at, t.consent_age";
+    "u.id, u.tenant_id, u.email, u.display_name, u.role, u.birth_date, u.timezone, u.created_at, t.consent_age";
 
 pub fn user_from_row(r: &AnyRow, today: NaiveDate) -> Result<User, sqlx::Error> {
     let birth_date = r.try_get::<Option<String>, _>("birth_date")?.map(|s| db::parse_date(&s)).transpose()?;
@@ -49,6 +52,7 @@ pub fn user_from_row(r: &AnyRow, today: NaiveDate) -> Result<User, sqlx::Error> 
         role,
         minor: role == Role::Student && birth_date.is_some_and(|b| (age_on(b, today) as i64) < consent_age),
         birth_date,
+        timezone: r.try_get("timezone")?,
         created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
     })
 }
@@ -290,7 +294,30 @@ pub async fn load_viewable(
     Ok(user)
 }
 
-/// A user's profile: staff see anyone in the tenant, users see themselves, parents their children.
+/// Whether `tutor` teaches `student`: a lesson booked with them, or an enrollment in a class they instruct.
+async fn teaches(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    tutor: UserId,
+    student: UserId,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 FROM bookings WHERE tenant_id = $1 AND tutor_id = $2 AND student_id = $3
+         UNION ALL
+         SELECT 1 FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.tenant_id = e.tenant_id
+         WHERE e.tenant_id = $1 AND c.instructor_id = $2 AND e.student_id = $3
+         LIMIT 1",
+    )
+    .bind(tenant.to_string())
+    .bind(tutor.to_string())
+    .bind(student.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// A user's profile: staff see anyone in the tenant, users see themselves, parents their children, tutors
+/// their students (a lesson booked with them, or a class they instruct).
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -300,7 +327,11 @@ pub async fn get(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<User>> {
     let mut conn = db.pool().acquire().await?;
-    Ok(Json(load_viewable(&mut conn, &auth, id, clock.now(), "this user").await?))
+    let now = clock.now();
+    if auth.role == Role::Tutor && teaches(&mut conn, auth.tenant_id, auth.user_id, id).await? {
+        return Ok(Json(get_or_404(&mut conn, auth.tenant_id, id, now).await?));
+    }
+    Ok(Json(load_viewable(&mut conn, &auth, id, now, "this user").await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -322,6 +353,82 @@ pub async fn me(State(db): State<Db>, State(clock): State<SharedClock>, auth: Au
         .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
     let children = children_of(&mut conn, auth.tenant_id, auth.user_id, now).await?;
     Ok(Json(Me { user, children }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    /// An IANA time zone (`America/New_York`) for the times in the caller's mail and calendar feed; `null`
+    /// clears it. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "Europe/Berlin")]
+    pub timezone: Option<Option<String>>,
+}
+
+/// A field that is present, even as `null` (then `Some(None)`); an absent one stays `None` by `default`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Changes the caller's own settings: their time zone (422 `invalid_timezone` for a name the IANA database
+/// doesn't have). Returns the profile as `GET /api/v1/me` does.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "users", request_body = UpdateMe, security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_me(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed<AnyRole>,
+    Json(body): Json<UpdateMe>,
+) -> ApiResult<Json<Me>> {
+    let now = clock.now();
+    if let Some(zone) = body.timezone {
+        let zone = match zone.as_deref().map(str::trim) {
+            None => None,
+            Some(name) => Some(
+                name.parse::<chrono_tz::Tz>()
+                    .map_err(|_| {
+                        ApiError::unprocessable(
+                            "invalid_timezone",
+                            "timezone must be an IANA zone such as Europe/Berlin",
+                        )
+                    })?
+                    .name()
+                    .to_string(),
+            ),
+        };
+        let mut tx = db.begin().await?;
+        sqlx::query("UPDATE users SET timezone = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(zone)
+            .bind(auth.tenant_id.to_string())
+            .bind(auth.user_id.to_string())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+    }
+    let mut conn = db.pool().acquire().await?;
+    let user = find(&mut conn, auth.tenant_id, auth.user_id, now)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
+    let children = children_of(&mut conn, auth.tenant_id, auth.user_id, now).await?;
+    Ok(Json(Me { user, children }))
+}
+
+/// The zone a user's times are shown in: their own, else (tutors) the zone of their published availability,
+/// else UTC.
+pub async fn zone_of(conn: &mut AnyConnection, tenant: TenantId, user: UserId) -> Result<chrono_tz::Tz, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.timezone, p.timezone AS availability FROM users u
+         LEFT JOIN tutor_profiles p ON p.tutor_id = u.id AND p.tenant_id = u.tenant_id
+         WHERE u.tenant_id = $1 AND u.id = $2",
+    )
+    .bind(tenant.to_string())
+    .bind(user.to_string())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(chrono_tz::Tz::UTC) };
+    let own: Option<String> = row.try_get("timezone")?;
+    let availability: Option<String> = row.try_get("availability")?;
+    Ok(own.or(availability).and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::Tz::UTC))
 }
 
 async fn children_of(
