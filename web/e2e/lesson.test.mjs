@@ -396,7 +396,7 @@ test('two people in one class meeting', { timeout: DEADLINE_MS - 5_000 }, async 
 
   await t.test('a late joiner gets the board snapshot, the chat history and the video', async () => {
     await student.click('#leave');
-    await student.waitForSelector('#list-view:not([hidden])');
+    await student.waitForSelector('#page-view:not([hidden])');
     await tutor.waitForSelector(`#presence li[data-user="${studentId}"]`, { state: 'detached' });
     if (MEDIA) await tutor.waitForSelector(`video[data-identity="${studentId}"]`, { state: 'detached' });
     await student.click(`button[data-meeting="${meetingId}"]`);

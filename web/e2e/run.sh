@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The browser end-to-end test (web/e2e/lesson.test.mjs): installs the page's npm packages, builds the page,
-# makes sure Debian's chromium is there, builds the server, then runs the test (at most 120 s).
+# The browser end-to-end tests: web/e2e/lesson.test.mjs (two people in a live meeting, at most 120 s) and
+# web/e2e/people.test.mjs (the students', parents', tutors' and staff's pages, at most 180 s). Installs the
+# page's npm packages, builds the page, makes sure Debian's chromium is there, builds the server, then runs
+# the tests one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -23,6 +25,9 @@ fi
 step "cargo build -p orchestrator"
 cargo build -q -p orchestrator
 
-step "the end-to-end test"
 cd web
+step "the end-to-end test: a live meeting"
 CHROMIUM="$CHROMIUM" node --test-reporter=spec e2e/lesson.test.mjs
+step "the end-to-end test: the people's pages"
+CHROMIUM="$CHROMIUM" node --test-reporter=spec e2e/people.test.mjs
+CHROMIUM="$CHROMIUM" node --test-reporter=spec e2e/staff.test.mjs

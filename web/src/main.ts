@@ -1,166 +1,370 @@
-// The page: log in (or paste a token), list the user's lessons and class meetings, join one.
+// The app shell: sign in and out, the navigation of the signed-in person's role (from the page lists in
+// src/pages/*.ts), hash routing (`#/path?query`, so a refresh or a link keeps the place), the user's live
+// channel on /ws dispatched to the pages, and the live room (src/room.ts) at `#/room/...`.
 
 import './style.css';
 import { Api, type User } from './api';
-import { $, clearErrors, el, show, showError, time } from './dom';
-import { LiveRoom, type Target } from './room';
+import { $, clearErrors, dateTime, el, setStatus, show, showError, timeRange } from './dom';
+import { homePages } from './pages/home';
+import { parentPages } from './pages/parent';
+import { staffPages } from './pages/staff';
+import { studentPages } from './pages/student';
+import { tutorPages } from './pages/tutor';
+import type { Page, PageContext, UserEvent } from './pages/types';
+import type { LiveRoom, Target } from './room';
+import { UserChannel } from './shell/live';
+import { BOOKING_STATUS, forgetCaches, type BookingView, type ClassView } from './shell/model';
+import { currentRoute, find, hashOf, type Route } from './shell/router';
+import { announce } from './shell/ui';
 
-interface Booking {
-  id: string;
-  tutor_id: string;
-  student_id: string;
-  starts_at: string;
-  ends_at: string;
-  status: string;
-  room: string | null;
-}
-
-interface Meeting {
-  id: string;
-  starts_at: string;
-  ends_at: string;
-}
-
-interface ClassView {
-  id: string;
-  title: string;
-  instructor_id: string;
-  status: string;
-  meetings: Meeting[];
-}
+const PAGES: Page[] = [...homePages, ...studentPages, ...parentPages, ...tutorPages, ...staffPages];
+const ROLE_NAMES: Record<User['role'], string> = {
+  admin: 'admin',
+  staff: 'staff',
+  tutor: 'tutor',
+  student: 'student',
+  parent: 'parent',
+};
 
 const api = new Api();
 let me: User | null = null;
-let current: LiveRoom | null = null;
+let channel: UserChannel | null = null;
+/** Resolves once the live channel has joined (or after a short wait), so the first page misses no push. */
+let channelReady: Promise<void> = Promise.resolve();
+let room: { key: string; live: LiveRoom } | null = null;
+/** Where Leave goes back to: the page the room was opened from. */
+let returnTo = '/';
+/** The handlers of the page on screen (cleared whenever another page is rendered). */
+const subscribers = new Set<(e: UserEvent) => void>();
+let renderSeq = 0;
+let firstRender = true;
 
-/** How long after its end a lesson or meeting is still listed (the rooms stay open 15 minutes). */
-const LISTED_AFTER_END_MS = 30 * 60_000;
-
-async function start(): Promise<void> {
-  $('#login-form').onsubmit = (e) => {
+function start(): void {
+  $<HTMLFormElement>('#login-form').onsubmit = (e) => {
     e.preventDefault();
     const f = new FormData(e.target as HTMLFormElement);
-    localStorage.setItem('liveclass.tenant', String(f.get('tenant')));
-    void signIn(() => api.login(String(f.get('tenant')), String(f.get('email')), String(f.get('password'))));
+    const tenant = String(f.get('tenant')).trim();
+    localStorage.setItem('liveclass.tenant', tenant);
+    void signIn(() => api.login(tenant, String(f.get('email')).trim(), String(f.get('password'))));
   };
-  $('#token-form').onsubmit = (e) => {
+  $<HTMLFormElement>('#token-form').onsubmit = (e) => {
     e.preventDefault();
     void signIn(() => api.useToken(String(new FormData(e.target as HTMLFormElement).get('token'))));
   };
-  $('#logout').onclick = () => {
-    current?.leave();
-    current = null;
-    api.logout();
-    me = null;
-    loggedOut();
+  $('#logout').onclick = () => signOut();
+  $('#nav-toggle').onclick = () => toggleNav();
+  $('#nav-list').addEventListener('click', (e) => {
+    if ((e.target as HTMLElement).closest('a')) toggleNav(false);
+  });
+  // The skip link moves focus to the content without touching the route in the hash.
+  $('.skip-link').addEventListener('click', (e) => {
+    e.preventDefault();
+    $('#main').focus();
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && $('#nav').classList.contains('open')) toggleNav(false);
+  });
+  window.addEventListener('hashchange', () => void route());
+  api.onSignedOut = () => {
+    if (me) signOut('Your session has ended. Please sign in again.');
   };
-  $('#reload').onclick = () => void list();
   const tenant = new URLSearchParams(location.search).get('tenant') ?? localStorage.getItem('liveclass.tenant');
-  if (tenant) $<HTMLInputElement>('#login-form [name=tenant]').value = tenant;
+  if (tenant) $<HTMLInputElement>('#login-tenant').value = tenant;
 
-  if (api.token) await signIn(() => api.me(), true);
-  else loggedOut();
+  if (api.token) void signIn(() => api.me(), true);
+  else signedOut();
 }
 
 async function signIn(how: () => Promise<User>, quiet = false): Promise<void> {
+  let user: User;
   try {
-    me = await how();
+    user = await how();
   } catch (e) {
     if (!quiet) showError(e);
-    loggedOut();
+    signedOut();
     return;
   }
   clearErrors();
-  $('#whoami').textContent = `${me.display_name} (${me.role})`;
+  me = user;
+  $('#whoami').textContent = `${user.display_name} (${ROLE_NAMES[user.role]})`;
   $('#logout').hidden = false;
-  document.body.dataset.user = me.id;
-  await list();
+  $('#nav').hidden = false;
+  $('#nav-toggle').hidden = false;
+  document.body.dataset.user = user.id;
+  document.body.dataset.role = user.role;
+  openChannel(user);
+  buildNav(user);
+  $<HTMLInputElement>('#login-password').value = '';
+  // Signing in by hand moves focus to the new page's heading (the form it was in is gone).
+  if (!quiet) firstRender = false;
+  await route();
 }
 
-function loggedOut(): void {
+function signOut(message?: string): void {
+  leaveRoom();
+  channel?.close();
+  channel = null;
+  subscribers.clear();
+  if (me) api.logout();
+  me = null;
+  forgetCaches();
+  signedOut();
+  if (message) showError(new Error(message));
+}
+
+function signedOut(): void {
   $('#whoami').textContent = '';
   $('#logout').hidden = true;
+  $('#nav').hidden = true;
+  $('#nav-toggle').hidden = true;
+  $('#live-status').hidden = true;
   delete document.body.dataset.user;
+  delete document.body.dataset.role;
+  delete document.body.dataset.live;
+  document.title = 'Sign in · liveclass';
+  // Followed a link (a consent request in a mail): say that signing in leads there.
+  $('#login-next').hidden = currentRoute().path === '/';
   show('login');
 }
 
-async function list(): Promise<void> {
-  show('list');
-  const lessons = $('#lessons');
-  const meetings = $('#meetings');
-  lessons.replaceChildren(el('li', { class: 'muted' }, 'loading…'));
-  meetings.replaceChildren(el('li', { class: 'muted' }, 'loading…'));
-  const since = new Date(Date.now() - LISTED_AFTER_END_MS - 6 * 3600_000).toISOString();
-  const [bookings, classes] = await Promise.allSettled([
-    api.get<Booking[]>(`/bookings?from=${encodeURIComponent(since)}`),
-    api
-      .get<{ id: string }[]>('/classes')
-      .then((cs) => Promise.all(cs.map((c) => api.get<ClassView>(`/classes/${c.id}`)))),
-  ]);
+// --- the live channel ---
 
-  lessons.replaceChildren();
-  if (bookings.status === 'rejected') showError(bookings.reason);
-  else {
-    for (const b of bookings.value.filter((b) => Date.parse(b.ends_at) + LISTED_AFTER_END_MS > Date.now())) {
-      const open = b.status === 'confirmed' || b.status === 'in_progress';
-      const join = el('button', { type: 'button', 'data-booking': b.id }, 'Join');
-      join.disabled = !open;
-      join.onclick = () =>
-        enter({
-          kind: 'lesson',
-          booking: b.id,
-          room: b.room ?? `lesson:${b.id}`,
-          title: `Lesson ${time(b.starts_at)}`,
-        });
-      lessons.append(
-        el('li', {}, `${time(b.starts_at)}–${time(b.ends_at)} `, el('span', { class: 'muted' }, b.status), join),
-      );
-    }
-  }
-  if (!lessons.children.length) lessons.append(el('li', { class: 'muted' }, 'none coming up'));
-
-  meetings.replaceChildren();
-  if (classes.status === 'rejected') showError(classes.reason);
-  else {
-    const rows = classes.value
-      .flatMap((c) => c.meetings.map((m) => ({ c, m })))
-      .filter(({ m }) => Date.parse(m.ends_at) + LISTED_AFTER_END_MS > Date.now())
-      .sort((a, b) => Date.parse(a.m.starts_at) - Date.parse(b.m.starts_at))
-      .slice(0, 20);
-    for (const { c, m } of rows) {
-      const join = el('button', { type: 'button', 'data-meeting': m.id }, 'Join');
-      join.onclick = () =>
-        enter({
-          kind: 'meeting',
-          meeting: m.id,
-          classId: c.id,
-          room: `meeting:${m.id}`,
-          title: `${c.title}, ${time(m.starts_at)}`,
-          moderator: me!.role === 'admin' || me!.role === 'staff' || c.instructor_id === me!.id,
-        });
-      meetings.append(
-        el(
-          'li',
-          {},
-          `${c.title}: ${time(m.starts_at)}–${time(m.ends_at)} `,
-          el('span', { class: 'muted' }, c.status),
-          join,
-        ),
-      );
-    }
-  }
-  if (!meetings.children.length) meetings.append(el('li', { class: 'muted' }, 'none coming up'));
-}
-
-function enter(target: Target): void {
-  clearErrors();
-  current?.leave();
-  current = new LiveRoom(api, me!, target, () => {
-    current = null;
-    void list();
+function openChannel(user: User): void {
+  channel?.close();
+  let ready: () => void = () => {};
+  channelReady = Promise.race([new Promise<void>((r) => (ready = r)), new Promise<void>((r) => setTimeout(r, 3000))]);
+  const status = $('#live-status');
+  channel = new UserChannel(user.id, () => api.freshToken(), {
+    event: (e) => dispatch(e),
+    status: (text, ok) => {
+      if (ok) ready();
+      document.body.dataset.live = ok ? 'on' : 'off';
+      // Shown only when live updates are off: that is when the page may be out of date.
+      status.hidden = ok;
+      setStatus('#live-status', ok ? 'live' : text, ok);
+    },
   });
-  show('room');
-  current.start();
+  channel.connect();
 }
 
-void start();
+function dispatch(e: UserEvent): void {
+  notify(e);
+  for (const handler of [...subscribers]) {
+    try {
+      handler(e);
+    } catch (err) {
+      showError(err);
+    }
+  }
+}
+
+/** A sentence for the pushes a person wants to hear about, wherever they are in the app. */
+function notify(e: UserEvent): void {
+  switch (e.kind) {
+    case 'booking': {
+      const status = BOOKING_STATUS[String(e.status)] ?? String(e.status);
+      announce(`Your lesson on ${dateTime(String(e.starts_at))} is now ${status}.`);
+      break;
+    }
+    case 'booking_rescheduled':
+      announce(`A lesson moved to ${dateTime(String(e.starts_at))}.`);
+      break;
+    case 'badge':
+      announce(`New badge: ${String(e.badge).replace(/_/g, ' ')}!`);
+      break;
+    case 'level':
+      announce(`You reached level ${e.level}!`);
+      break;
+    case 'unlock':
+      announce('A new lesson was unlocked for you.');
+      break;
+    case 'reminder':
+      announce(`Reminder: a lesson starts at ${dateTime(String(e.starts_at))}.`);
+      break;
+  }
+}
+
+// --- navigation ---
+
+function buildNav(user: User): void {
+  // Home first, Messages last, each role's pages in between.
+  const items = PAGES.filter((p) => p.nav && p.roles.includes(user.role)).sort(
+    (a, b) => Number(a.path === '/messages') - Number(b.path === '/messages'),
+  );
+  $('#nav-list').replaceChildren(
+    ...items.map((p) => el('li', {}, el('a', { href: hashOf(p.path), 'data-path': p.path }, p.title))),
+  );
+}
+
+function markNav(path: string): void {
+  for (const a of document.querySelectorAll<HTMLAnchorElement>('#nav-list a')) {
+    const p = a.dataset.path ?? '';
+    const here = p === path || (p !== '/' && path.startsWith(`${p}/`));
+    if (here) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+function toggleNav(open?: boolean): void {
+  const nav = $('#nav');
+  const now = open ?? !nav.classList.contains('open');
+  nav.classList.toggle('open', now);
+  $('#nav-toggle').setAttribute('aria-expanded', String(now));
+}
+
+function navigate(path: string): void {
+  const hash = hashOf(path);
+  if (location.hash === hash) void route();
+  else location.hash = hash;
+}
+
+// --- routing ---
+
+async function route(): Promise<void> {
+  if (!me) {
+    signedOut();
+    return;
+  }
+  const r = currentRoute();
+  markNav(r.path);
+  const roomMatch = /^\/room\/(meeting|lesson)\/([^/]+)$/.exec(r.path);
+  if (roomMatch) {
+    await enterRoom(roomMatch[1] as 'meeting' | 'lesson', roomMatch[2], r);
+    return;
+  }
+  entering = null;
+  leaveRoom();
+  returnTo = r.path + (Object.keys(r.query).length ? `?${new URLSearchParams(r.query)}` : '');
+  await renderPage(r);
+}
+
+async function renderPage(r: Route): Promise<void> {
+  const user = me!;
+  const seq = ++renderSeq;
+  subscribers.clear();
+  show('page');
+  const found = find(PAGES, user.role, r.path);
+  const title = found?.page.title ?? 'Page not found';
+  setTitle(title);
+  // A fresh element per render: a slow page that finishes after the person moved on writes into nothing.
+  const root = el('div', { class: 'page-root', 'data-page': found?.page.path ?? 'none' });
+  $('#page').replaceChildren(root);
+  if (!firstRender) $('#page-title').focus();
+  firstRender = false;
+  if (!found) {
+    root.append(
+      el('p', {}, 'There is no such page for your account.'),
+      el('p', {}, el('a', { href: '#/' }, 'Go to your home page')),
+    );
+    return;
+  }
+  await channelReady;
+  if (seq !== renderSeq) return;
+  const ctx: PageContext = {
+    api,
+    me: user,
+    root,
+    params: { ...r.query, ...found.params },
+    navigate,
+    onUserEvent(handler) {
+      if (seq !== renderSeq) return () => {};
+      subscribers.add(handler);
+      return () => subscribers.delete(handler);
+    },
+    error: (e) => showError(e),
+    setTitle: (t) => {
+      if (seq === renderSeq) setTitle(t);
+    },
+  };
+  try {
+    await found.page.render(ctx);
+  } catch (e) {
+    if (seq === renderSeq) showError(e);
+  }
+}
+
+function setTitle(title: string): void {
+  $('#page-title').textContent = title;
+  document.title = `${title} · liveclass`;
+}
+
+// --- the live room ---
+
+async function enterRoom(kind: 'meeting' | 'lesson', id: string, r: Route): Promise<void> {
+  const key = `${kind}:${id}`;
+  if (room?.key === key || entering === key) return;
+  entering = key;
+  try {
+    await openRoom(kind, id, r, key);
+  } finally {
+    if (entering === key) entering = null;
+  }
+}
+
+/** The room being opened (loading its class or booking, and the room's code). */
+let entering: string | null = null;
+
+async function openRoom(kind: 'meeting' | 'lesson', id: string, r: Route, key: string): Promise<void> {
+  leaveRoom();
+  subscribers.clear();
+  renderSeq++;
+  let target: Target;
+  try {
+    if (kind === 'meeting') {
+      const classId = r.query.class;
+      if (!classId) throw new Error('This link to a class meeting is incomplete (it names no class).');
+      const c = await api.get<ClassView>(`/classes/${classId}`);
+      const m = c.meetings.find((m) => m.id === id);
+      target = {
+        kind: 'meeting',
+        meeting: id,
+        classId,
+        room: `meeting:${id}`,
+        title: m ? `${c.title}, ${timeRange(m.starts_at, m.ends_at)}` : c.title,
+        moderator: me!.role === 'admin' || me!.role === 'staff' || c.instructor_id === me!.id,
+      };
+    } else {
+      const b = await api.get<BookingView>(`/bookings/${id}`);
+      target = {
+        kind: 'lesson',
+        booking: id,
+        room: b.room ?? `lesson:${id}`,
+        title: `Lesson, ${timeRange(b.starts_at, b.ends_at)}`,
+      };
+    }
+  } catch (e) {
+    showError(e);
+    navigate(returnTo);
+    return;
+  }
+  // The room (with livekit-client, most of the app's weight) loads only when someone enters one.
+  let Room: typeof LiveRoom;
+  try {
+    ({ LiveRoom: Room } = await import('./room'));
+  } catch (e) {
+    showError(e);
+    navigate(returnTo);
+    return;
+  }
+  if (currentRoute().path !== r.path) return; // moved on while loading
+  clearErrors();
+  document.title = `${target.title} · liveclass`;
+  setStatus('#rt-status', 'room: connecting…', false);
+  setStatus('#media-status', 'media: connecting…', false);
+  show('room');
+  const live = new Room(api, me!, target, () => {
+    room = null;
+    navigate(returnTo);
+  });
+  room = { key, live };
+  live.start();
+  $('#room-title').focus?.();
+}
+
+function leaveRoom(): void {
+  if (!room) return;
+  room.live.leave();
+  room = null;
+}
+
+start();

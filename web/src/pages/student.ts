@@ -1,0 +1,1275 @@
+// The student's pages: tutors and their slots on the student's own clock, holding a slot, checkout (offline
+// instructions, or Stripe when the provider answers with a client secret), the booking's status live,
+// cancelling and rescheduling under the school's policy (the refund shown before confirming), packages,
+// classes with credits left, unlocked lessons, XP, levels, streaks, badges and the opt-in leaderboards.
+//
+// Times are in the student's own zone (the browser's), named on each page; the slot list asks the API for
+// that zone (`tz`), so daylight-saving changes are the server's arithmetic, not ours.
+
+import { idempotencyKey } from '../api';
+import {
+  addDays,
+  clockTime,
+  dateIn,
+  dateTime,
+  dayName,
+  el,
+  money,
+  relative,
+  timeRange,
+  userZone,
+  words,
+  zoneAbbr,
+  zoneNote,
+} from '../dom';
+import { joinButton } from '../shell/join';
+import {
+  BOOKING_STATUS,
+  bookingPolicy,
+  type AttendanceRecord,
+  type AvailabilityDoc,
+  type Booking,
+  type BookingPolicy,
+  type BookingView,
+  type ClassInfo,
+  type ClassLesson,
+  type ClassView,
+  type Gamification,
+  type Leaderboard,
+  type Outcome,
+  type Package,
+  type Payment,
+  type SlotList,
+  type StudentReport,
+  type Upcoming,
+} from '../shell/model';
+import {
+  announce,
+  button,
+  confirmPanel,
+  empty,
+  field,
+  input,
+  link,
+  loading,
+  pill,
+  section,
+  select,
+  table,
+} from '../shell/ui';
+import { agenda, reloadOn } from './home';
+import type { Page, PageContext } from './types';
+
+const STUDENT: Page['roles'] = ['student'];
+
+// --- tutors ---------------------------------------------------------------------------------------
+
+interface KnownTutor {
+  id: string;
+  /** The tutor's name when the API says it; otherwise how the student knows them. */
+  name: string;
+  known: string[];
+}
+
+/**
+ * The tutors a student can find. The API has no tutor directory for students (`GET /users` is for staff
+ * only, and a student may not read a tutor's profile), so: a directory if the OpenAPI document lists one
+ * (`GET /api/v1/tutors`), else the tutors the student already knows — their classes' instructors, their
+ * lessons' and packages' tutors. A tutor's page can also be opened from a link (`#/tutors/<id>`).
+ */
+async function knownTutors(ctx: PageContext): Promise<KnownTutor[]> {
+  const found = new Map<string, KnownTutor>();
+  const add = (id: string, how: string, name?: string) => {
+    const t = found.get(id) ?? { id, name: '', known: [] };
+    if (name) t.name = name;
+    if (how && !t.known.includes(how)) t.known.push(how);
+    found.set(id, t);
+  };
+  for (const t of await directory(ctx)) add(t.id, '', t.display_name);
+  const [classes, bookings, packages] = await Promise.all([
+    ctx.api.get<ClassInfo[]>('/classes').catch(() => [] as ClassInfo[]),
+    ctx.api.get<Booking[]>('/bookings?limit=500').catch(() => [] as Booking[]),
+    ctx.api.get<Package[]>('/packages').catch(() => [] as Package[]),
+  ]);
+  for (const c of classes) add(c.instructor_id, `teaches your class “${c.title}”`);
+  for (const b of bookings) add(b.tutor_id, 'your tutor for earlier lessons');
+  for (const p of packages) add(p.tutor_id, 'your package tutor');
+  return [...found.values()].map((t) => ({ ...t, name: t.name || tutorLabel(t) }));
+}
+
+function tutorLabel(t: KnownTutor): string {
+  const cls = t.known.find((k) => k.startsWith('teaches'));
+  return cls ? `The tutor who ${cls}` : `Tutor ${t.id.slice(-6)}`;
+}
+
+let directoryPath: Promise<boolean> | null = null;
+async function directory(ctx: PageContext): Promise<{ id: string; display_name: string }[]> {
+  directoryPath ??= fetch('/api/v1/openapi.json')
+    .then((r) => r.json())
+    .then((doc: { paths?: Record<string, { get?: unknown }> }) => Boolean(doc.paths?.['/api/v1/tutors']?.get))
+    .catch(() => false);
+  if (!(await directoryPath)) return [];
+  try {
+    const res = await ctx.api.get<unknown>('/tutors');
+    const list = Array.isArray(res) ? res : ((res as { tutors?: unknown[] }).tutors ?? []);
+    return (list as { id?: string; user_id?: string; display_name?: string }[])
+      .map((t) => ({ id: String(t.id ?? t.user_id ?? ''), display_name: String(t.display_name ?? '') }))
+      .filter((t) => t.id);
+  } catch {
+    return [];
+  }
+}
+
+const WEEKDAYS: Record<string, string> = {
+  mon: 'Mon',
+  tue: 'Tue',
+  wed: 'Wed',
+  thu: 'Thu',
+  fri: 'Fri',
+  sat: 'Sat',
+  sun: 'Sun',
+};
+
+function hoursSummary(doc: AvailabilityDoc): string {
+  if (!doc.weekly.length) return 'No weekly hours published.';
+  return doc.weekly
+    .map((w) => `${WEEKDAYS[w.weekday] ?? w.weekday} ${w.start}–${w.end === '00:00' ? '24:00' : w.end}`)
+    .join(', ');
+}
+
+function lengthsSummary(doc: AvailabilityDoc): string {
+  return doc.lengths.map((l) => `${l.minutes} min ${money(l.price_minor, doc.currency)}`).join(' · ');
+}
+
+async function renderTutors(ctx: PageContext): Promise<void> {
+  const list = el('div', {}, loading());
+  const idInput = input({ name: 'tutor', autocomplete: 'off', required: '' });
+  const form = el(
+    'form',
+    { class: 'inline-form' },
+    field('Tutor link or ID', idInput, 'Paste the link or ID your school or tutor gave you.'),
+    el('button', { type: 'submit' }, 'Open'),
+  );
+  form.onsubmit = (e) => {
+    e.preventDefault();
+    const m = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i.exec(idInput.value);
+    if (m) ctx.navigate(`/tutors/${m[0].toLowerCase()}`);
+    else ctx.error(new Error('That isn’t a tutor’s link or ID.'));
+  };
+  ctx.root.append(section('Your tutors', list), section('Open a tutor’s page', form));
+  const tutors = await knownTutors(ctx);
+  if (!tutors.length) {
+    list.replaceChildren(
+      empty('You don’t know any tutors here yet. Ask your school for a tutor’s link, or join a class first.'),
+    );
+    return;
+  }
+  const items = await Promise.all(
+    tutors.map(async (t) => {
+      let detail: Node;
+      let bookable = false;
+      try {
+        const doc = await ctx.api.get<AvailabilityDoc>(`/tutors/${t.id}/availability`);
+        bookable = true;
+        detail = el(
+          'div',
+          { class: 'muted small' },
+          el('div', {}, `Teaches in ${doc.timezone}: ${hoursSummary(doc)}`),
+          el('div', {}, lengthsSummary(doc)),
+        );
+      } catch {
+        detail = el('div', { class: 'muted small' }, 'Not taking bookings (no published availability).');
+      }
+      return el(
+        'li',
+        { class: 'tutor', 'data-tutor': t.id },
+        el(
+          'div',
+          {},
+          el('strong', {}, t.name),
+          t.known.length ? el('span', { class: 'muted' }, ` · ${t.known.join('; ')}`) : '',
+        ),
+        detail,
+        bookable ? link(`/tutors/${t.id}`, 'See free times and book', { class: 'button-link primary' }) : '',
+      );
+    }),
+  );
+  list.replaceChildren(el('ul', { class: 'items tutors' }, ...items));
+}
+
+// --- slots and holding ------------------------------------------------------------------------------
+
+/** Days shown at once in the slot list. */
+const WEEK = 7;
+
+/** A slot picker: lesson length, week navigation, slots grouped by the student's days. */
+function slotPicker(
+  ctx: PageContext,
+  tutorId: string,
+  opts: {
+    minutes?: number;
+    lengths: { minutes: number; price_minor: number }[];
+    currency: string;
+    onPick: (slot: SlotList['slots'][0], list: SlotList) => void;
+    fixedLength?: boolean;
+  },
+): HTMLElement {
+  const zone = userZone();
+  let from = dateIn(new Date(), zone);
+  let minutes = opts.minutes ?? opts.lengths[0]?.minutes ?? 60;
+  const days = el('div', { class: 'slot-days' });
+  const count = el('p', { class: 'muted', role: 'status' });
+  const range = el('span', { class: 'range' });
+  const lengthSelect = select(
+    'minutes',
+    opts.lengths.map((l) => [String(l.minutes), `${l.minutes} minutes · ${money(l.price_minor, opts.currency)}`]),
+    String(minutes),
+  );
+  lengthSelect.disabled = Boolean(opts.fixedLength);
+  lengthSelect.onchange = () => {
+    minutes = Number(lengthSelect.value);
+    void load();
+  };
+  const prev = button('← Earlier', () => {
+    from = addDays(from, -WEEK);
+    return load();
+  });
+  const next = button('Later →', () => {
+    from = addDays(from, WEEK);
+    return load();
+  });
+  const load = async () => {
+    const to = addDays(from, WEEK - 1);
+    prev.disabled = from <= dateIn(new Date(), zone);
+    range.textContent = `${dayName(from)} – ${dayName(to)}`;
+    days.replaceChildren(loading());
+    count.textContent = '';
+    let list: SlotList;
+    try {
+      list = await ctx.api.get<SlotList>(
+        `/tutors/${tutorId}/slots?from=${from}&to=${to}&tz=${encodeURIComponent(zone)}&minutes=${minutes}`,
+      );
+    } catch (e) {
+      days.replaceChildren();
+      ctx.error(e);
+      return;
+    }
+    if (!list.slots.length) {
+      days.replaceChildren(empty('No free times in these days. Try later days.'));
+      return;
+    }
+    const byDay = new Map<string, SlotList['slots']>();
+    for (const s of list.slots) {
+      const d = s.local_start.slice(0, 10); // the date on the student's clock, as the API computed it
+      byDay.set(d, [...(byDay.get(d) ?? []), s]);
+    }
+    count.textContent = `${list.slots.length} free start times on ${byDay.size} day(s).`;
+    // A day per disclosure (the first one open), so a phone isn't a wall of buttons.
+    days.replaceChildren(
+      ...[...byDay].map(([d, slots], i) => {
+        const day = el(
+          'details',
+          { class: 'slot-day', 'data-date': d },
+          el(
+            'summary',
+            {},
+            el('strong', {}, dayName(d)),
+            el(
+              'span',
+              { class: 'muted' },
+              ` · ${slots.length} time${slots.length === 1 ? '' : 's'}, ${clockTime(slots[0].starts_at, zone)} – ${clockTime(slots[slots.length - 1].starts_at, zone)}`,
+            ),
+          ),
+          el(
+            'ul',
+            { class: 'slots' },
+            ...slots.map((s) => {
+              const b = el(
+                'button',
+                {
+                  type: 'button',
+                  class: 'slot',
+                  'data-start': s.starts_at,
+                  'aria-label': timeRange(s.starts_at, s.ends_at),
+                },
+                clockTime(s.starts_at, zone),
+              );
+              b.onclick = () => opts.onPick(s, list);
+              return el('li', {}, b);
+            }),
+          ),
+        );
+        day.open = i === 0;
+        return day;
+      }),
+    );
+  };
+  void load();
+  return el(
+    'div',
+    { class: 'slot-picker' },
+    el(
+      'div',
+      { class: 'slot-controls' },
+      field('Lesson length', lengthSelect),
+      el('div', { class: 'week-nav' }, prev, range, next),
+    ),
+    el('p', { class: 'muted' }, `Free start times on your clock (${zone}, ${zoneAbbr(zone)}).`),
+    count,
+    days,
+  );
+}
+
+async function renderTutor(ctx: PageContext): Promise<void> {
+  const id = ctx.params.id;
+  let doc: AvailabilityDoc;
+  try {
+    doc = await ctx.api.get<AvailabilityDoc>(`/tutors/${id}/availability`);
+  } catch (e) {
+    ctx.error(e);
+    ctx.root.append(el('p', {}, link('/tutors', 'Back to your tutors')));
+    return;
+  }
+  const tutors = await knownTutors(ctx).catch(() => [] as KnownTutor[]);
+  const name = tutors.find((t) => t.id === id)?.name;
+  ctx.setTitle(name ? `Book a lesson: ${name}` : 'Book a lesson');
+  const packages = (await ctx.api.get<Package[]>('/packages').catch(() => [] as Package[])).filter(
+    (p) => p.tutor_id === id && p.status === 'active' && p.remaining > 0,
+  );
+  const policy = await bookingPolicy(ctx.api, ctx.me).catch(() => null);
+  const confirmSlot = el('div', { class: 'confirm-slot' });
+  ctx.root.append(
+    zoneNote(),
+    section(
+      'About these lessons',
+      el(
+        'p',
+        {},
+        `The tutor works in ${doc.timezone} (${zoneAbbr(doc.timezone)}). Their weekly hours there: ${hoursSummary(doc)}.`,
+      ),
+      el('p', {}, `Lessons: ${lengthsSummary(doc)}.`),
+      doc.min_notice_minutes
+        ? el(
+            'p',
+            { class: 'muted' },
+            `Book at least ${Math.round(doc.min_notice_minutes / 60) || doc.min_notice_minutes + ' min'}${doc.min_notice_minutes >= 60 ? ' hour(s)' : ''} ahead, up to ${doc.horizon_days} days ahead.`,
+          )
+        : null,
+      policy ? policyText(policy) : null,
+    ),
+    section(
+      'Pick a time',
+      confirmSlot,
+      slotPicker(ctx, id, {
+        lengths: doc.lengths,
+        currency: doc.currency,
+        onPick: (slot, list) => {
+          const pkg = packages.find((p) => p.minutes === list.minutes);
+          const pay = pkg
+            ? select(
+                'pay',
+                [
+                  ['money', `Pay ${money(list.price_minor, list.currency)}`],
+                  [pkg.id, `Use a lesson from my package (${pkg.remaining} left)`],
+                ],
+                pkg.id,
+              )
+            : null;
+          confirmSlot.replaceChildren(
+            confirmPanel({
+              title: 'Hold this time?',
+              body: [
+                el(
+                  'p',
+                  { class: 'slot-choice' },
+                  el('strong', {}, timeRange(slot.starts_at, slot.ends_at)),
+                  ` · ${list.minutes} minutes · ${money(list.price_minor, list.currency)}`,
+                ),
+                el(
+                  'p',
+                  { class: 'muted' },
+                  `For the tutor (${doc.timezone}) that is ${timeRange(slot.starts_at, slot.ends_at, doc.timezone)}.`,
+                ),
+                pay ? field('How to pay', pay) : null,
+                el(
+                  'p',
+                  {},
+                  policy
+                    ? `We keep this time for you for ${policy.hold_minutes} minutes while you go on to payment.`
+                    : 'We keep this time for you for a few minutes while you go on to payment.',
+                ),
+              ],
+              confirm: 'Hold this time',
+              cancel: 'Choose another time',
+              onConfirm: async () => {
+                const usePackage = pay && pay.value !== 'money' ? pay.value : undefined;
+                const b = await ctx.api.post<BookingView>(
+                  '/bookings',
+                  {
+                    tutor_id: id,
+                    starts_at: slot.starts_at,
+                    minutes: list.minutes,
+                    ...(usePackage ? { package_id: usePackage } : {}),
+                  },
+                  { idempotencyKey: idempotencyKey() },
+                );
+                ctx.navigate(`/bookings/${b.id}`);
+              },
+            }),
+          );
+        },
+      }),
+    ),
+  );
+}
+
+function policyText(p: BookingPolicy): HTMLElement {
+  return el(
+    'p',
+    { class: 'muted' },
+    `Cancelling at least ${p.free_cancel_hours} hours before the start is free; later you get ${p.late_refund_bps / 100}% back. ` +
+      `You can move a lesson up to ${p.reschedule_until_hours} hours before it starts, ${p.max_reschedules} time(s).`,
+  );
+}
+
+// --- bookings ------------------------------------------------------------------------------------------
+
+const OVER = [
+  'completed',
+  'expired',
+  'cancelled_by_student',
+  'cancelled_by_tutor',
+  'no_show_student',
+  'no_show_tutor',
+  'refunded',
+];
+
+function statusPill(status: string): HTMLElement {
+  const p = pill(BOOKING_STATUS[status] ?? words(status), `status-${status}`);
+  p.dataset.status = status;
+  return p;
+}
+
+async function renderBookings(ctx: PageContext): Promise<void> {
+  ctx.root.append(zoneNote());
+  const body = el('div', {}, loading());
+  ctx.root.append(body);
+  const load = async () => {
+    const all = await ctx.api.get<Booking[]>('/bookings?limit=500');
+    const now = Date.now();
+    const ahead = all.filter((b) => !OVER.includes(b.status) && Date.parse(b.ends_at) > now - 30 * 60_000);
+    const past = all.filter((b) => !ahead.includes(b)).reverse();
+    const row = (b: Booking): (Node | string)[] => [
+      timeRange(b.starts_at, b.ends_at),
+      `${b.minutes} min`,
+      statusPill(b.status),
+      b.package_id ? 'package lesson' : money(b.price_minor, b.currency),
+      link(`/bookings/${b.id}`, 'Details'),
+    ];
+    body.replaceChildren(
+      section(
+        'Coming up',
+        ahead.length ? table(['When', 'Length', 'Status', 'Price', ''], ahead.map(row)) : empty('No lessons booked.'),
+        el('p', {}, link('/tutors', 'Book a lesson')),
+      ),
+      section(
+        'Earlier',
+        past.length ? table(['When', 'Length', 'Status', 'Price', ''], past.slice(0, 50).map(row)) : empty('None yet.'),
+      ),
+    );
+  };
+  reloadOn(ctx, ['booking', 'booking_rescheduled'], () => void load().catch(ctx.error));
+  await load();
+}
+
+/** What paying for the booking looks like (`Paid` in orchestrator/src/bookings/policy.rs). */
+function paidOf(b: BookingView): { kind: 'nothing' } | { kind: 'money'; minor: number } | { kind: 'package' } {
+  if (b.package_id) return { kind: 'package' };
+  const paid = b.payments.find((p) => p.status === 'succeeded');
+  return paid ? { kind: 'money', minor: paid.amount_minor } : { kind: 'nothing' };
+}
+
+/**
+ * The refund a student's cancellation would get now, by the tenant's policy — the same rule as
+ * `policy::cancellation` on the server (there is no quote endpoint; the server's answer is shown after).
+ */
+export function cancelQuote(p: BookingPolicy, b: BookingView, now = Date.now()): Outcome | { error: string } {
+  const start = Date.parse(b.starts_at);
+  const paid = paidOf(b);
+  if (now >= start) return { error: 'The lesson has started, so it can no longer be cancelled.' };
+  const full: Outcome = {
+    status: 'cancelled_by_student',
+    refund_minor: paid.kind === 'money' ? paid.minor : 0,
+    return_credit: paid.kind === 'package',
+    tutor_keeps_minor: 0,
+  };
+  if (paid.kind === 'nothing' || start - now >= p.free_cancel_hours * 3600_000) return full;
+  const value = paid.kind === 'money' ? paid.minor : b.price_minor;
+  const back = Math.floor((value * p.late_refund_bps) / 10_000);
+  const whole = back === value;
+  return {
+    status: 'cancelled_by_student',
+    refund_minor: paid.kind === 'money' ? back : 0,
+    return_credit: paid.kind === 'package' && whole,
+    tutor_keeps_minor: paid.kind === 'package' && whole ? 0 : value - back,
+  };
+}
+
+function quoteText(p: BookingPolicy, b: BookingView, q: Outcome): string {
+  const paid = paidOf(b);
+  if (paid.kind === 'nothing') return 'Nothing has been paid yet, so nothing is owed and nothing is refunded.';
+  const late = Date.parse(b.starts_at) - Date.now() < p.free_cancel_hours * 3600_000;
+  const rule = late
+    ? `It is less than ${p.free_cancel_hours} hours before the start, so this is a late cancellation.`
+    : `It is more than ${p.free_cancel_hours} hours before the start, so cancelling is free.`;
+  if (paid.kind === 'package')
+    return q.return_credit
+      ? `${rule} The lesson goes back to your package.`
+      : `${rule} The lesson is not returned to your package; the tutor is paid for the time.`;
+  return `${rule} You get ${money(q.refund_minor, b.currency)} back of the ${money(paid.minor, b.currency)} you paid${q.tutor_keeps_minor ? `; the tutor keeps ${money(q.tutor_keeps_minor, b.currency)}` : ''}.`;
+}
+
+/** Whether the student may move this lesson now (`policy::may_reschedule`), and why not. */
+function rescheduleBlock(p: BookingPolicy, b: BookingView, now = Date.now()): string | null {
+  const start = Date.parse(b.starts_at);
+  if (b.status !== 'confirmed') return 'Only a confirmed lesson can be moved.';
+  if (now >= start) return 'The lesson has started.';
+  if (start - now < p.reschedule_until_hours * 3600_000)
+    return `Lessons can be moved until ${p.reschedule_until_hours} hours before they start.`;
+  if (b.reschedules >= p.max_reschedules)
+    return `This lesson has already been moved ${b.reschedules} time(s), the most allowed.`;
+  return null;
+}
+
+/** Loads Stripe.js — only when a payment needs it (an online provider answered with a client secret). */
+let stripeJs: Promise<void> | null = null;
+function loadStripe(): Promise<void> {
+  stripeJs ??= new Promise((resolve, reject) => {
+    const s = el('script', { src: 'https://js.stripe.com/v3/', async: '' });
+    s.onload = () => resolve();
+    s.onerror = () => {
+      stripeJs = null;
+      reject(new Error('Stripe.js could not be loaded. Check your connection and try again.'));
+    };
+    document.head.append(s);
+  });
+  return stripeJs;
+}
+
+function stripeSection(ctx: PageContext, payment: Payment): HTMLElement {
+  const mount = el('div', { class: 'stripe-mount', id: 'stripe-element' });
+  const status = el('p', { class: 'muted', role: 'status' });
+  const pay = button(
+    `Pay ${money(payment.amount_minor, payment.currency)} by card`,
+    async () => {
+      status.textContent = 'Loading the secure card form…';
+      try {
+        await loadStripe();
+        const key = payment.publishable_key;
+        if (!key)
+          throw new Error(
+            'Card payments can’t be completed in the browser yet: the school’s Stripe key isn’t available to this page.',
+          );
+        const Stripe = (window as unknown as { Stripe: (k: string) => any }).Stripe;
+        const stripe = Stripe(key);
+        const elements = stripe.elements({ clientSecret: payment.client_secret });
+        elements.create('payment').mount(mount);
+        status.textContent = 'Enter your card details, then confirm.';
+        pay.replaceWith(
+          button(
+            'Confirm payment',
+            async () => {
+              const r = await stripe.confirmPayment({ elements, redirect: 'if_required' });
+              status.textContent = r.error ? r.error.message : 'Payment sent. This page updates when it is confirmed.';
+            },
+            { class: 'primary' },
+          ),
+        );
+      } catch (e) {
+        status.textContent = '';
+        ctx.error(e);
+      }
+    },
+    { class: 'primary', 'data-pay': 'stripe' },
+  );
+  return el(
+    'div',
+    { class: 'payment stripe', 'data-provider': payment.provider },
+    el('p', {}, 'Pay securely by card with Stripe.'),
+    mount,
+    pay,
+    status,
+  );
+}
+
+function offlineSection(payment: Payment): HTMLElement {
+  return el(
+    'div',
+    { class: 'payment offline', 'data-provider': payment.provider, 'data-payment': payment.id },
+    el('p', {}, `Amount: `, el('strong', {}, money(payment.amount_minor, payment.currency))),
+    payment.instructions
+      ? el('div', { class: 'instructions' }, ...payment.instructions.split('\n').map((l) => el('p', {}, l)))
+      : null,
+    el(
+      'p',
+      { class: 'muted' },
+      'When the school records your payment, the lesson is confirmed and this page updates by itself.',
+    ),
+  );
+}
+
+async function renderBooking(ctx: PageContext): Promise<void> {
+  const id = ctx.params.id;
+  const zone = userZone();
+  const policy = await bookingPolicy(ctx.api, ctx.me);
+  /** A client secret only comes with the checkout answer (the API never stores it): kept for this visit. */
+  let lastCheckout: Payment | null = null;
+  const head = el('div');
+  const actions = el('div');
+  const history = el('div');
+  ctx.root.append(zoneNote(), head, actions, history);
+  let b: BookingView;
+  let tutorZone: string | null = null;
+
+  const load = async () => {
+    b = await ctx.api.get<BookingView>(`/bookings/${id}`);
+    if (tutorZone === null) {
+      tutorZone = await ctx.api
+        .get<AvailabilityDoc>(`/tutors/${b.tutor_id}/availability`)
+        .then((d) => d.timezone)
+        .catch(() => '');
+    }
+    ctx.setTitle(`Lesson, ${dateTime(b.starts_at, zone)}`);
+    const status = el(
+      'strong',
+      { id: 'booking-status', 'data-status': b.status },
+      BOOKING_STATUS[b.status] ?? words(b.status),
+    );
+    head.replaceChildren(
+      section(
+        'This lesson',
+        el('p', { class: 'big' }, timeRange(b.starts_at, b.ends_at, zone)),
+        tutorZone && tutorZone !== zone
+          ? el(
+              'p',
+              { class: 'muted' },
+              `For the tutor (${tutorZone}): ${timeRange(b.starts_at, b.ends_at, tutorZone)}.`,
+            )
+          : null,
+        el(
+          'p',
+          {},
+          `${b.minutes} minutes · ${b.package_id ? 'a lesson from your package' : money(b.price_minor, b.currency)}`,
+        ),
+        el(
+          'p',
+          { class: 'status-line' },
+          'Status: ',
+          status,
+          ' ',
+          el('span', { class: 'muted small' }, '(updates live)'),
+        ),
+        b.expires_at && ['hold', 'pending_payment'].includes(b.status)
+          ? el('p', {}, `We keep this time for you until ${clockTime(b.expires_at, zone)} (${relative(b.expires_at)}).`)
+          : null,
+        b.refund_minor ? el('p', {}, `Refund: ${money(b.refund_minor, b.currency)}.`) : null,
+        b.credit_returned ? el('p', {}, 'The lesson went back to your package.') : null,
+        b.cancel_reason ? el('p', { class: 'muted' }, `Reason: ${b.cancel_reason}`) : null,
+      ),
+    );
+    renderActions();
+    history.replaceChildren(
+      section(
+        'What happened',
+        el(
+          'ol',
+          { class: 'history' },
+          ...b.history.map((h) =>
+            el(
+              'li',
+              {},
+              `${dateTime(h.at, zone)}: ${BOOKING_STATUS[h.to] ?? words(h.to)}`,
+              h.reason ? el('span', { class: 'muted' }, ` (${h.reason})`) : null,
+            ),
+          ),
+        ),
+      ),
+    );
+  };
+
+  const renderActions = () => {
+    const parts: (Node | null)[] = [];
+    const slot = el('div', { class: 'action-slot' });
+    if (b.status === 'hold') {
+      parts.push(
+        el('p', {}, 'Go on to payment to keep this lesson.'),
+        button(
+          'Continue to payment',
+          async () => {
+            try {
+              const c = await ctx.api.post<{ booking: BookingView; payment: Payment | null }>(
+                `/bookings/${id}/checkout`,
+                undefined,
+                {
+                  idempotencyKey: idempotencyKey(),
+                },
+              );
+              lastCheckout = c.payment;
+              await load();
+            } catch (e) {
+              ctx.error(e);
+              await load();
+            }
+          },
+          { class: 'primary', 'data-action': 'checkout' },
+        ),
+      );
+    }
+    if (b.status === 'pending_payment') {
+      const pending = b.payments.find((p) => p.status === 'pending');
+      const payment = lastCheckout && pending && lastCheckout.id === pending.id ? lastCheckout : pending;
+      if (payment?.client_secret) parts.push(stripeSection(ctx, payment));
+      else if (payment) parts.push(offlineSection(payment));
+      else
+        parts.push(
+          el('p', {}, 'The last payment attempt failed.'),
+          button(
+            'Try paying again',
+            async () => {
+              const c = await ctx.api.post<{ booking: BookingView; payment: Payment | null }>(
+                `/bookings/${id}/checkout`,
+              );
+              lastCheckout = c.payment;
+              await load();
+            },
+            { class: 'primary' },
+          ),
+        );
+    }
+    if (['confirmed', 'in_progress'].includes(b.status)) {
+      const item: Upcoming = {
+        kind: 'lesson',
+        id: b.id,
+        starts_at: b.starts_at,
+        ends_at: b.ends_at,
+        title: 'this lesson',
+        status: b.status,
+        booking: b,
+      };
+      parts.push(el('p', {}, joinButton(ctx, item)));
+    }
+    const buttons: HTMLElement[] = [];
+    if (b.status === 'confirmed') {
+      buttons.push(
+        button(
+          'Move this lesson',
+          () => {
+            const why = rescheduleBlock(policy, b);
+            if (why) {
+              slot.replaceChildren(el('p', { class: 'inline-error', role: 'alert' }, why));
+              return;
+            }
+            const chosen = el('div');
+            slot.replaceChildren(
+              el('h3', {}, 'Choose the new time'),
+              el(
+                'p',
+                { class: 'muted' },
+                `Moving is free: the price stays the same. After this move, ${policy.max_reschedules - b.reschedules - 1} more move(s) are allowed.`,
+              ),
+              chosen,
+              slotPicker(ctx, b.tutor_id, {
+                minutes: b.minutes,
+                lengths: [{ minutes: b.minutes, price_minor: b.price_minor }],
+                currency: b.currency,
+                fixedLength: true,
+                onPick: (s) =>
+                  chosen.replaceChildren(
+                    confirmPanel({
+                      title: 'Move the lesson?',
+                      body: [
+                        el(
+                          'p',
+                          {},
+                          'From ',
+                          el('strong', {}, timeRange(b.starts_at, b.ends_at, zone)),
+                          ' to ',
+                          el('strong', {}, timeRange(s.starts_at, s.ends_at, zone)),
+                          '.',
+                        ),
+                      ],
+                      confirm: 'Move it',
+                      cancel: 'Keep the current time',
+                      onConfirm: async () => {
+                        await ctx.api.post(
+                          `/bookings/${id}/reschedule`,
+                          { starts_at: s.starts_at },
+                          { idempotencyKey: idempotencyKey() },
+                        );
+                        slot.replaceChildren();
+                        await load();
+                      },
+                    }),
+                  ),
+              }),
+            );
+          },
+          { 'data-action': 'reschedule' },
+        ),
+      );
+    }
+    if (['hold', 'pending_payment', 'confirmed'].includes(b.status)) {
+      buttons.push(
+        button(
+          b.status === 'confirmed' ? 'Cancel this lesson' : 'Release this time',
+          () => {
+            const q = cancelQuote(policy, b);
+            if ('error' in q) {
+              slot.replaceChildren(el('p', { class: 'inline-error', role: 'alert' }, q.error));
+              return;
+            }
+            const reason = input({ name: 'reason', maxlength: '500', autocomplete: 'off' });
+            slot.replaceChildren(
+              confirmPanel({
+                title: 'Cancel the lesson?',
+                body: [
+                  el('p', { class: 'quote', 'data-refund': String(q.refund_minor) }, quoteText(policy, b, q)),
+                  field('Reason (optional)', reason),
+                ],
+                confirm: 'Cancel the lesson',
+                cancel: 'Keep the lesson',
+                danger: true,
+                onConfirm: async () => {
+                  const r = await ctx.api.post<{ outcome: Outcome }>(
+                    `/bookings/${id}/cancel`,
+                    { reason: reason.value || undefined },
+                    { idempotencyKey: idempotencyKey() },
+                  );
+                  const o = r.outcome;
+                  // The server's outcome (the quote was ours): said out loud, and shown on the booking.
+                  announce(
+                    `Cancelled. ${
+                      o.refund_minor
+                        ? `${money(o.refund_minor, b.currency)} will be refunded.`
+                        : o.return_credit
+                          ? 'The lesson went back to your package.'
+                          : 'Nothing is refunded.'
+                    }`,
+                  );
+                  await load();
+                },
+              }),
+            );
+          },
+          { 'data-action': 'cancel' },
+        ),
+      );
+    }
+    if (buttons.length) parts.push(el('div', { class: 'actions' }, ...buttons), slot);
+    if (b.status === 'confirmed') parts.push(policyText(policy));
+    actions.replaceChildren(parts.length ? section('What you can do', ...parts) : '');
+  };
+
+  ctx.onUserEvent((e) => {
+    const mine = e.booking_id === id;
+    if (e.kind === 'resync' || (mine && ['booking', 'booking_rescheduled', 'lesson_room'].includes(e.kind)))
+      void load().catch(ctx.error);
+  });
+  await load();
+}
+
+// --- packages ------------------------------------------------------------------------------------------
+
+async function renderPackages(ctx: PageContext): Promise<void> {
+  const mine = el('div', {}, loading());
+  const buy = el('div');
+  ctx.root.append(mine, buy);
+  const tutors = await knownTutors(ctx);
+  const names = new Map(tutors.map((t) => [t.id, t.name]));
+  const load = async () => {
+    const list = await ctx.api.get<Package[]>('/packages');
+    mine.replaceChildren(
+      section(
+        'Your packages',
+        list.length
+          ? table(
+              ['Tutor', 'Lessons', 'Left', 'Price', 'Status'],
+              list.map((p) => [
+                names.get(p.tutor_id) ?? `Tutor ${p.tutor_id.slice(-6)}`,
+                `${p.lessons} × ${p.minutes} min`,
+                String(p.remaining),
+                money(p.price_minor, p.currency),
+                pill(words(p.status), `status-${p.status}`),
+              ]),
+            )
+          : empty('You have no packages. A package is several lessons with one tutor, paid at once.'),
+      ),
+    );
+  };
+  // The purchase form: a tutor who takes bookings, a length they offer, how many lessons.
+  const docs = new Map<string, AvailabilityDoc>();
+  await Promise.all(
+    tutors.map((t) =>
+      ctx.api
+        .get<AvailabilityDoc>(`/tutors/${t.id}/availability`)
+        .then((d) => docs.set(t.id, d))
+        .catch(() => {}),
+    ),
+  );
+  if (docs.size) {
+    const tutorSel = select(
+      'tutor',
+      [...docs.keys()].map((id) => [id, names.get(id) ?? id]),
+    );
+    const lengthSel = select('minutes', []);
+    const count = input({ name: 'lessons', type: 'number', min: '1', max: '100', value: '5', required: '' });
+    const total = el('p', { class: 'total', 'aria-live': 'polite' });
+    const result = el('div');
+    const fill = () => {
+      const d = docs.get(tutorSel.value)!;
+      lengthSel.replaceChildren(
+        ...d.lengths.map((l) =>
+          el('option', { value: String(l.minutes) }, `${l.minutes} minutes · ${money(l.price_minor, d.currency)} each`),
+        ),
+      );
+      price();
+    };
+    const price = () => {
+      const d = docs.get(tutorSel.value)!;
+      const l = d.lengths.find((x) => String(x.minutes) === lengthSel.value) ?? d.lengths[0];
+      const n = Math.max(1, Math.min(100, Number(count.value) || 1));
+      total.textContent = `Total: ${money(l.price_minor * n, d.currency)} for ${n} lesson(s).`;
+    };
+    tutorSel.onchange = fill;
+    lengthSel.onchange = price;
+    count.oninput = price;
+    fill();
+    const form = el(
+      'form',
+      {},
+      field('Tutor', tutorSel),
+      field('Lesson length', lengthSel),
+      field('Number of lessons', count, '1 to 100.'),
+      total,
+      el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary' }, 'Buy the package')),
+      result,
+    );
+    form.onsubmit = async (e) => {
+      e.preventDefault();
+      try {
+        const r = await ctx.api.post<{ package: Package; payment: Payment }>(
+          '/packages',
+          { tutor_id: tutorSel.value, minutes: Number(lengthSel.value), lessons: Number(count.value) },
+          { idempotencyKey: idempotencyKey() },
+        );
+        result.replaceChildren(
+          el('h3', {}, 'How to pay'),
+          r.payment.client_secret ? stripeSection(ctx, r.payment) : offlineSection(r.payment),
+        );
+        await load();
+      } catch (err) {
+        ctx.error(err);
+      }
+    };
+    buy.replaceChildren(section('Buy a package', form));
+  }
+  reloadOn(ctx, ['package'], () => void load().catch(ctx.error));
+  await load();
+}
+
+// --- classes, credits, lessons, progress ------------------------------------------------------------
+
+/** Balances pushed live this session (`credits` pushes carry the exact balance), by class. */
+const pushedBalance = new Map<string, number>();
+function trackBalances(ctx: PageContext): void {
+  ctx.onUserEvent((e) => {
+    if (e.kind === 'credits' && typeof e.balance === 'number') pushedBalance.set(String(e.class_id), e.balance);
+  });
+}
+
+/**
+ * Credits left in a class. The API gives a student no balance of their own (the roster is for staff), so: the
+ * last balance pushed this session, else the package minus the meetings marked present or late.
+ */
+function creditsLeft(c: ClassInfo, records: AttendanceRecord[]): { n: number; exact: boolean } {
+  const pushed = pushedBalance.get(c.id);
+  if (pushed !== undefined) return { n: pushed, exact: true };
+  const used = records.filter((r) => r.class_id === c.id && (r.status === 'present' || r.status === 'late')).length;
+  return { n: Math.max(0, c.total_meetings - used), exact: false };
+}
+
+function creditsText(c: ClassInfo, records: AttendanceRecord[]): HTMLElement {
+  const { n, exact } = creditsLeft(c, records);
+  return el(
+    'span',
+    { class: 'credits', 'data-class': c.id, 'data-credits': String(n) },
+    el('strong', {}, `${n} credit${n === 1 ? '' : 's'} left`),
+    exact ? '' : el('span', { class: 'muted small' }, ` of ${c.total_meetings} (from your attendance)`),
+  );
+}
+
+function meetingItems(c: ClassView, records: AttendanceRecord[]): Upcoming[] {
+  void records;
+  return c.meetings.map((m) => ({
+    kind: 'meeting',
+    id: m.id,
+    starts_at: m.starts_at,
+    ends_at: m.ends_at,
+    title: c.title,
+    status: c.status,
+    cls: c,
+  }));
+}
+
+async function renderClasses(ctx: PageContext): Promise<void> {
+  trackBalances(ctx);
+  ctx.root.append(zoneNote());
+  const body = el('div', {}, loading());
+  ctx.root.append(body);
+  const load = async () => {
+    const [list, report] = await Promise.all([
+      ctx.api.get<ClassInfo[]>('/classes'),
+      ctx.api.get<StudentReport>(`/users/${ctx.me.id}/attendance`),
+    ]);
+    if (!list.length) {
+      body.replaceChildren(empty('You are not enrolled in any class.'));
+      return;
+    }
+    const views = await Promise.all(list.map((c) => ctx.api.get<ClassView>(`/classes/${c.id}`)));
+    body.replaceChildren(
+      ...views.map((c) => {
+        const next = meetingItems(c, report.records)
+          .filter((m) => Date.parse(m.ends_at) > Date.now() - 30 * 60_000)
+          .slice(0, 1);
+        return section(
+          c.title,
+          el(
+            'p',
+            {},
+            pill(words(c.status)),
+            ' ',
+            `${c.kind === 'group' ? 'Group class' : 'Private class'} · ${c.total_meetings} meetings · `,
+            creditsText(c, report.records),
+          ),
+          next.length
+            ? el('div', {}, el('h3', {}, 'Next meeting'), agenda(ctx, next))
+            : el('p', { class: 'muted' }, 'No more meetings scheduled.'),
+          el('p', {}, link(`/classes/${c.id}`, 'Meetings, lessons and leaderboard')),
+        );
+      }),
+    );
+  };
+  reloadOn(ctx, ['credits', 'attendance', 'unlock'], () => void load().catch(ctx.error));
+  await load();
+}
+
+const BADGES: Record<string, [string, string]> = {
+  first_lesson: ['First lesson', 'Attended your first lesson'],
+  streak_5: ['Five in a row', 'Five meetings in a row on time'],
+  perfect_attendance: ['Perfect attendance', 'Every meeting of a class attended'],
+  xp_1000: ['1,000 XP', 'Earned 1,000 experience points'],
+};
+
+function lessonList(ctx: PageContext, lessons: ClassLesson[], reload: () => Promise<void>): HTMLElement {
+  const unlocked = lessons.filter((l) => l.unlocked).sort((a, b) => a.position - b.position);
+  if (!unlocked.length) return empty('No lessons unlocked yet. Your instructor unlocks them as the class goes on.');
+  return el(
+    'ul',
+    { class: 'items lessons' },
+    ...unlocked.map((l) =>
+      el(
+        'li',
+        { 'data-lesson': l.lesson_id, 'data-completed': String(Boolean(l.completed)) },
+        el('span', {}, `${l.position}. ${l.title}`),
+        l.completed
+          ? pill('completed', 'status-completed')
+          : button(
+              'Mark complete',
+              async () => {
+                try {
+                  await ctx.api.post(`/classes/${l.class_id}/lessons/${l.lesson_id}/complete`);
+                  await reload();
+                } catch (e) {
+                  ctx.error(e);
+                }
+              },
+              { 'aria-label': `Mark “${l.title}” complete` },
+            ),
+      ),
+    ),
+  );
+}
+
+async function renderClass(ctx: PageContext): Promise<void> {
+  trackBalances(ctx);
+  const id = ctx.params.id;
+  const zone = userZone();
+  ctx.root.append(zoneNote());
+  const body = el('div', {}, loading());
+  ctx.root.append(body);
+  const load = async () => {
+    const [c, report, lessons, board] = await Promise.all([
+      ctx.api.get<ClassView>(`/classes/${id}`),
+      ctx.api.get<StudentReport>(`/users/${ctx.me.id}/attendance`),
+      ctx.api.get<ClassLesson[]>(`/classes/${id}/lessons`).catch((e) => (ctx.error(e), [] as ClassLesson[])),
+      ctx.api.get<Leaderboard>(`/classes/${id}/leaderboard?limit=100`).catch(() => null),
+    ]);
+    ctx.setTitle(c.title);
+    const marks = new Map(report.records.filter((r) => r.class_id === id).map((r) => [r.meeting_id, r.status]));
+    const upcomingMeetings = meetingItems(c, report.records).filter(
+      (m) => Date.parse(m.ends_at) > Date.now() - 30 * 60_000,
+    );
+    const past = c.meetings.filter((m) => Date.parse(m.ends_at) <= Date.now() - 30 * 60_000);
+    const onBoard = board?.entries.some((e) => e.student_id === ctx.me.id) ?? false;
+    body.replaceChildren(
+      section(
+        'Credits',
+        el('p', {}, creditsText(c, report.records)),
+        el(
+          'p',
+          { class: 'muted small' },
+          'A meeting you attend (present or late) uses one credit; absent or excused uses none.',
+        ),
+      ),
+      section('Coming up', agenda(ctx, upcomingMeetings, undefined, 'No more meetings scheduled.')),
+      section('Unlocked lessons', lessonList(ctx, lessons, load)),
+      section(
+        'Leaderboard',
+        el(
+          'p',
+          {},
+          onBoard
+            ? 'You are on this class’s leaderboard.'
+            : 'You are not on this class’s leaderboard. Joining it is up to you.',
+        ),
+        onBoard
+          ? button(
+              'Leave the leaderboard',
+              async () => {
+                await ctx.api.post(`/classes/${id}/leaderboard/opt-out`).catch(ctx.error);
+                await load();
+              },
+              { 'data-action': 'opt-out' },
+            )
+          : button(
+              'Join the leaderboard',
+              async () => {
+                await ctx.api.post(`/classes/${id}/leaderboard/opt-in`).catch(ctx.error);
+                await load();
+              },
+              { 'data-action': 'opt-in' },
+            ),
+        board && board.entries.length
+          ? table(
+              ['Rank', 'Student', 'XP in this class'],
+              board.entries.map((e) => [
+                String(e.rank),
+                e.student_id === ctx.me.id ? el('strong', {}, `${e.display_name} (you)`) : e.display_name,
+                String(e.xp),
+              ]),
+            )
+          : empty('Nobody is on the leaderboard yet.'),
+      ),
+      section(
+        'Past meetings',
+        past.length
+          ? table(
+              ['When', 'Your attendance'],
+              past.reverse().map((m) => [timeRange(m.starts_at, m.ends_at, zone), marks.get(m.id) ?? 'not marked']),
+            )
+          : empty('None yet.'),
+      ),
+    );
+  };
+  reloadOn(ctx, ['credits', 'attendance', 'unlock', 'xp', 'streak'], () => void load().catch(ctx.error));
+  await load();
+}
+
+async function renderProgress(ctx: PageContext): Promise<void> {
+  const body = el('div', {}, loading());
+  ctx.root.append(body);
+  const load = async () => {
+    const [g, lessons, classes] = await Promise.all([
+      ctx.api.get<Gamification>(`/users/${ctx.me.id}/gamification`),
+      ctx.api.get<ClassLesson[]>(`/users/${ctx.me.id}/lessons`).catch((e) => (ctx.error(e), [] as ClassLesson[])),
+      ctx.api.get<ClassInfo[]>('/classes').catch(() => [] as ClassInfo[]),
+    ]);
+    const title = new Map(classes.map((c) => [c.id, c.title]));
+    const span = Math.max(1, g.next_level_xp - g.level_xp);
+    const into = g.xp - g.level_xp;
+    const bar = el('progress', { id: 'level-progress', max: String(span), value: String(into) });
+    const byClass = new Map<string, ClassLesson[]>();
+    for (const l of lessons) byClass.set(l.class_id, [...(byClass.get(l.class_id) ?? []), l]);
+    body.replaceChildren(
+      section(
+        'Level and XP',
+        el(
+          'p',
+          { class: 'big', 'data-xp': String(g.xp), 'data-level': String(g.level) },
+          `Level ${g.level} · ${g.xp} XP`,
+        ),
+        el('label', { for: 'level-progress' }, `${into} of ${span} XP to level ${g.level + 1}`),
+        bar,
+      ),
+      section(
+        'Streaks',
+        g.streaks.length
+          ? el(
+              'ul',
+              { class: 'items' },
+              ...g.streaks.map((s) =>
+                el('li', {}, `${title.get(s.class_id) ?? 'A class'}: ${s.streak} meeting(s) in a row`),
+              ),
+            )
+          : empty('Attend meetings in a row to build a streak.'),
+      ),
+      section(
+        'Badges',
+        g.badges.length
+          ? el(
+              'ul',
+              { class: 'badges' },
+              ...g.badges.map((b) =>
+                el(
+                  'li',
+                  { class: 'badge', 'data-badge': b.badge },
+                  el('strong', {}, BADGES[b.badge]?.[0] ?? words(b.badge)),
+                  el(
+                    'span',
+                    { class: 'muted small' },
+                    ` ${BADGES[b.badge]?.[1] ?? ''}${b.class_id ? ` in ${title.get(b.class_id) ?? 'a class'}` : ''} · ${dateTime(b.awarded_at)}`,
+                  ),
+                ),
+              ),
+            )
+          : empty('No badges yet. Your first comes with your first lesson.'),
+      ),
+      section(
+        'Unlocked lessons',
+        byClass.size
+          ? el(
+              'div',
+              {},
+              ...[...byClass].map(([cid, ls]) =>
+                el('div', {}, el('h3', {}, title.get(cid) ?? 'A class'), lessonList(ctx, ls, load)),
+              ),
+            )
+          : empty('No lessons unlocked yet.'),
+      ),
+    );
+  };
+  reloadOn(ctx, ['xp', 'level', 'badge', 'streak', 'unlock'], () => void load().catch(ctx.error));
+  await load();
+}
+
+export const studentPages: Page[] = [
+  { path: '/tutors', title: 'Find a tutor', roles: STUDENT, nav: true, render: renderTutors },
+  { path: '/tutors/:id', title: 'Book a lesson', roles: STUDENT, render: renderTutor },
+  { path: '/bookings', title: 'My lessons', roles: STUDENT, nav: true, render: renderBookings },
+  // Parents see (and may pay for, move or cancel) their children's lessons too.
+  { path: '/bookings/:id', title: 'Lesson', roles: ['student', 'parent'], render: renderBooking },
+  { path: '/packages', title: 'Packages', roles: STUDENT, nav: true, render: renderPackages },
+  { path: '/classes', title: 'My classes', roles: STUDENT, nav: true, render: renderClasses },
+  { path: '/classes/:id', title: 'Class', roles: STUDENT, render: renderClass },
+  { path: '/progress', title: 'Progress', roles: STUDENT, nav: true, render: renderProgress },
+];

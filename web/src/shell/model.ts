@@ -1,0 +1,330 @@
+// What the API answers, as the pages use it (the OpenAPI document at GET /api/v1/openapi.json has it all),
+// and the few loaders several pages share.
+
+import type { Api, User } from '../api';
+
+export interface Booking {
+  id: string;
+  tutor_id: string;
+  student_id: string;
+  booked_by: string;
+  starts_at: string;
+  ends_at: string;
+  minutes: number;
+  status: string;
+  price_minor: number;
+  currency: string;
+  package_id: string | null;
+  expires_at: string | null;
+  reschedules: number;
+  room: string | null;
+  refund_minor: number;
+  credit_returned: boolean;
+  cancel_reason: string | null;
+  created_at: string;
+}
+
+export interface Payment {
+  id: string;
+  subject: string;
+  provider: string;
+  amount_minor: number;
+  currency: string;
+  status: string;
+  instructions: string | null;
+  client_secret?: string;
+  /** Not sent by the API today (see web/README.md): the key Stripe.js needs. */
+  publishable_key?: string;
+  created_at: string;
+  settled_at: string | null;
+}
+
+export interface BookingView extends Booking {
+  history: { from: string | null; to: string; at: string; reason?: string | null }[];
+  payments: Payment[];
+  refunds: { amount_minor: number; status: string; created_at?: string }[];
+}
+
+export interface Outcome {
+  status: string;
+  refund_minor: number;
+  return_credit: boolean;
+  tutor_keeps_minor: number;
+}
+
+export interface BookingPolicy {
+  hold_minutes: number;
+  payment_minutes: number;
+  free_cancel_hours: number;
+  late_refund_bps: number;
+  reschedule_until_hours: number;
+  max_reschedules: number;
+  join_lead_minutes: number;
+  auto_end_grace_minutes: number;
+  parents_observe: boolean;
+  commission_bps: number;
+}
+
+export interface Meeting {
+  id: string;
+  class_id: string;
+  starts_at: string;
+  ends_at: string;
+  starts_at_local: string;
+}
+
+export interface ClassInfo {
+  id: string;
+  kind: 'group' | 'private';
+  title: string;
+  course_id: string;
+  instructor_id: string;
+  total_meetings: number;
+  capacity: number | null;
+  timezone: string;
+  status: string;
+}
+
+export interface ClassView extends ClassInfo {
+  meetings: Meeting[];
+  enrolled: number;
+}
+
+export interface AttendanceRecord {
+  meeting_id: string;
+  meeting_starts_at: string;
+  class_id: string;
+  class_title: string;
+  student_id: string;
+  student_name: string;
+  status: string | null;
+}
+
+export interface StudentReport {
+  student_id: string;
+  present: number;
+  late: number;
+  absent: number;
+  excused: number;
+  unmarked: number;
+  records: AttendanceRecord[];
+}
+
+export interface ClassLesson {
+  class_id: string;
+  lesson_id: string;
+  position: number;
+  title: string;
+  unlocked: boolean;
+  unlocked_at: string | null;
+  completed: boolean | null;
+}
+
+export interface Gamification {
+  user_id: string;
+  xp: number;
+  level: number;
+  level_xp: number;
+  next_level_xp: number;
+  badges: { badge: string; class_id: string | null; awarded_at: string }[];
+  streaks: { class_id: string; streak: number }[];
+}
+
+export interface Leaderboard {
+  class_id: string;
+  entries: { rank: number; student_id: string; display_name: string; xp: number }[];
+}
+
+export interface Package {
+  id: string;
+  student_id: string;
+  tutor_id: string;
+  minutes: number;
+  lessons: number;
+  remaining: number;
+  price_minor: number;
+  currency: string;
+  status: string;
+  created_at: string;
+}
+
+export interface AvailabilityDoc {
+  timezone: string;
+  currency: string;
+  lengths: { minutes: number; price_minor: number }[];
+  buffer_before_minutes: number;
+  buffer_after_minutes: number;
+  min_notice_minutes: number;
+  max_per_day: number | null;
+  horizon_days: number;
+  weekly: { weekday: string; start: string; end: string }[];
+  exceptions: unknown[];
+}
+
+export interface SlotList {
+  tutor_id: string;
+  tutor_timezone: string;
+  viewer_timezone: string;
+  minutes: number;
+  price_minor: number;
+  currency: string;
+  slots: { starts_at: string; ends_at: string; local_start: string; local_end: string }[];
+}
+
+export type Scope = 'live_video' | 'chat' | 'recording';
+
+export interface ConsentRequest {
+  id: string;
+  child_id: string;
+  parent_id: string;
+  scopes: Scope[];
+  status: 'pending' | 'answered';
+  requested_by: string;
+  created_at: string;
+  answered_at: string | null;
+}
+
+export interface ConsentState {
+  child_id: string;
+  minor: boolean;
+  scopes: {
+    scope: Scope;
+    state: 'granted' | 'denied' | 'revoked' | 'none';
+    parent_id: string | null;
+    method: string | null;
+    decided_at: string | null;
+  }[];
+}
+
+/** Meetings and lessons around now: what "today" lists. */
+export interface Upcoming {
+  kind: 'lesson' | 'meeting';
+  id: string;
+  starts_at: string;
+  ends_at: string;
+  title: string;
+  status: string;
+  booking?: Booking;
+  cls?: ClassView;
+}
+
+/** How long after its end a lesson or meeting is still listed (the rooms stay open a while after). */
+export const LISTED_AFTER_END_MS = 30 * 60_000;
+
+/** The caller's lessons and class meetings from a little before now to `days` ahead, earliest first. */
+export async function upcoming(
+  api: Api,
+  days = 7,
+  onError: (e: unknown) => void = () => {},
+): Promise<{ items: Upcoming[]; bookings: Booking[]; classes: ClassView[] }> {
+  const since = new Date(Date.now() - LISTED_AFTER_END_MS - 6 * 3600_000).toISOString();
+  const until = new Date(Date.now() + days * 86400_000).toISOString();
+  const [bookings, classes] = await Promise.allSettled([
+    api.get<Booking[]>(`/bookings?from=${encodeURIComponent(since)}&to=${encodeURIComponent(until)}&limit=200`),
+    api
+      .get<ClassInfo[]>('/classes?status=active')
+      .then((cs) => Promise.all(cs.map((c) => api.get<ClassView>(`/classes/${c.id}`)))),
+  ]);
+  const items: Upcoming[] = [];
+  const alive = (end: string) => Date.parse(end) + LISTED_AFTER_END_MS > Date.now();
+  const bs = bookings.status === 'fulfilled' ? bookings.value : (onError(bookings.reason), []);
+  const cs = classes.status === 'fulfilled' ? classes.value : (onError(classes.reason), []);
+  for (const b of bs) {
+    if (!alive(b.ends_at) || ['expired', 'cancelled_by_student', 'cancelled_by_tutor', 'refunded'].includes(b.status))
+      continue;
+    items.push({
+      kind: 'lesson',
+      id: b.id,
+      starts_at: b.starts_at,
+      ends_at: b.ends_at,
+      title: `${b.minutes}-minute lesson`,
+      status: b.status,
+      booking: b,
+    });
+  }
+  for (const c of cs) {
+    for (const m of c.meetings) {
+      if (!alive(m.ends_at) || Date.parse(m.starts_at) > Date.parse(until)) continue;
+      items.push({
+        kind: 'meeting',
+        id: m.id,
+        starts_at: m.starts_at,
+        ends_at: m.ends_at,
+        title: c.title,
+        status: c.status,
+        cls: c,
+      });
+    }
+  }
+  items.sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
+  return { items, bookings: bs, classes: cs };
+}
+
+/** The tenant's booking policy, loaded once per page load (any member may read it). */
+let policyCache: Promise<BookingPolicy> | null = null;
+export function bookingPolicy(api: Api, me: User): Promise<BookingPolicy> {
+  policyCache ??= api.get<BookingPolicy>(`/tenants/${me.tenant_id}/booking-policy`).catch((e) => {
+    policyCache = null;
+    throw e;
+  });
+  return policyCache;
+}
+
+/** Forgets cached tenant data (at sign-out). */
+export function forgetCaches(): void {
+  policyCache = null;
+}
+
+export const SCOPE_NAMES: Record<Scope, string> = {
+  live_video: 'Live video lessons',
+  chat: 'Chat in lessons',
+  recording: 'Being recorded',
+};
+
+export const SCOPE_HELP: Record<Scope, string> = {
+  live_video: 'take part in live video lessons and class meetings, and book or enrol in them',
+  chat: 'write in the lesson chat, raise a hand and react',
+  recording: 'appear in recordings of lessons and meetings',
+};
+
+/** What revoking a scope does, said before the parent confirms. */
+export const REVOKE_CONSEQUENCE: Record<Scope, string> = {
+  live_video:
+    'takes effect at once: your child is removed from any lesson or class meeting they are in right now, and can’t join live video, book lessons or enrol until consent is given again.',
+  chat: 'takes effect at once: your child is taken out of any live room they are in; when they come back they can watch and listen but can’t chat, raise a hand or react.',
+  recording: 'takes effect at once: your child is no longer recorded in lessons and meetings from now on.',
+};
+
+/** The verification methods the API accepts for a grant (orchestrator/src/consent, COPPA 16 CFR 312.5(b)). */
+export const METHODS: [string, string][] = [
+  ['signed_form', 'A signed consent form (returned by post, fax or scan)'],
+  ['credit_card', 'A card payment that notifies the account holder'],
+  ['video_call', 'A video call with the school’s trained staff'],
+  ['government_id', 'A government-issued ID, checked and then deleted'],
+  ['knowledge_based', 'Knowledge-based questions only a parent could answer'],
+  ['email_plus', 'E-mail plus a confirming step (only if nothing is shared with others)'],
+];
+
+/** The same methods, short (`verified by a signed form`). */
+export const METHOD_SHORT: Record<string, string> = {
+  signed_form: 'a signed form',
+  credit_card: 'a card payment',
+  video_call: 'a video call',
+  government_id: 'a government ID',
+  knowledge_based: 'knowledge questions',
+  email_plus: 'e-mail plus',
+};
+
+export const BOOKING_STATUS: Record<string, string> = {
+  hold: 'held for you',
+  pending_payment: 'waiting for payment',
+  confirmed: 'confirmed',
+  in_progress: 'in progress',
+  completed: 'completed',
+  expired: 'expired',
+  cancelled_by_student: 'cancelled by the student',
+  cancelled_by_tutor: 'cancelled by the tutor',
+  no_show_student: 'missed by the student',
+  no_show_tutor: 'missed by the tutor',
+  refunded: 'refunded',
+};
