@@ -65,13 +65,41 @@ pub struct Config {
     pub log_filter: String,
     /// How long in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// A connection must deliver a complete request head within this long of opening, or of the first byte
+    /// of a later request; else it is closed (slowloris). Real clients send a head in one round trip; a
+    /// browser's unused pre-opened socket is closed too (it opens another when it needs one).
+    pub header_read_timeout_secs: u64,
+    /// An HTTP keep-alive connection with no request for this long is closed. Longer than the keep-alive of
+    /// the load balancers in front (nginx's upstream pool: 60 s; AWS ALB: 60 s): the side that closes first
+    /// races the other's next request, and a lost POST becomes a 502. WebSockets are not affected.
+    pub idle_timeout_secs: u64,
+    /// Open client connections (upgraded WebSockets included) at most; more are answered 503
+    /// `too_many_connections` and closed. 0: the process's open-file limit less a reserve for the database
+    /// pool, Redis, the SFU's socket and files (256 + 4 per `db_max_connections`): 19,704 under a limit of
+    /// 20,000.
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client's /64) at most; 0: no such cap. It counts the
+    /// addresses this server sees, so it is off with `trust_forwarded_for` (every peer is then the proxy).
+    /// Sized for a school behind one NAT address: each pupil in a lesson holds `/ws`, the media socket and
+    /// a few keep-alive connections.
+    pub max_connections_per_ip: usize,
+    /// Loopback peers (127.0.0.0/8, ::1) are not counted per address: a proxy on the same host, load tests.
+    pub max_connections_per_ip_exempt_loopback: bool,
     /// Whether `POST /api/v1/tenants` (public tenant signup) is open.
     pub allow_tenant_signup: bool,
-    /// Failed logins allowed per account within `login_window_secs`.
+    /// Failed logins allowed per account from one client IP within `login_window_secs`; then that address
+    /// waits for the window to end (other addresses, the owner's among them, are not affected).
     pub login_max_failures_per_account: u32,
+    /// Failed logins allowed per account from all addresses together within `login_window_secs`; then only
+    /// addresses the account signed in from before (in the last 30 days) may still try.
+    pub login_max_failures_per_account_any_ip: u32,
     /// Login attempts allowed per client IP within `login_window_secs`.
     pub login_max_attempts_per_ip: u32,
     pub login_window_secs: u64,
+    /// How long this node trusts a cached "session still signed in" answer before asking the database
+    /// again: a sign-out on another node stops that session's access tokens here within this time (on the
+    /// node that signed it out, at once).
+    pub session_check_ms: u64,
     /// Use the last `X-Forwarded-For` address (the hop our proxy appended) as the client IP; only behind a
     /// trusted proxy.
     pub trust_forwarded_for: bool,
@@ -91,6 +119,11 @@ pub struct Config {
     pub ws_messages_per_sec: u32,
     /// WebSocket: members listed in a join's presence snapshot (the total is always given).
     pub ws_presence_snapshot_limit: usize,
+    /// Whiteboard: the largest object (bytes of JSON; a larger `put` gets `object_too_large`), objects per
+    /// board and bytes per board (keys plus objects; beyond either a `put` gets `board_full`).
+    pub board_max_object_bytes: usize,
+    pub board_max_objects: usize,
+    pub board_max_bytes: usize,
     /// Attendance opens this long before a meeting starts.
     pub attendance_lead_secs: u64,
     /// The instructor may mark attendance until this long after a meeting ends; staff may correct later.
@@ -135,6 +168,18 @@ pub struct Config {
     pub rtc_url: Option<String>,
     /// Where the built browser client is (`web/dist`), served at `/`.
     pub web_dir: std::path::PathBuf,
+    /// The SMTP server mail is sent through: `smtp://host[:port]` (plain, for a local relay),
+    /// `smtp://user:password@host[:port]?tls=starttls` (STARTTLS required, port 587) or
+    /// `smtps://user:password@host[:port]` (TLS, port 465); see `mailer::smtp`. Unset: mail is only kept in the
+    /// embedded mailbox (readable over the API).
+    pub smtp_url: Option<Secret>,
+    /// The sender of every mail, `Name <address>`; also the organizer of the lessons' calendar invitations.
+    pub mail_from: String,
+    /// One SMTP read or write may take this long (the whole exchange three times that) before the attempt
+    /// fails and is retried.
+    pub smtp_timeout_secs: u64,
+    /// A PEM certificate to trust, besides Mozilla's roots, for the SMTP server's TLS (a private relay's CA).
+    pub smtp_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -152,10 +197,17 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_filter: "info,sqlx=warn".into(),
             shutdown_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            max_connections: 0,
+            max_connections_per_ip: 1024,
+            max_connections_per_ip_exempt_loopback: true,
             allow_tenant_signup: false,
             login_max_failures_per_account: 5,
+            login_max_failures_per_account_any_ip: 50,
             login_max_attempts_per_ip: 30,
             login_window_secs: 15 * 60,
+            session_check_ms: 1000,
             trust_forwarded_for: false,
             idempotency_ttl_secs: 24 * 3600,
             redis_url: None,
@@ -166,6 +218,10 @@ impl Default for Config {
             ws_max_rooms: 16,
             ws_messages_per_sec: 50,
             ws_presence_snapshot_limit: 100,
+            // signaling::bus::BoardLimits explains the defaults: 16 KiB, 2,000, 2 MiB.
+            board_max_object_bytes: 16 * 1024,
+            board_max_objects: 2_000,
+            board_max_bytes: 2 * 1024 * 1024,
             attendance_lead_secs: 15 * 60,
             attendance_grace_secs: 24 * 3600,
             xp_attendance_present: 10,
@@ -187,6 +243,10 @@ impl Default for Config {
             rtc_node_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             rtc_url: None,
             web_dir: "web/dist".into(),
+            smtp_url: None,
+            mail_from: "liveclass <no-reply@localhost>".into(),
+            smtp_timeout_secs: 15,
+            smtp_ca_file: None,
         }
     }
 }
@@ -287,8 +347,16 @@ impl Config {
                     .into(),
             ));
         }
+        if [self.board_max_object_bytes, self.board_max_objects, self.board_max_bytes].contains(&0) {
+            return Err(ConfigError::Invalid(
+                "board_max_object_bytes, board_max_objects and board_max_bytes must be positive".into(),
+            ));
+        }
         if self.db_max_connections == 0 {
             return Err(ConfigError::Invalid("db_max_connections must be positive".into()));
+        }
+        if self.header_read_timeout_secs == 0 || self.idle_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("header_read_timeout_secs and idle_timeout_secs must be positive".into()));
         }
         if self.xp_attendance_present < 0 || self.xp_attendance_late < 0 || self.xp_lesson_completed < 0 {
             return Err(ConfigError::Invalid("xp_* amounts must not be negative".into()));
@@ -305,6 +373,9 @@ impl Config {
                 "STRIPE_SECRET_KEY needs STRIPE_WEBHOOK_SECRET: bookings confirm from Stripe's signed webhooks".into(),
             ));
         }
+        if self.smtp_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("smtp_timeout_secs must be positive".into()));
+        }
         if self.jobs_poll_interval_ms == 0 || self.jobs_max_attempts == 0 {
             return Err(ConfigError::Invalid("jobs_poll_interval_ms and jobs_max_attempts must be positive".into()));
         }
@@ -317,6 +388,9 @@ impl Config {
         v["database_url"] = serde_json::Value::String(redact_url(self.database_url.expose()));
         if let Some(r) = &self.redis_url {
             v["redis_url"] = serde_json::Value::String(redact_url(r.expose()));
+        }
+        if let Some(r) = &self.smtp_url {
+            v["smtp_url"] = serde_json::Value::String(redact_url(r.expose()));
         }
         v
     }
@@ -337,10 +411,17 @@ fn known_keys() -> Vec<&'static str> {
         "log_format",
         "log_filter",
         "shutdown_timeout_secs",
+        "header_read_timeout_secs",
+        "idle_timeout_secs",
+        "max_connections",
+        "max_connections_per_ip",
+        "max_connections_per_ip_exempt_loopback",
         "allow_tenant_signup",
         "login_max_failures_per_account",
+        "login_max_failures_per_account_any_ip",
         "login_max_attempts_per_ip",
         "login_window_secs",
+        "session_check_ms",
         "trust_forwarded_for",
         "idempotency_ttl_secs",
         "redis_url",
@@ -351,6 +432,9 @@ fn known_keys() -> Vec<&'static str> {
         "ws_max_rooms",
         "ws_messages_per_sec",
         "ws_presence_snapshot_limit",
+        "board_max_object_bytes",
+        "board_max_objects",
+        "board_max_bytes",
         "attendance_lead_secs",
         "attendance_grace_secs",
         "xp_attendance_present",
@@ -372,6 +456,10 @@ fn known_keys() -> Vec<&'static str> {
         "rtc_node_ip",
         "rtc_url",
         "web_dir",
+        "smtp_url",
+        "mail_from",
+        "smtp_timeout_secs",
+        "smtp_ca_file",
     ]
 }
 
@@ -464,6 +552,24 @@ mod tests {
         assert!(!text.contains("sk_test_abc") && !text.contains("whsec_def"), "{text}");
         let err = Config::load(None, env(&[("STRIPE_SECRET_KEY", "sk_test_abc")])).unwrap_err();
         assert!(err.to_string().contains("STRIPE_WEBHOOK_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn smtp_settings_load_and_the_password_is_redacted() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("LIVECLASS_SMTP_URL", "smtps://mailer:hunter2@smtp.example.com"),
+                ("LIVECLASS_MAIL_FROM", "School <no-reply@school.example>"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.smtp_url.as_ref().map(Secret::expose), Some("smtps://mailer:hunter2@smtp.example.com"));
+        assert_eq!(c.mail_from, "School <no-reply@school.example>");
+        let text = c.redacted().to_string();
+        assert!(!text.contains("hunter2") && text.contains("smtps://mailer:[redacted]@smtp.example.com"), "{text}");
+        let e = Config::load(None, env(&[("LIVECLASS_SMTP_TIMEOUT_SECS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("smtp_timeout_secs"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   and `gamification` (XP, levels, streaks, badges, leaderboards);
 //! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
 //! - `consent` (parents' per-scope consent for minors: requests, decisions, revocation, and the
-//!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it);
+//!   `consent::ensure` gate) and `mailer` (mail queued with the change that causes it: the embedded mailbox,
+//!   SMTP sent by jobs, and what each mail says in the reader's own time zone);
+//! - `calendar` (iCalendar text for lesson invitations, and each user's private feed by token);
 //! - `bookings` (the 1:1 marketplace: tutors' availability and slots, holds, checkout and payments,
 //!   cancellations and no-shows by the tenant's policy, packages, refunds, payouts, and their jobs);
 //! - `media` (presence from LiveKit's webhooks or the embedded SFU: attendance segments of media rooms;
@@ -14,12 +16,13 @@
 //! - `jobs` (the durable job queue: jobs enqueued with a change, run later by a runner on every node,
 //!   retried with backoff; admin listing and retry);
 //! - plumbing beside them: `config`, `db` (one `sqlx::Any` pool over SQLite or PostgreSQL),
-//!   `error` (the single error → HTTP mapping), `idempotency`, `metrics`, `server` (router,
-//!   middleware, startup and graceful shutdown), `app` (the handles handlers extract).
+//!   `error` (the single error → HTTP mapping), `idempotency`, `metrics`, `listener` (the accept
+//!   loop: connection caps, header and idle timeouts, draining), `server` (router, middleware, startup
+//!   and graceful shutdown), `app` (the handles handlers extract).
 //!
 //! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), the
-//! outbox's durable consumers and live subscribers, the [`mailer::Mailer`] (the embedded mailbox now;
-//! a real transport later), `billing::PaymentProvider` (offline or Stripe) and `rooms::MediaBackend` (the
+//! outbox's durable consumers and live subscribers, the [`mailer::Mailer`] (the embedded mailbox, or SMTP
+//! when `smtp_url` is set), `billing::PaymentProvider` (offline or Stripe) and `rooms::MediaBackend` (the
 //! embedded SFU, LiveKit, or none), both chosen in `Server::build`; `webui` serves the built browser
 //! client. The `liveclass` binary
 //! (`main.rs`) only parses arguments and wires these together.
@@ -28,6 +31,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bookings;
+pub mod calendar;
 pub mod classes;
 pub mod clock;
 pub mod config;
@@ -40,6 +44,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod ids;
 pub mod jobs;
+pub mod listener;
 pub mod mailer;
 pub mod media;
 pub mod metrics;

@@ -1,9 +1,9 @@
 //! Startup, the router with its middleware, and graceful shutdown.
 //!
 //! [`Server::build`] connects and migrates the database and assembles the handles; [`Server::run`]
-//! serves on a bound listener until the shutdown future resolves, gives in-flight requests
-//! `shutdown_timeout_secs` to finish, stops the background tasks and closes the pool. Tests run it
-//! on `127.0.0.1:0`.
+//! serves on a bound listener (through `listener::run`, with its caps and timeouts) until the shutdown
+//! future resolves, gives in-flight requests `shutdown_timeout_secs` to finish, stops the background tasks
+//! and closes the pool. Tests run it on `127.0.0.1:0`.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -15,13 +15,13 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
-    serve::ListenerExt,
 };
 use sqlx::Row;
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
 };
+use tower::util::MapRequestLayer;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
@@ -35,10 +35,15 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::{AppParts, AppState, LoginLimits},
+    app::{AppParts, AppState},
     audit,
-    auth::{Tokens, limiter::Limiter, random_key_hex},
+    auth::{
+        self, Tokens,
+        limiter::{self, LoginLimits},
+        random_key_hex,
+    },
     bookings::{self, lifecycle as booking, packages, payments::SharedProvider, policy as booking_policy, tutors},
+    calendar,
     classes::{self, attendance, courses, enrollments, ledger, lifecycle, unlocks},
     clock::SharedClock,
     config::Config,
@@ -49,6 +54,7 @@ use crate::{
     idempotency,
     identity::{sessions, tenants, users},
     jobs::{self, Jobs},
+    listener,
     mailer::{self, Mailbox, SharedMailer},
     media,
     metrics::{self, Metrics},
@@ -62,7 +68,7 @@ use crate::{
     info(title = "liveclass", description = "Live-lesson and class orchestration API. Errors are always `{\"error\": {\"code\", \"message\"}}`."),
     modifiers(&BearerAuth),
     paths(openapi_json),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, crate::csv::Format))
 )]
 struct ApiDoc;
 
@@ -99,6 +105,11 @@ async fn build_signaling(config: &Config, gate: Arc<ClassroomGate>) -> anyhow::R
         burst: config.ws_messages_per_sec.saturating_mul(2),
         heartbeat: Duration::from_secs(config.ws_heartbeat_secs),
         join_presence_limit: config.ws_presence_snapshot_limit,
+        board: signaling::bus::BoardLimits {
+            max_object_bytes: config.board_max_object_bytes,
+            max_objects: config.board_max_objects,
+            max_bytes: config.board_max_bytes,
+        },
         ..signaling::Config::default()
     };
     match &config.redis_url {
@@ -107,29 +118,7 @@ async fn build_signaling(config: &Config, gate: Arc<ClassroomGate>) -> anyhow::R
     }
 }
 
-/// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`). Tokio's default
-/// is 1,024: a class starting at once, or every client of a restarted node reconnecting, overflows that, and
-/// each dropped handshake costs its client a one-second SYN retransmit.
-pub const LISTEN_BACKLOG: u32 = 8192;
-
-/// Tunes every accepted connection. TCP_NODELAY: the WebSocket write path already coalesces queued frames
-/// into one write, and with Nagle's algorithm a frame sent while the previous one is unacknowledged waits
-/// for the client's delayed ACK (up to 40 ms; a busy client reads late and ACKs late). Measured: at 97.5k
-/// deliveries/s into a room of 1,000 it moved p99 from 25-46 ms to 20-22 ms and the worst case from
-/// 58-91 ms to 30-37 ms.
-pub fn accepted(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-}
-
-/// Binds the API listener with [`LISTEN_BACKLOG`].
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
+pub use crate::listener::bind;
 
 impl Server {
     /// Connects to the database, runs migrations and assembles the application.
@@ -142,16 +131,25 @@ impl Server {
             Some(s) => s.expose().as_bytes().to_vec(),
             None => stored_jwt_key(&db).await.context("loading the token signing key")?,
         };
-        let tokens = Arc::new(Tokens::new(key, config.access_token_ttl_secs, clock.clone()));
-        let login_limits = Arc::new(LoginLimits {
-            per_account: Limiter::new(config.login_max_failures_per_account, config.login_window_secs),
-            per_ip: Limiter::new(config.login_max_attempts_per_ip, config.login_window_secs),
-        });
+        let revocations = auth::revocation::Revocations::new(
+            db.clone(),
+            Duration::from_millis(config.session_check_ms),
+            Duration::from_secs(config.access_token_ttl_secs),
+        );
+        let tokens =
+            Arc::new(Tokens::new(key, config.access_token_ttl_secs, clock.clone()).with_revocations(revocations));
+        let login_limits = Arc::new(login_limits(&config).await?);
         let outbox = Outbox::default();
         outbox.register(Arc::new(gamification::Awards::new(gamification::XpRules::from_config(&config))));
         let pushes = outbox.subscribe(4096);
         let jobs = Jobs::from_config(&config);
-        let mailer: SharedMailer = Arc::new(Mailbox);
+        // SMTP when `smtp_url` is set (mail stored, then sent by `mail.send` jobs); else the embedded mailbox.
+        let transport = mailer::smtp::Transport::from_config(&config).context("configuring SMTP")?.map(Arc::new);
+        let mailer: SharedMailer =
+            if transport.is_some() { Arc::new(mailer::smtp::SmtpMailer) } else { Arc::new(Mailbox) };
+        mailer::smtp::register(&jobs, transport);
+        let site = mailer::notices::Site::from_config(&config);
+        outbox.register(mailer::notices::Notices::new(mailer.clone(), site.clone()));
         // Stripe when configured; else the embedded default, offline (staff record money). No media server yet.
         let stripe: SharedStripe = match &config.stripe_secret_key {
             None => None,
@@ -171,6 +169,7 @@ impl Server {
         let (media, sfu, sfu_events) = media_backend(&config, clock.clone())?;
         let deps = bookings::jobs::Deps {
             mailer: mailer.clone(),
+            site,
             provider: payments.clone(),
             stripe: stripe.clone(),
             media: media.clone(),
@@ -262,28 +261,16 @@ impl Server {
             let (db, media, clock, stop) = (st.db.clone(), st.media.clone(), st.clock.clone(), stop_rx.clone());
             tasks.push(tokio::spawn(media::reconcile_loop(db, media, clock, Duration::from_secs(60), stop)));
         }
-        let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
         let sig = st.signaling.clone();
-        let listener = listener.tap_io(accepted);
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             // Upgraded sockets aren't in-flight requests: tell them to go away now.
             sig.shutdown();
-            let _ = began_tx.send(());
-        });
-        let grace = Duration::from_secs(st.config.shutdown_timeout_secs);
-        let deadline = async move {
-            match began_rx.await {
-                Ok(()) => tokio::time::sleep(grace).await,
-                Err(_) => std::future::pending().await,
-            }
         };
-        tokio::select! {
-            res = serve.into_future() => res.context("serving")?,
-            () = deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; dropping them"),
-        }
+        let limits = listener::Limits::from_config(&st.config);
+        let grace = Duration::from_secs(st.config.shutdown_timeout_secs);
+        listener::run(listener, self.router(), limits, st.metrics.connections.clone(), shutdown, grace).await;
         let _ = stop_tx.send(true);
         for task in tasks {
             let _ = task.await;
@@ -292,6 +279,22 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Login limits, counted in Redis when configured (so they hold across nodes), else in this process.
+async fn login_limits(config: &Config) -> anyhow::Result<LoginLimits> {
+    let counters: Arc<dyn limiter::Counters> = match &config.redis_url {
+        Some(url) => Arc::new(limiter::RedisCounters::connect(url.expose()).await.context("login limits on Redis")?),
+        None => Arc::new(limiter::MemoryCounters::default()),
+    };
+    let policy = limiter::LoginPolicy {
+        attempts_per_ip: config.login_max_attempts_per_ip.into(),
+        failures_per_account_ip: config.login_max_failures_per_account.into(),
+        failures_per_account: config.login_max_failures_per_account_any_ip.into(),
+        window: Duration::from_secs(config.login_window_secs),
+        known_for: Duration::from_secs(30 * 24 * 3600),
+    };
+    Ok(LoginLimits::new(counters, policy))
 }
 
 /// The signing key kept in the database, created on first use, so every node and the CLI agree.
@@ -320,7 +323,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(sessions::refresh))
         .routes(routes!(sessions::logout))
         .routes(routes!(sessions::register))
-        .routes(routes!(users::me))
+        .routes(routes!(users::me, users::update_me))
         .routes(routes!(users::create, users::list))
         .routes(routes!(users::get))
         .routes(routes!(users::change_role))
@@ -328,7 +331,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(audit::list))
         .routes(routes!(websocket))
         .routes(routes!(chat::history))
-        .routes(routes!(courses::create))
+        .routes(routes!(courses::create, courses::list))
         .routes(routes!(courses::get))
         .routes(routes!(lifecycle::create, lifecycle::list))
         .routes(routes!(lifecycle::get))
@@ -339,6 +342,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(lifecycle::cancel))
         .routes(routes!(enrollments::enroll))
         .routes(routes!(enrollments::roster))
+        .routes(routes!(enrollments::of_student))
         .routes(routes!(ledger::get_ledger))
         .routes(routes!(ledger::adjust))
         .routes(routes!(attendance::mark))
@@ -350,11 +354,15 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(unlocks::complete))
         .routes(routes!(unlocks::for_student))
         .routes(routes!(consent::requests::create, consent::requests::list))
+        .routes(routes!(consent::requests::get))
         .routes(routes!(consent::requests::decide))
         .routes(routes!(consent::state))
         .routes(routes!(consent::revoke))
         .routes(routes!(mailer::list))
         .routes(routes!(mailer::mine))
+        .routes(routes!(calendar::feed::create_token, calendar::feed::revoke_token))
+        .routes(routes!(calendar::feed::feed))
+        .routes(routes!(tutors::list))
         .routes(routes!(tutors::put_availability, tutors::get_availability))
         .routes(routes!(tutors::slots))
         .routes(routes!(booking_policy::get, booking_policy::put))
@@ -388,7 +396,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(leaderboard::opt_out))
         .routes(routes!(leaderboard::get))
         .split_for_parts();
-    let openapi_doc = Arc::new(openapi.to_json().expect("OpenAPI serializes"));
+    let openapi_doc = Arc::new(unique_operation_ids(&openapi.to_json().expect("OpenAPI serializes")));
     let config = st.config.clone();
     let request_id = HeaderName::from_static("x-request-id");
 
@@ -413,7 +421,31 @@ pub fn router(st: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
+        // Outermost: an unfit incoming id is dropped before anything logs, stores or echoes it.
+        .layer(MapRequestLayer::new(drop_unfit_request_id))
         .with_state(st)
+}
+
+/// Removes an incoming `X-Request-Id` that is not 1-64 characters of `A-Z a-z 0-9 . _ : -` (or is sent
+/// twice), so `SetRequestIdLayer` generates one instead. That set fits UUIDs, ULIDs, nginx's hex
+/// `$request_id`, W3C `traceparent` and AWS trace ids; a client's free text (spaces, control characters,
+/// 300 characters) never reaches logs, spans, audit entries or the response.
+fn drop_unfit_request_id(mut req: Request) -> Request {
+    let headers = req.headers_mut();
+    let mut values = headers.get_all("x-request-id").iter();
+    let fit = match (values.next(), values.next()) {
+        (Some(v), None) => fit_request_id(v.as_bytes()),
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if !fit {
+        headers.remove("x-request-id");
+    }
+    req
+}
+
+fn fit_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
 /// Request ids in UUID v4 form without a system call each: a random key drawn once, and a counter mixed with
@@ -458,6 +490,34 @@ impl MakeRequestId for RequestIds {
         let id = self.id().hyphenated().to_string();
         Some(RequestId::new(HeaderValue::from_str(&id).expect("a UUID is a valid header value")))
     }
+}
+
+/// utoipa names an operation after its handler function, and several modules have a `list` or a `get`: an
+/// OpenAPI document needs each `operationId` once (code generators name methods after them). A repeated name
+/// gets the path's literal segments after `/api/v1` (`get` on `/api/v1/packages/{id}` → `get_packages`).
+fn unique_operation_ids(doc: &str) -> String {
+    let mut doc: serde_json::Value = serde_json::from_str(doc).expect("the document is JSON");
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return doc.to_string() };
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for item in paths.values() {
+        for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+            if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                *seen.entry(id.to_string()).or_default() += 1;
+            }
+        }
+    }
+    for (path, item) in paths.iter_mut() {
+        let words: Vec<&str> =
+            path.trim_start_matches("/api/v1").split('/').filter(|w| !w.is_empty() && !w.starts_with('{')).collect();
+        for op in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let Some(id) = op.get("operationId").and_then(|v| v.as_str()).map(String::from) else { continue };
+            if seen.get(&id).copied().unwrap_or(0) > 1 {
+                let name = format!("{id}_{}", words.join("_").replace(['-', '.'], "_"));
+                op["operationId"] = serde_json::Value::String(name);
+            }
+        }
+    }
+    doc.to_string()
 }
 
 fn serve_openapi(doc: Arc<String>) -> Response {
@@ -607,15 +667,20 @@ mod tests {
         assert!((0..1000).map(|_| other.id()).all(|id| !seen.contains(&id)));
     }
 
-    #[tokio::test]
-    async fn accepted_connections_send_without_nagle_delay() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut server_side, _) = listener.accept().await.unwrap();
-        assert!(!server_side.nodelay().unwrap(), "the kernel's default has Nagle on");
-        accepted(&mut server_side);
-        assert!(server_side.nodelay().unwrap());
-        drop(client);
+    #[test]
+    fn only_short_ids_of_a_safe_alphabet_are_kept() {
+        for ok in ["trace-me-42", "0190f3a2-7c1e-7b3a-9f00-0123456789ab", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "a:b.c_d"] {
+            assert!(fit_request_id(ok.as_bytes()), "{ok}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", "has space", "tab\there", "new\nline", "ünï", "a/b", "<script>", long.as_str()] {
+            assert!(!fit_request_id(bad.as_bytes()), "{bad:?}");
+        }
+        let two = Request::builder()
+            .header("x-request-id", "a")
+            .header("x-request-id", "b")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert!(drop_unfit_request_id(two).headers().get("x-request-id").is_none(), "ambiguous");
     }
 }

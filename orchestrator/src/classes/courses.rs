@@ -137,3 +137,41 @@ pub async fn get(State(db): State<Db>, auth: Authed<AnyRole>, Path(id): Path<Cou
     let mut conn = db.pool().acquire().await?;
     Ok(Json(load(&mut conn, auth.tenant_id, id).await?))
 }
+
+/// A course in the list: its title and how many lessons it has.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CourseSummary {
+    pub id: CourseId,
+    pub title: String,
+    pub lessons: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The tenant's courses by title (staff and tutors).
+#[utoipa::path(get, path = "/api/v1/courses", tag = "classes", security(("bearer" = [])),
+    responses((status = 200, body = Vec<CourseSummary>), (status = 403, body = ErrorBody)))]
+pub async fn list(State(db): State<Db>, auth: Authed<AnyRole>) -> ApiResult<Json<Vec<CourseSummary>>> {
+    if !auth.is_staff() && auth.role != crate::auth::Role::Tutor {
+        return Err(ApiError::forbidden("forbidden_role", "course outlines are for staff and tutors"));
+    }
+    let rows = sqlx::query(
+        "SELECT c.id, c.title, c.created_at,
+                (SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id AND l.tenant_id = c.tenant_id) AS lessons
+         FROM courses c WHERE c.tenant_id = $1 ORDER BY c.title, c.id",
+    )
+    .bind(auth.tenant_id.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    let courses = rows
+        .iter()
+        .map(|r| {
+            Ok(CourseSummary {
+                id: CourseId::from_column(&r.try_get::<String, _>("id")?)?,
+                title: r.try_get("title")?,
+                lessons: r.try_get("lessons")?,
+                created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Json(courses))
+}

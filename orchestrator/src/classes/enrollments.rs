@@ -200,6 +200,56 @@ pub struct RosterEntry {
     pub attended: i64,
 }
 
+/// One of a student's enrollments with its class and the credits left.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StudentEnrollment {
+    pub enrollment_id: EnrollmentId,
+    pub class_id: ClassId,
+    pub class_title: String,
+    pub class_status: ClassStatus,
+    pub balance: i64,
+    /// Meetings marked present or late.
+    pub attended: i64,
+}
+
+/// A student's enrollments with their credit balances: the student, their linked parents and staff.
+#[utoipa::path(get, path = "/api/v1/users/{id}/enrollments", tag = "classes", params(("id" = UserId, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<StudentEnrollment>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn of_student(
+    State(db): State<Db>,
+    State(clock): State<SharedClock>,
+    auth: Authed,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<Vec<StudentEnrollment>>> {
+    let mut conn = db.pool().acquire().await?;
+    users::load_viewable(&mut conn, &auth, id, clock.now(), "this student's enrollments").await?;
+    let rows = sqlx::query(
+        "SELECT e.id, e.class_id, c.title, c.status,
+                (SELECT COUNT(*) FROM attendance a WHERE a.enrollment_id = e.id AND a.status IN ('present', 'late'))
+                    AS attended
+         FROM enrollments e JOIN classes c ON c.id = e.class_id AND c.tenant_id = e.tenant_id
+         WHERE e.tenant_id = $1 AND e.student_id = $2 ORDER BY e.id",
+    )
+    .bind(auth.tenant_id.to_string())
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let enrollment_id = EnrollmentId::from_column(&r.try_get::<String, _>("id")?)?;
+        out.push(StudentEnrollment {
+            enrollment_id,
+            class_id: ClassId::from_column(&r.try_get::<String, _>("class_id")?)?,
+            class_title: r.try_get("title")?,
+            class_status: ClassStatus::from_column(&r.try_get::<String, _>("status")?)?,
+            balance: ledger::balance(&mut conn, enrollment_id).await?,
+            attended: r.try_get("attended")?,
+        });
+    }
+    Ok(Json(out))
+}
+
 /// The class roster with credit balances (staff and the instructor).
 #[utoipa::path(get, path = "/api/v1/classes/{id}/roster", tag = "classes", params(("id" = ClassId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Vec<RosterEntry>), (status = 403, body = ErrorBody)))]

@@ -63,6 +63,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/auth/logout", "post"),
         ("/api/v1/auth/register", "post"),
         ("/api/v1/me", "get"),
+        ("/api/v1/me", "patch"),
         ("/api/v1/users", "post"),
         ("/api/v1/users", "get"),
         ("/api/v1/users/{id}", "get"),
@@ -101,6 +102,9 @@ async fn openapi_documents_every_route() {
         ("/api/v1/users/{id}/consents/revoke", "post"),
         ("/api/v1/mailbox", "get"),
         ("/api/v1/me/mailbox", "get"),
+        ("/api/v1/me/calendar-token", "post"),
+        ("/api/v1/me/calendar-token", "delete"),
+        ("/api/v1/calendar/{token}", "get"),
         ("/api/v1/tutors/{id}/availability", "put"),
         ("/api/v1/tutors/{id}/availability", "get"),
         ("/api/v1/tutors/{id}/slots", "get"),
@@ -138,6 +142,10 @@ async fn openapi_documents_every_route() {
         ("/api/v1/classes/{id}/leaderboard/opt-in", "post"),
         ("/api/v1/classes/{id}/leaderboard/opt-out", "post"),
         ("/api/v1/classes/{id}/leaderboard", "get"),
+        ("/api/v1/tutors", "get"),
+        ("/api/v1/courses", "get"),
+        ("/api/v1/consent-requests/{id}", "get"),
+        ("/api/v1/users/{id}/enrollments", "get"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from OpenAPI");
@@ -151,6 +159,25 @@ async fn openapi_documents_every_route() {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let res = app.request(m, &concrete, Some(&t.admin.access), None, &[]).await;
         assert_ne!(res.code(), "not_found", "{method} {path}: {res:?}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_operation_ids_are_unique_and_every_reference_resolves() {
+    let app = TestApp::spawn().await;
+    let doc = app.request(Method::GET, "/api/v1/openapi.json", None, None, &[]).await.body;
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_string()), "operationId {id} repeats ({method} {path})");
+        }
+    }
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for part in text.split("\"#/components/schemas/").skip(1) {
+        let name = &part[..part.find('"').unwrap()];
+        assert!(schemas.contains_key(name), "dangling reference to schema {name}");
     }
 }
 
