@@ -166,8 +166,9 @@ pub struct Config {
     pub rtc_node_ip: std::net::IpAddr,
     /// The URL clients connect to for media (`ws://…`); default: this server's listening address.
     pub rtc_url: Option<String>,
-    /// Where the built browser client is (`web/dist`), served at `/`.
-    pub web_dir: std::path::PathBuf,
+    /// A build of the browser client on disk (`web/dist`) to serve at `/` instead of the one built into the
+    /// binary (unset: the built-in one).
+    pub web_dir: Option<std::path::PathBuf>,
     /// The SMTP server mail is sent through: `smtp://host[:port]` (plain, for a local relay),
     /// `smtp://user:password@host[:port]?tls=starttls` (STARTTLS required, port 587) or
     /// `smtps://user:password@host[:port]` (TLS, port 465); see `mailer::smtp`. Unset: mail is only kept in the
@@ -242,7 +243,7 @@ impl Default for Config {
             rtc_udp_port: 7882,
             rtc_node_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             rtc_url: None,
-            web_dir: "web/dist".into(),
+            web_dir: None,
             smtp_url: None,
             mail_from: "liveclass <no-reply@localhost>".into(),
             smtp_timeout_secs: 15,

@@ -1,5 +1,6 @@
-//! The browser client (`web/`, built by Vite into `web_dir`): `GET /` is its page, `GET /assets/…` its
-//! files. Nothing of it is compiled in: without a build, `/` says how to make one.
+//! The browser client (`web/`): `GET /` is its page, `GET /assets/…` its files. The build script builds it
+//! with Vite and this module embeds the result, so the binary serves the app it was built with; `web_dir`
+//! serves a build from disk instead (a page being worked on, rebuilt without rebuilding the server).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -13,32 +14,64 @@ use axum::{
 
 use crate::error::ApiError;
 
-pub fn router<S: Clone + Send + Sync + 'static>(dir: PathBuf) -> Router<S> {
-    Router::new().route("/", get(index)).route("/assets/{*path}", get(asset)).with_state(dir)
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 }
 
-async fn index(State(dir): State<PathBuf>) -> Response {
-    match tokio::fs::read(dir.join("index.html")).await {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
-        Err(_) => ApiError::not_found(
+/// Where the page comes from: the binary, or a directory.
+#[derive(Clone)]
+enum Source {
+    Embedded,
+    Dir(PathBuf),
+}
+
+pub fn router<S: Clone + Send + Sync + 'static>(dir: Option<PathBuf>) -> Router<S> {
+    let source = dir.map_or(Source::Embedded, Source::Dir);
+    Router::new().route("/", get(index)).route("/assets/{*path}", get(asset)).with_state(source)
+}
+
+/// Whether this binary carries the browser app (built without `LIVECLASS_SKIP_WEB_BUILD`).
+pub fn embedded() -> bool {
+    !embedded::FILES.is_empty()
+}
+
+async fn read(source: &Source, rel: &Path) -> Option<Vec<u8>> {
+    match source {
+        Source::Dir(dir) => tokio::fs::read(dir.join(rel)).await.ok(),
+        Source::Embedded => {
+            let name = rel.to_str()?;
+            embedded::FILES.iter().find(|(n, _)| *n == name).map(|(_, body)| body.to_vec())
+        }
+    }
+}
+
+async fn index(State(source): State<Source>) -> Response {
+    match read(&source, Path::new("index.html")).await {
+        Some(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
+        None => ApiError::not_found(
             "web_client_not_built",
-            format!(
-                "the browser client isn't built in {}: run `npm --prefix web ci && npm --prefix web run build`",
-                dir.display()
-            ),
+            match &source {
+                Source::Dir(dir) => format!(
+                    "the browser client isn't built in {}: run `npm --prefix web ci && npm --prefix web run build`",
+                    dir.display()
+                ),
+                Source::Embedded => "this server was built without its browser client (LIVECLASS_SKIP_WEB_BUILD): \
+                                     rebuild it with Node.js and npm installed, or set web_dir to a build"
+                    .to_string(),
+            },
         )
         .into_response(),
     }
 }
 
-async fn asset(State(dir): State<PathBuf>, UrlPath(path): UrlPath<String>) -> Response {
+async fn asset(State(source): State<Source>, UrlPath(path): UrlPath<String>) -> Response {
     let rel = Path::new(&path);
     // Only plain names below `assets/`: no `..`, no absolute paths.
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return ApiError::not_found("not_found", "no such file").into_response();
     }
-    match tokio::fs::read(dir.join("assets").join(rel)).await {
-        Ok(body) => {
+    match read(&source, &Path::new("assets").join(rel)).await {
+        Some(body) => {
             let headers = [
                 (header::CONTENT_TYPE, content_type(rel)),
                 // Vite names assets by content hash.
@@ -46,7 +79,7 @@ async fn asset(State(dir): State<PathBuf>, UrlPath(path): UrlPath<String>) -> Re
             ];
             (StatusCode::OK, headers, body).into_response()
         }
-        Err(_) => ApiError::not_found("not_found", "no such file").into_response(),
+        None => ApiError::not_found("not_found", "no such file").into_response(),
     }
 }
 

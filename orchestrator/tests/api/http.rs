@@ -182,6 +182,33 @@ async fn openapi_operation_ids_are_unique_and_every_reference_resolves() {
 }
 
 #[tokio::test]
+async fn the_browser_app_is_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    let page = app.request(Method::GET, "/", None, None, &[]).await;
+    if !orchestrator::webui::embedded() {
+        // Built with LIVECLASS_SKIP_WEB_BUILD: the page says how to get the app.
+        assert_eq!((page.status, page.code()), (StatusCode::NOT_FOUND, "web_client_not_built"));
+        return;
+    }
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    // Every script and stylesheet the page names is served, with its type.
+    let assets: Vec<&str> = page.text.split("/assets/").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
+    assert!(!assets.is_empty(), "{}", page.text);
+    for asset in assets {
+        let res = app.request(Method::GET, &format!("/assets/{asset}"), None, None, &[]).await;
+        assert_eq!(res.status, StatusCode::OK, "{asset}");
+        let kind = res.headers["content-type"].to_str().unwrap();
+        assert!(
+            kind.starts_with(if asset.ends_with(".css") { "text/css" } else { "text/javascript" }),
+            "{asset}: {kind}"
+        );
+    }
+    let missing = app.request(Method::GET, "/assets/nope.js", None, None, &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn request_ids_are_generated_and_propagated() {
     let app = TestApp::spawn().await;
     let res = app.request(Method::GET, "/healthz", None, None, &[]).await;
