@@ -513,3 +513,43 @@ async fn a_join_lists_a_bounded_presence_snapshot() {
     assert_eq!(listed.len(), 2, "{j}");
     assert!(listed[0] < listed[1], "listed in user id order");
 }
+
+#[tokio::test]
+async fn a_parent_follows_their_child_live_and_hears_of_consent_requests() {
+    let app = TestApp::spawn().await;
+    let s = school(&app, "pl", 2, 0).await;
+    let (child, parent) = app.minor_with_parent(&s.t, "kid", "mum").await;
+    let mut mum = Client::connect(&app, &parent.access).await;
+    app.grant_consent(&s.t, &parent, &child, &["live_video"], "credit_card").await;
+    let consent = mum.until(|v| v["data"]["kind"] == "consent").await;
+    assert_eq!(consent["data"]["event"], "ConsentGranted", "{consent}");
+
+    let res = s.class(&app, "group", 2, Some(10), meetings(&app, 2, ChronoDuration::minutes(5))).await;
+    let class = res.body["id"].as_str().unwrap().to_string();
+    let meeting = res.body["meetings"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.enroll(&app, &class, &child.user_id).await.status, StatusCode::CREATED);
+    assert_eq!(s.transition(&app, &class, "activate").await.status, StatusCode::OK);
+
+    // Asked for another scope: the parent is told at once.
+    let req = app
+        .post(
+            "/api/v1/consent-requests",
+            Some(&s.t.admin.access),
+            json!({"child_id": child.user_id, "scopes": ["chat"]}),
+        )
+        .await;
+    assert_eq!(req.status, StatusCode::CREATED, "{req:?}");
+    let asked = mum.until(|v| v["data"]["kind"] == "consent_requested" && v["data"]["scopes"] == json!(["chat"])).await;
+    assert_eq!((&asked["data"]["request_id"], &asked["data"]["child_id"]), (&req.body["id"], &json!(child.user_id)));
+
+    // The child is marked present: the parent sees the mark and the credit, naming the child.
+    let marked = crate::classes::mark(&app, &s.tutor.access, &meeting, &child.user_id, "present").await;
+    assert_eq!(marked.status, StatusCode::OK, "{marked:?}");
+    let attendance = mum.until(|v| v["data"]["kind"] == "attendance").await;
+    assert_eq!(
+        (&attendance["data"]["child_id"], &attendance["data"]["status"]),
+        (&json!(child.user_id), &json!("present"))
+    );
+    let credits = mum.until(|v| v["data"]["kind"] == "credits" && v["data"]["reason"] == "attendance").await;
+    assert_eq!((&credits["data"]["child_id"], &credits["data"]["balance"]), (&json!(child.user_id), &json!(1)));
+}
