@@ -149,6 +149,9 @@ pub struct Config {
     pub stripe_webhook_secret: Option<Secret>,
     /// Stripe's API address (a local fake in tests).
     pub stripe_api_base: String,
+    /// `pk_…`: the publishable key the browser app gives Stripe.js to confirm a PaymentIntent's
+    /// `client_secret` (not a secret; `GET /api/v1/client-config` hands it out).
+    pub stripe_publishable_key: Option<String>,
     /// This server's public address, for links sent to users (Stripe onboarding return and refresh pages).
     pub public_url: String,
     /// A LiveKit server for lesson media (`LIVEKIT_URL`, `wss://…`); with its API key pair
@@ -235,6 +238,7 @@ impl Default for Config {
             stripe_secret_key: None,
             stripe_webhook_secret: None,
             stripe_api_base: "https://api.stripe.com".into(),
+            stripe_publishable_key: None,
             public_url: "http://127.0.0.1:8080".into(),
             livekit_url: None,
             livekit_api_key: None,
@@ -448,6 +452,7 @@ fn known_keys() -> Vec<&'static str> {
         "stripe_secret_key",
         "stripe_webhook_secret",
         "stripe_api_base",
+        "stripe_publishable_key",
         "public_url",
         "livekit_url",
         "livekit_api_key",

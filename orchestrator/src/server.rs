@@ -315,6 +315,7 @@ pub fn router(st: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(client_config))
         .routes(routes!(metrics::scrape))
         .routes(routes!(tenants::create))
         .routes(routes!(tenants::get))
@@ -576,6 +577,32 @@ async fn method_not_allowed() -> ApiError {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct Status {
     status: &'static str,
+}
+
+/// What the browser app needs to know of this server before anyone signs in.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ClientConfig {
+    /// `stripe` (pay by card in the page with Stripe.js) or `offline` (staff record the money).
+    payments: &'static str,
+    /// Stripe.js's key, with `payments` = `stripe`.
+    stripe_publishable_key: Option<String>,
+    /// `embedded`, `livekit` or `none`.
+    media: &'static str,
+}
+
+/// The browser app's settings of this server (no sign-in needed; nothing secret).
+#[utoipa::path(get, path = "/api/v1/client-config", tag = "ops", responses((status = 200, body = ClientConfig)))]
+async fn client_config(
+    State(config): State<Arc<Config>>,
+    State(payments): State<SharedProvider>,
+    State(media): State<Arc<dyn rooms::MediaBackend>>,
+) -> Json<ClientConfig> {
+    let online = payments.name() != "offline";
+    Json(ClientConfig {
+        payments: if online { "stripe" } else { "offline" },
+        stripe_publishable_key: config.stripe_publishable_key.clone().filter(|_| online),
+        media: media.name(),
+    })
 }
 
 /// The process is up.

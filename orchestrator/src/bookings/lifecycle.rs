@@ -324,8 +324,10 @@ pub async fn checkout(
     if b.status == BookingStatus::PendingPayment {
         let pending = payments::pending_of(tx.conn(), Subject::Booking(b.id)).await?;
         return match pending {
-            // The provider never answered last time: ask again, with the same idempotency key.
-            Some(p) if p.provider_ref.is_none() => {
+            // The provider never answered last time, or the payer's client needs the online payment's
+            // client secret again (a reload: it is never stored): ask again, with the same idempotency key,
+            // which gives the same payment back.
+            Some(p) if p.provider_ref.is_none() || cx.provider.name() != "offline" => {
                 tx.commit().await?;
                 let description = description(&b);
                 let payment = payments::start(&cx, auth.tenant_id, p, description).await?;

@@ -143,6 +143,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/classes/{id}/leaderboard/opt-out", "post"),
         ("/api/v1/classes/{id}/leaderboard", "get"),
         ("/api/v1/tutors", "get"),
+        ("/api/v1/client-config", "get"),
         ("/api/v1/courses", "get"),
         ("/api/v1/consent-requests/{id}", "get"),
         ("/api/v1/users/{id}/enrollments", "get"),
@@ -179,6 +180,15 @@ async fn openapi_operation_ids_are_unique_and_every_reference_resolves() {
         let name = &part[..part.find('"').unwrap()];
         assert!(schemas.contains_key(name), "dangling reference to schema {name}");
     }
+}
+
+#[tokio::test]
+async fn the_client_config_says_how_to_pay_and_which_media() {
+    let app = TestApp::spawn_with(|c| c.stripe_publishable_key = Some("pk_unused".into())).await;
+    let cfg = app.request(Method::GET, "/api/v1/client-config", None, None, &[]).await;
+    assert_eq!(cfg.status, StatusCode::OK);
+    // Offline payments: no key handed out even if one is configured.
+    assert_eq!(cfg.body, json!({"payments": "offline", "stripe_publishable_key": null, "media": "embedded"}));
 }
 
 #[tokio::test]

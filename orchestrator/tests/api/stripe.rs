@@ -23,6 +23,7 @@ async fn stripe_market(slug: &str) -> (Market, FakeStripe) {
         c.stripe_secret_key = Some(Secret::new(KEY));
         c.stripe_webhook_secret = Some(Secret::new(WHSEC));
         c.stripe_api_base = base;
+        c.stripe_publishable_key = Some("pk_test_liveclass".into());
     })
     .await;
     (m, fake)
@@ -78,6 +79,17 @@ async fn paid_through_stripe_confirmed_by_webhook_and_the_tutor_gets_80_percent(
     assert_eq!(intents[0]["amount"], 3500);
     assert_eq!(intents[0]["transfer_group"], format!("booking:{id}"));
     let pi = intents[0]["id"].as_str().unwrap().to_string();
+    // A reload of the page asks again: the same intent and its client secret, no second intent.
+    let again = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.student.access), json!({})).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.body["payment"]["client_secret"], co.body["payment"]["client_secret"]);
+    assert_eq!(fake.payment_intents().len(), 1);
+    // The page learns how to pay before anyone signs in.
+    let cfg = m.app.request(reqwest::Method::GET, "/api/v1/client-config", None, None, &[]).await;
+    assert_eq!(
+        (&cfg.body["payments"], &cfg.body["stripe_publishable_key"]),
+        (&json!("stripe"), &json!("pk_test_liveclass"))
+    );
 
     // Never on the client's word, nor on a forged or stale webhook.
     let paid = fake.succeed_payment_intent(&pi);
