@@ -29,7 +29,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{BookingId, TenantId, UserId},
-    mailer::notices::Site,
+    mailer::notices::{School, Site},
 };
 
 /// How far back and ahead the feed lists.
@@ -158,10 +158,11 @@ pub async fn feed(
     let me = users::get_or_404(&mut conn, tenant, user, now).await.map_err(|_| not_found())?;
     let zone = users::zone_of(&mut conn, tenant, user).await?;
     let site = Site::from_config(&config);
-    let mut events = lessons(&mut conn, &site, tenant, user, now).await?;
-    events.extend(meetings(&mut conn, &site, tenant, user, now).await?);
+    let school = School::load(&mut conn, tenant).await?;
+    let mut events = lessons(&mut conn, &site, &school, tenant, user, now).await?;
+    events.extend(meetings(&mut conn, &site, &school, tenant, user, now).await?);
     events.sort_by_key(|e| e.start);
-    let name = format!("liveclass: {}", me.display_name);
+    let name = format!("{}: {}", school.name, me.display_name);
     let text =
         super::write(&Calendar { method: Method::Publish, name: Some(&name), zone, stamp: now, events: &events });
     Ok((
@@ -179,6 +180,7 @@ pub async fn feed(
 async fn lessons(
     conn: &mut AnyConnection,
     site: &Site,
+    school: &School,
     tenant: TenantId,
     user: UserId,
     now: DateTime<Utc>,
@@ -213,7 +215,7 @@ async fn lessons(
         } else {
             format!("{student}'s lesson with {tutor}")
         };
-        let link = site.link(&format!("bookings/{id}"));
+        let link = site.link(school, &format!("bookings/{id}"));
         out.push(Event {
             uid: site.lesson_uid(id),
             sequence: r.try_get("reschedules")?,
@@ -235,6 +237,7 @@ async fn lessons(
 async fn meetings(
     conn: &mut AnyConnection,
     site: &Site,
+    school: &School,
     tenant: TenantId,
     user: UserId,
     now: DateTime<Utc>,
@@ -259,7 +262,7 @@ async fn meetings(
     for r in rows {
         let id: String = r.try_get("id")?;
         let class: String = r.try_get("class_id")?;
-        let link = site.link(&format!("classes/{class}"));
+        let link = site.link(school, &format!("classes/{class}"));
         out.push(Event {
             uid: site.meeting_uid(&id),
             sequence: 0,

@@ -182,7 +182,7 @@ pub async fn create(
     .execute(tx.conn())
     .await?;
     let to = notices::Recipient::load(tx.conn(), auth.tenant_id, parent.id, now).await?;
-    let mail = notices::consent_request(&post.site, request.id, &scope_names(&request.scopes), &child, &to);
+    let mail = notices::consent_request(&post.site, request.id, &request.scopes, &child, &to);
     post.mailer.queue(tx.conn(), now, &mail).await?;
     let event = DomainEvent::ConsentRequested {
         request_id: request.id,

@@ -21,6 +21,7 @@ use crate::{
     bookings::{self, Booking, BookingStatus},
     calendar::{self, Method, Person},
     config::Config,
+    consent::ConsentScope,
     error::ApiError,
     identity::users::{self, User},
     ids::{BookingId, ConsentRequestId, PackageId, TenantId, UserId},
@@ -54,9 +55,10 @@ impl Site {
         Site { public_url, organizer, host }
     }
 
-    /// A page of the browser app (hash routing): `link("consent/1")` → `{public_url}/#/consent/1`.
-    pub fn link(&self, page: &str) -> String {
-        format!("{}/#/{page}", self.public_url)
+    /// A page of the browser app (hash routing) for a member of `school`: `{public_url}/?tenant=<slug>#/<page>`,
+    /// so the sign-in form a link opens already names the school.
+    pub fn link(&self, school: &School, page: &str) -> String {
+        format!("{}/?tenant={}#/{page}", self.public_url, school.slug)
     }
 
     /// The calendar `UID` of a lesson, the same in every message and in feeds.
@@ -70,7 +72,23 @@ impl Site {
     }
 }
 
-/// Someone mail goes to, with the zone their times are shown in.
+/// The tenant a mail is about, as its people know it: the name signs the mail, the slug goes into links.
+#[derive(Debug, Clone)]
+pub struct School {
+    pub slug: String,
+    pub name: String,
+}
+
+impl School {
+    pub async fn load(conn: &mut AnyConnection, tenant: TenantId) -> Result<Self, ApiError> {
+        let t = crate::identity::tenants::find(conn, tenant)
+            .await?
+            .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))?;
+        Ok(School { slug: t.slug, name: t.name })
+    }
+}
+
+/// Someone mail goes to, with the zone their times are shown in and their school.
 #[derive(Debug, Clone)]
 pub struct Recipient {
     pub id: UserId,
@@ -78,6 +96,7 @@ pub struct Recipient {
     pub name: String,
     pub role: Role,
     pub zone: Tz,
+    pub school: School,
 }
 
 impl Recipient {
@@ -89,11 +108,18 @@ impl Recipient {
     ) -> Result<Self, ApiError> {
         let user = users::get_or_404(conn, tenant, id, now).await?;
         let zone = users::zone_of(conn, tenant, id).await?;
-        Ok(Self::of(&user, zone))
+        Ok(Self::of(&user, zone, School::load(conn, tenant).await?))
     }
 
-    pub fn of(user: &User, zone: Tz) -> Self {
-        Recipient { id: user.id, email: user.email.clone(), name: user.display_name.clone(), role: user.role, zone }
+    pub fn of(user: &User, zone: Tz, school: School) -> Self {
+        Recipient {
+            id: user.id,
+            email: user.email.clone(),
+            name: user.display_name.clone(),
+            role: user.role,
+            zone,
+            school,
+        }
     }
 
     fn person(&self) -> Person {
@@ -133,8 +159,11 @@ impl Letter {
         if ics.is_some() {
             text.push_str("The attached invitation (.ics) adds this to your calendar.\n\n");
         }
-        text.push_str("-- \nliveclass\n");
-        html.push_str("<p style=\"color: #666; font-size: 0.9em\">liveclass</p>\n</body></html>\n");
+        text.push_str(&format!("-- \n{}\n", r.school.name));
+        html.push_str(&format!(
+            "<p style=\"color: #666; font-size: 0.9em\">{}</p>\n</body></html>\n",
+            html_escape(&r.school.name)
+        ));
         Mail {
             tenant,
             to_user: r.id,
@@ -200,17 +229,31 @@ fn plural(n: i64, unit: &str) -> String {
 
 /// To the parent: a child needs consent for `scopes` (their names, listed), with the link to the parent's
 /// consent page.
-pub fn consent_request(site: &Site, id: ConsentRequestId, scopes: &str, child: &User, parent: &Recipient) -> Mail {
+pub fn consent_request(
+    site: &Site,
+    id: ConsentRequestId,
+    scopes: &[ConsentScope],
+    child: &User,
+    parent: &Recipient,
+) -> Mail {
+    let scopes: Vec<&str> = scopes
+        .iter()
+        .map(|s| match s {
+            ConsentScope::LiveVideo => "taking part in live video lessons and class meetings",
+            ConsentScope::Chat => "writing in the lesson chat",
+            ConsentScope::Recording => "appearing in recordings of lessons",
+        })
+        .collect();
     Letter {
         subject: format!("Consent needed for {}", child.display_name),
         paragraphs: vec![
-            format!("{} needs your consent before taking part in live lessons, for: {scopes}.", child.display_name),
+            format!("{} at {} needs your consent for: {}.", child.display_name, parent.school.name, scopes.join("; ")),
             "Open the request to grant or deny each of these; you'll be asked how you verified that you are the \
              parent. You can revoke your consent at any time."
                 .into(),
             format!("(Consent request {id}.)"),
         ],
-        action: Some(("Review the consent request".into(), site.link(&format!("consent/{id}")))),
+        action: Some(("Review the consent request".into(), site.link(&parent.school, &format!("consent/{id}")))),
     }
     .to(child.tenant_id, parent, None)
 }
@@ -231,6 +274,7 @@ struct Lesson {
     booking: Booking,
     tutor: User,
     student: User,
+    school: School,
     /// Who gets mail about it, with their part.
     recipients: Vec<(Recipient, Part)>,
 }
@@ -239,9 +283,11 @@ impl Lesson {
     async fn load(conn: &mut AnyConnection, b: Booking, now: DateTime<Utc>) -> Result<Self, ApiError> {
         let tutor = users::get_or_404(conn, b.tenant_id, b.tutor_id, now).await?;
         let student = users::get_or_404(conn, b.tenant_id, b.student_id, now).await?;
+        let school = School::load(conn, b.tenant_id).await?;
         let mut recipients = Vec::with_capacity(3);
         for (user, part) in [(&tutor, Part::Tutor), (&student, Part::Student)] {
-            recipients.push((Recipient::of(user, users::zone_of(conn, b.tenant_id, user.id).await?), part));
+            let zone = users::zone_of(conn, b.tenant_id, user.id).await?;
+            recipients.push((Recipient::of(user, zone, school.clone()), part));
         }
         if b.booked_by != b.student_id && b.booked_by != b.tutor_id {
             let booker = Recipient::load(conn, b.tenant_id, b.booked_by, now).await?;
@@ -249,7 +295,7 @@ impl Lesson {
                 recipients.push((booker, Part::Parent));
             }
         }
-        Ok(Lesson { booking: b, tutor, student, recipients })
+        Ok(Lesson { booking: b, tutor, student, school, recipients })
     }
 
     /// "your lesson with Ben", "your lesson with Ana", "Ana's lesson with Ben".
@@ -270,7 +316,7 @@ impl Lesson {
     }
 
     fn link(&self, site: &Site) -> String {
-        site.link(&format!("bookings/{}", self.booking.id))
+        site.link(&self.school, &format!("bookings/{}", self.booking.id))
     }
 
     /// The lesson's calendar for one recipient, in their zone.
@@ -475,7 +521,8 @@ async fn payment_received(
                 }
                 _ => "The reservation had ended before the payment arrived, so the payment will be refunded.",
             };
-            (r, what, status, site.link(&format!("bookings/{id}")))
+            let link = site.link(&r.school, &format!("bookings/{id}"));
+            (r, what, status, link)
         }
         Some(("package", id)) => {
             let id = PackageId::from_column(id)?;
@@ -498,7 +545,8 @@ async fn payment_received(
                 row.try_get::<i64, _>("minutes")?,
                 row.try_get::<String, _>("tutor")?
             );
-            (r, what, "Its lessons are ready to book.", site.link(&format!("packages/{id}")))
+            let link = site.link(&r.school, &format!("packages/{id}"));
+            (r, what, "Its lessons are ready to book.", link)
         }
         _ => return Ok(()),
     };
@@ -644,6 +692,7 @@ mod tests {
             name: "Ana <3".into(),
             role: Role::Parent,
             zone: Tz::UTC,
+            school: School { slug: "demo".into(), name: "Demo school".into() },
         };
         let mail = Letter {
             subject: "S".into(),

@@ -98,7 +98,10 @@ async fn request_mail_grant_and_revoke() {
     assert_eq!(messages[0]["to_email"], "mum@consent.test");
     assert!(messages[0]["subject"].as_str().unwrap().contains("kim"), "{mail:?}");
     let text = messages[0]["body"].as_str().unwrap();
-    assert!(text.contains(&request_id) && text.contains("live_video, chat"), "{text}");
+    assert!(
+        text.contains(&request_id) && text.contains("live video lessons") && text.contains("lesson chat"),
+        "{text}"
+    );
     assert_eq!(app.get("/api/v1/me/mailbox", &kid.access).await.body["messages"], json!([]));
     let queue = app.get(&format!("/api/v1/mailbox?to_user_id={}", mum.user_id), &staff.access).await;
     assert_eq!(queue.body["messages"].as_array().unwrap().len(), 1, "{queue:?}");

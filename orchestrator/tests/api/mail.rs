@@ -211,9 +211,15 @@ async fn the_consent_request_reaches_the_parent_over_smtp_with_the_link_to_their
     assert_eq!(m["mail_from"], "no-reply@school.test");
     assert_eq!(header(&m, "From"), "Maple School <no-reply@school.test>");
     assert_eq!(content_types(&m), ["multipart/alternative", "text/plain", "text/html"], "{m}");
-    let link = format!("{SITE}/#/consent/{id}");
+    let link = format!("{SITE}/?tenant=maple#/consent/{id}");
     let text = part(&m, "text/plain");
-    assert!(text.starts_with("Hello mum,") && text.contains(&link) && text.contains("live_video"), "{text}");
+    assert!(
+        text.starts_with("Hello mum,")
+            && text.contains(&link)
+            && text.contains("live video lessons")
+            && text.contains("maple school"),
+        "{text}"
+    );
     assert!(part(&m, "text/html").contains(&format!("href=\"{link}\"")), "{m}");
     assert!(header(&m, "Message-ID").ends_with("@school.test>"), "{m}");
 
@@ -276,7 +282,10 @@ async fn lesson_mail_carries_an_ics_in_each_recipients_own_zone() {
     }
     let text = part(&to_student, "text/plain");
     assert!(text.contains("Wednesday 3 March 2027, 03:00–04:00 EST (America/New_York)"), "{text}");
-    assert!(text.contains("Your lesson with tutor") && text.contains(&format!("{SITE}/#/bookings/{id}")), "{text}");
+    assert!(
+        text.contains("Your lesson with tutor") && text.contains(&format!("{SITE}/?tenant=zones#/bookings/{id}")),
+        "{text}"
+    );
     assert!(part(&to_tutor, "text/plain").contains("09:00–10:00 CET (Europe/Berlin)"));
     let seq = |mail: &Value| -> i64 {
         let cal = mail["parts"].as_array().unwrap().iter().find(|p| p["content_type"] == "text/calendar").unwrap();
@@ -500,7 +509,8 @@ async fn the_calendar_feed_lists_lessons_and_meetings_until_revoked() {
     assert_eq!(feed.headers["content-type"], "text/calendar; charset=utf-8");
     let lines = ics_lines(&feed.text);
     assert!(
-        lines.contains(&"METHOD:PUBLISH".to_string()) && lines.contains(&"X-WR-CALNAME:liveclass: student".to_string())
+        lines.contains(&"METHOD:PUBLISH".to_string())
+            && lines.contains(&"X-WR-CALNAME:feed school: student".to_string())
     );
     assert!(lines.contains(&format!("UID:booking-{id}@school.test")), "{lines:?}");
     assert!(
