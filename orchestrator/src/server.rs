@@ -371,6 +371,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(booking::get))
         .routes(routes!(booking::checkout))
         .routes(routes!(booking::cancel))
+        .routes(routes!(booking::cancellation_quote))
         .routes(routes!(booking::reschedule))
         .routes(routes!(booking::start))
         .routes(routes!(booking::complete))

@@ -481,6 +481,37 @@ fn side_of(who: Party, on_behalf_of: Option<Side>) -> ApiResult<Side> {
     }
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteQuery {
+    /// Staff only: whose cancellation it would be.
+    pub on_behalf_of: Option<Side>,
+}
+
+/// What cancelling the booking now would do (the refund, a package credit back), without doing it: the
+/// same rule `cancel` applies, so a page shows the consequence before the person confirms. 409 when it
+/// can't be cancelled (already ended, or the lesson has started).
+#[utoipa::path(get, path = "/api/v1/bookings/{id}/cancellation", tag = "bookings",
+    params(("id" = BookingId, Path), QuoteQuery), security(("bearer" = [])),
+    responses((status = 200, body = Outcome), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancellation_quote(
+    State(cx): State<Ctx>,
+    auth: Authed<AnyRole>,
+    Path(id): Path<BookingId>,
+    Query(q): Query<QuoteQuery>,
+) -> ApiResult<Json<Outcome>> {
+    let now = cx.clock.now();
+    let mut conn = cx.db.pool().acquire().await?;
+    let b = load(&mut conn, auth.tenant_id, id, "").await?;
+    let who = party(&mut conn, &auth, &b).await?;
+    let side = side_of(who, q.on_behalf_of)?;
+    let action = if side == Side::Tutor { Action::CancelByTutor } else { Action::CancelByStudent };
+    super::step(b.status, action)?;
+    let pol = policy::load(&mut conn, auth.tenant_id).await?;
+    let money = payments::paid_of(&mut conn, Subject::Booking(b.id)).await?;
+    Ok(Json(policy::cancellation(&pol, side, paid(&b, money.as_ref()), b.price_minor, b.starts_at, now)?))
+}
+
 /// Cancels a booking. The tenant's policy decides the refund and whether a package credit returns (see
 /// `policy`); the outcome is in the answer and on the booking.
 #[utoipa::path(post, path = "/api/v1/bookings/{id}/cancel", tag = "bookings", params(("id" = BookingId, Path)),

@@ -442,9 +442,12 @@ async fn cancellations_follow_the_policy() {
     let m = market("cancel").await;
     // Free window (≥ 24 h): the whole price back.
     let id = m.book_and_pay(&m.student, "2027-03-08T08:00:00Z", 60).await;
+    let quote = m.app.get(&format!("/api/v1/bookings/{id}/cancellation"), &m.student.access).await;
+    assert_eq!(quote.status, StatusCode::OK, "{quote:?}");
     let res =
         m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.student.access), json!({"reason": "ill"})).await;
     assert_eq!(res.status, StatusCode::OK, "{res:?}");
+    assert_eq!(res.body["outcome"], quote.body, "the quote is what cancelling did");
     assert_eq!(res.body["booking"]["status"], "cancelled_by_student");
     assert_eq!(res.body["outcome"]["refund_minor"], 3500);
     m.wait_for(&id, "refund", |b| b["refunds"][0]["status"] == "pending").await;
@@ -456,8 +459,19 @@ async fn cancellations_follow_the_policy() {
     // Late (< 24 h): half back, half to the tutor.
     let id = m.book_and_pay(&m.student, "2027-03-03T08:00:00Z", 60).await;
     m.app.advance(at("2027-03-02T20:00:00Z") - m.app.clock_now());
+    let quote = m.app.get(&format!("/api/v1/bookings/{id}/cancellation"), &m.student.access).await;
+    assert_eq!(
+        (quote.body["refund_minor"].as_i64(), quote.body["tutor_keeps_minor"].as_i64()),
+        (Some(1750), Some(1750))
+    );
+    // Staff must say on whose behalf; others may not.
+    let staff = m.app.get(&format!("/api/v1/bookings/{id}/cancellation"), &m.t.admin.access).await;
+    assert_eq!((staff.status, staff.code()), (StatusCode::UNPROCESSABLE_ENTITY, "on_behalf_of_required"));
+    let path = format!("/api/v1/bookings/{id}/cancellation?on_behalf_of=tutor");
+    assert_eq!(m.app.get(&path, &m.t.admin.access).await.body["refund_minor"], 3500);
     let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.student.access), json!({})).await;
     assert_eq!(res.body["outcome"]["refund_minor"], 1750, "{res:?}");
+    assert_eq!(res.body["outcome"], quote.body);
     assert_eq!(res.body["outcome"]["tutor_keeps_minor"], 1750);
     // Cancelled is final.
     let res = m.app.post(&format!("/api/v1/bookings/{id}/cancel"), Some(&m.tutor.access), json!({})).await;

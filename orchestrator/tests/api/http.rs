@@ -144,6 +144,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/classes/{id}/leaderboard", "get"),
         ("/api/v1/tutors", "get"),
         ("/api/v1/client-config", "get"),
+        ("/api/v1/bookings/{id}/cancellation", "get"),
         ("/api/v1/courses", "get"),
         ("/api/v1/consent-requests/{id}", "get"),
         ("/api/v1/users/{id}/enrollments", "get"),
