@@ -26,6 +26,11 @@ export interface User {
   minor: boolean;
   /** `YYYY-MM-DD`; students only. */
   birth_date?: string | null;
+  /**
+   * The IANA zone the person chose (`PATCH /me`), used for their mail and calendar feed, and preferred by the
+   * app over the browser's zone; null or absent: not chosen.
+   */
+  timezone?: string | null;
   created_at?: string;
   /** `GET /me` only, for parents: their linked children. */
   children?: User[];
@@ -261,7 +266,7 @@ const SENTENCES: Record<string, string> = {
   outside_lesson_window: 'The room isn’t open now. It opens shortly before the start.',
   lesson_not_open: 'This lesson isn’t confirmed yet, so its room isn’t open.',
   invalid_range: 'That date range is too long or empty.',
-  invalid_timezone: 'Your browser’s time zone wasn’t recognised.',
+  invalid_timezone: 'That time zone wasn’t recognised. Pick one from the list, for example Europe/Berlin.',
   stripe_not_configured: 'Card payments aren’t set up for this school. Please pay as instructed.',
   package_used_up: 'This package has no lessons left.',
   package_not_active: 'This package isn’t paid for yet.',

@@ -52,9 +52,37 @@ export function show(view: 'login' | 'page' | 'room'): void {
 
 // --- time zones, times and money ---
 
-/** The reader's IANA time zone, as the browser knows it (`America/New_York`). */
+/** The zone the signed-in person chose in their settings (`User.timezone`), if any. */
+let savedZone: string | null = null;
+
+/** Whether `zone` is an IANA time zone this browser knows. */
+export function isZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Remembers the zone the signed-in person chose (null: none, or signed out); the times shown follow it. */
+export function setSavedZone(zone: string | null | undefined): void {
+  savedZone = zone && isZone(zone) ? zone : null;
+}
+
+/** The zone the person chose in their settings, or null. */
+export function savedZoneOf(): string | null {
+  return savedZone;
+}
+
+/** The browser's IANA time zone (`America/New_York`). */
+export function browserZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+/** The reader's IANA time zone: the one saved in their settings, else the browser's. */
 export function userZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return savedZone ?? browserZone();
 }
 
 /** The zone's short name at `at` in the reader's language (`EST`, `GMT+1`). */
@@ -135,11 +163,23 @@ export function relative(iso: string, now = Date.now()): string {
   return rtf.format(Math.round(secs), 'second');
 }
 
-/** `Times are in America/New_York (EST), your time zone.` — put one on every page that shows times. */
-export function zoneNote(zone = userZone(), whose = 'your time zone'): HTMLElement {
+/**
+ * `Times are in America/New_York (EST), your time zone.` — put one on every page that shows times. In the
+ * reader's zone, the note says where it comes from (their settings, or this device) and links to the settings.
+ */
+export function zoneNote(zone = userZone(), whose?: string): HTMLElement {
   const abbr = zoneAbbr(zone);
   const named = abbr === zone ? zone : `${zone} (${abbr})`;
-  return el('p', { class: 'zone-note', 'data-zone': zone }, `Times are in ${named}, ${whose}.`);
+  const note = el('p', { class: 'zone-note', 'data-zone': zone });
+  if (whose !== undefined || zone !== userZone()) {
+    note.textContent = `Times are in ${named}, ${whose ?? 'the zone named'}.`;
+    return note;
+  }
+  note.append(
+    `Times are in ${named}, ${savedZone ? 'your time zone as set in your settings' : 'your device’s time zone'}. `,
+    el('a', { href: '#/settings' }, savedZone ? 'Change it' : 'Choose your time zone'),
+  );
+  return note;
 }
 
 /** A moment in the reader's zone, zone named (kept for older callers). */

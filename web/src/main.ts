@@ -4,9 +4,10 @@
 
 import './style.css';
 import { Api, type User } from './api';
-import { $, clearErrors, dateTime, el, setStatus, show, showError, timeRange } from './dom';
+import { $, clearErrors, dateTime, el, setSavedZone, setStatus, show, showError, timeRange } from './dom';
 import { homePages } from './pages/home';
 import { parentPages } from './pages/parent';
+import { settingsPages } from './pages/settings';
 import { staffPages } from './pages/staff';
 import { studentPages } from './pages/student';
 import { tutorPages } from './pages/tutor';
@@ -17,7 +18,7 @@ import { BOOKING_STATUS, forgetCaches, type BookingView, type ClassView } from '
 import { currentRoute, find, hashOf, type Route } from './shell/router';
 import { announce } from './shell/ui';
 
-const PAGES: Page[] = [...homePages, ...studentPages, ...parentPages, ...tutorPages, ...staffPages];
+const PAGES: Page[] = [...homePages, ...studentPages, ...parentPages, ...tutorPages, ...staffPages, ...settingsPages];
 const ROLE_NAMES: Record<User['role'], string> = {
   admin: 'admin',
   staff: 'staff',
@@ -86,6 +87,8 @@ async function signIn(how: () => Promise<User>, quiet = false): Promise<void> {
   }
   clearErrors();
   me = user;
+  // Times are shown in the zone the person chose, if they chose one (else the browser's).
+  setSavedZone(user.timezone);
   $('#whoami').textContent = `${user.display_name} (${ROLE_NAMES[user.role]})`;
   $('#logout').hidden = false;
   $('#nav').hidden = false;
@@ -107,6 +110,7 @@ function signOut(message?: string): void {
   subscribers.clear();
   if (me) api.logout();
   me = null;
+  setSavedZone(null);
   forgetCaches();
   signedOut();
   if (message) showError(new Error(message));
@@ -187,9 +191,10 @@ function notify(e: UserEvent): void {
 // --- navigation ---
 
 function buildNav(user: User): void {
-  // Home first, Messages last, each role's pages in between.
+  // Home first, then each role's pages, Messages and Settings last.
+  const last = ['/messages', '/settings'];
   const items = PAGES.filter((p) => p.nav && p.roles.includes(user.role)).sort(
-    (a, b) => Number(a.path === '/messages') - Number(b.path === '/messages'),
+    (a, b) => last.indexOf(a.path) - last.indexOf(b.path),
   );
   $('#nav-list').replaceChildren(
     ...items.map((p) => el('li', {}, el('a', { href: hashOf(p.path), 'data-path': p.path }, p.title))),

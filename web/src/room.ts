@@ -4,7 +4,7 @@
 
 import { Api, describe, type User } from './api';
 import { Board } from './board';
-import { $, el, setStatus, showError } from './dom';
+import { $, el, setStatus, showError, userZone } from './dom';
 import { Media } from './media';
 import { RealtimeRoom, type Joined, type Publication } from './realtime';
 
@@ -258,7 +258,11 @@ export class LiveRoom {
       ...this.chat.map((c) =>
         el(
           'li',
-          { class: 'chat', 'data-user': c.userId, title: new Date(c.at).toLocaleTimeString() },
+          {
+            class: 'chat',
+            'data-user': c.userId,
+            title: new Date(c.at).toLocaleTimeString(undefined, { timeZone: userZone() }),
+          },
           el('span', { class: 'who' }, c.name),
           c.text,
         ),
@@ -313,7 +317,7 @@ export class LiveRoom {
       const p = await this.api.get<Proposal>(`/meetings/${this.target.meeting}/attendance/proposal`);
       this.proposal = new Map(p.marks.map((m) => [m.student_id, { status: m.status, minutes: m.minutes_attended }]));
       $('#proposal-note').textContent =
-        `Proposed from who was in the video room (late after ${p.late_after_minutes} min); updated ${new Date().toLocaleTimeString()}.`;
+        `Proposed from who was in the video room (late after ${p.late_after_minutes} min); updated ${new Date().toLocaleTimeString(undefined, { timeZone: userZone() })}.`;
       this.renderRoster();
     } catch (e) {
       $('#proposal-note').textContent = `No proposal: ${describe(e)}`;

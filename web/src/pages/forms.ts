@@ -3,6 +3,7 @@
 // `Api` has no method for (PUT, and CSV downloads that need the bearer token).
 
 import { ApiError, type Api } from '../api';
+import { isZone, userZone } from '../dom';
 import type { PageContext } from './types';
 
 // ---------------------------------------------------------------------------------------------------
@@ -254,22 +255,15 @@ export function qs(params: Record<string, string | number | undefined | null>): 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Time zones. Instants travel in UTC; they're shown in a named zone: the reader's own, or on a tutor's
-// pages the tutor's.
+// Time zones. Instants travel in UTC; they're shown in a named zone: the reader's own (their settings', else
+// the browser's), or on a tutor's pages the tutor's.
 
-/** The reader's IANA zone (the browser's). */
+/** The reader's IANA zone: the one saved in their settings, else the browser's. */
 export function readerZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  return userZone();
 }
 
-export function isZone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isZone };
 
 export function zones(): string[] {
   const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
@@ -447,6 +441,9 @@ const CSS = `
 .lc-page button.lc-danger, .lc-dialog button.lc-danger { background: #b91c1c; border-color: #b91c1c; color: #fff; }
 .lc-page button[aria-pressed='true'] { background: #1e3a8a; border-color: #1e3a8a; color: #fff; font-weight: 600; }
 .lc-page button:disabled { opacity: 0.55; cursor: default; }
+.lc-page a.lc-button-link { display: inline-block; padding: 0.45rem 1rem; border-radius: 4px; background: #1d4ed8;
+  color: #fff; font-weight: 600; text-decoration: none; }
+.lc-page a.lc-button-link:hover { background: #1e40af; }
 .lc-page :focus-visible, .lc-dialog :focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
 .lc-scroll { position: relative; overflow-x: auto; max-width: 100%; margin: 0.4rem 0 0.8rem; -webkit-overflow-scrolling: touch; }
 .lc-table { border-collapse: collapse; background: #fff; min-width: 100%; font-size: 0.92rem; }

@@ -1,9 +1,9 @@
 // Everyone's home — what matters today, by role — and their messages.
 //   student: pending bookings to finish, today's and this week's lessons and meetings (Join), progress;
 //   parent:  consent requests waiting for an answer, each child's next lessons and meetings;
-//   tutor:   lessons and meetings coming up (Join);
+//   tutor:   lessons (with the student's name) and meetings coming up (Join);
 //   staff:   the school's lessons and meetings today, consent requests waiting, failed jobs.
-// Times are in the reader's own zone, named on the page.
+// Times are in the reader's own zone (their settings', else the browser's), named on the page.
 
 import type { User } from '../api';
 import { dateIn, dateTime, dayName, el, relative, timeRange, userZone, zoneNote } from '../dom';
@@ -11,9 +11,13 @@ import { joinButton } from '../shell/join';
 import {
   BOOKING_STATUS,
   SCOPE_NAMES,
+  enrollmentsOf,
+  tutorDirectory,
   upcoming,
+  userNames,
   type ConsentRequest,
   type Gamification,
+  type TutorCard,
   type Upcoming,
 } from '../shell/model';
 import { empty, link, loading, pill, section } from '../shell/ui';
@@ -108,6 +112,10 @@ async function studentHome(ctx: PageContext): Promise<void> {
   const coming = section('Today and this week', loading());
   const progress = el('div');
   ctx.root.append(todo, coming, progress);
+  // Whom each lesson is with: the tenant's tutors by name.
+  const tutors = new Map(
+    (await tutorDirectory(ctx.api).catch(() => [] as TutorCard[])).map((t) => [t.id, t.display_name]),
+  );
   const load = async () => {
     const { items, bookings } = await upcoming(ctx.api, 7, ctx.error);
     const pending = bookings.filter((b) => ['hold', 'pending_payment'].includes(b.status));
@@ -139,6 +147,7 @@ async function studentHome(ctx: PageContext): Promise<void> {
       agenda(
         ctx,
         items.filter((i) => !(i.booking && ['hold', 'pending_payment'].includes(i.booking.status))),
+        (i) => (i.booking ? tutors.get(i.booking.tutor_id) : undefined),
       ),
       el('p', {}, link('/tutors', 'Book a lesson with a tutor'), ' · ', link('/bookings', 'All my lessons')),
     );
@@ -200,14 +209,13 @@ async function parentHome(ctx: PageContext): Promise<void> {
     );
   }
   const { items } = await upcoming(ctx.api, 7, ctx.error);
-  // Which child a class meeting is for: the classes in each child's attendance report.
+  // Which child a class meeting is for: each child's enrollments.
   const classKids = new Map<string, string[]>();
   await Promise.all(
     children.map(async (c) => {
       try {
-        const r = await ctx.api.get<{ records: { class_id: string }[] }>(`/users/${c.id}/attendance`);
-        for (const id of new Set(r.records.map((x) => x.class_id))) {
-          classKids.set(id, [...(classKids.get(id) ?? []), c.display_name]);
+        for (const e of await enrollmentsOf(ctx.api, c.id)) {
+          classKids.set(e.class_id, [...(classKids.get(e.class_id) ?? []), c.display_name]);
         }
       } catch {
         /* shown on the child's page */
@@ -241,12 +249,15 @@ async function tutorHome(ctx: PageContext): Promise<void> {
   ctx.root.append(coming);
   const load = async () => {
     const { items } = await upcoming(ctx.api, 7, ctx.error);
+    const shown = items.filter((i) => !(i.booking && ['hold', 'pending_payment'].includes(i.booking.status)));
+    // Whom each lesson is with (a tutor may read their students' profiles).
+    const names = await userNames(
+      ctx.api,
+      shown.flatMap((i) => (i.booking ? [i.booking.student_id] : [])),
+    );
     coming.replaceChildren(
       coming.firstElementChild!,
-      agenda(
-        ctx,
-        items.filter((i) => !(i.booking && ['hold', 'pending_payment'].includes(i.booking.status))),
-      ),
+      agenda(ctx, shown, (i) => (i.booking ? names.get(i.booking.student_id) : undefined)),
     );
   };
   reloadOn(ctx, ['booking', 'booking_rescheduled', 'lesson_room'], () => void load());

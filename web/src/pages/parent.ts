@@ -2,10 +2,11 @@
 // method the API requires; revoking a scope after being told what it does; and each child's consents,
 // upcoming lessons and class meetings, attendance, credits, XP, badges and unlocked lessons.
 //
-// `#/consent/<request id>` opens one request (the link a consent mail can carry); signing in keeps it.
-// Times are in the parent's own zone, named on each page.
+// `#/consent/<request id>` opens one request (`GET /consent-requests/{id}`; the link a consent mail can carry);
+// signing in keeps it. Credits left come from the child's enrollments (`GET /users/{id}/enrollments`).
+// Times are in the parent's own zone (their settings', else the browser's), named on each page.
 
-import { idempotencyKey, type User } from '../api';
+import { ApiError, idempotencyKey, type User } from '../api';
 import { dateTime, el, relative, words, zoneNote } from '../dom';
 import {
   METHODS,
@@ -13,11 +14,13 @@ import {
   REVOKE_CONSEQUENCE,
   SCOPE_HELP,
   SCOPE_NAMES,
+  enrollmentsOf,
   upcoming,
   type ClassInfo,
   type ClassLesson,
   type ConsentRequest,
   type ConsentState,
+  type Enrollment,
   type Gamification,
   type Scope,
   type StudentReport,
@@ -222,13 +225,17 @@ async function renderChild(ctx: PageContext): Promise<void> {
   };
 
   const loadRest = async () => {
-    const [bookingsAndClasses, report, g, lessons] = await Promise.all([
+    const [bookingsAndClasses, report, enrollments, g, lessons] = await Promise.all([
       upcoming(ctx.api, 14, ctx.error),
       ctx.api.get<StudentReport>(`/users/${id}/attendance`).catch((e) => (ctx.error(e), null)),
+      enrollmentsOf(ctx.api, id).catch((e) => (ctx.error(e), [] as Enrollment[])),
       ctx.api.get<Gamification>(`/users/${id}/gamification`).catch((e) => (ctx.error(e), null)),
       ctx.api.get<ClassLesson[]>(`/users/${id}/lessons`).catch(() => [] as ClassLesson[]),
     ]);
-    const classIds = new Set(report?.records.map((r) => r.class_id) ?? []);
+    const classIds = new Set([
+      ...enrollments.map((e) => e.class_id),
+      ...(report?.records.map((r) => r.class_id) ?? []),
+    ]);
     const items = bookingsAndClasses.items.filter((i: Upcoming) =>
       i.booking ? i.booking.student_id === id : i.cls ? classIds.has(i.cls.id) : false,
     );
@@ -238,10 +245,19 @@ async function renderChild(ctx: PageContext): Promise<void> {
 
     const classes: ClassInfo[] = bookingsAndClasses.classes.filter((c) => classIds.has(c.id));
     const marks = report?.records ?? [];
-    const credits = classes.map((c) => {
-      const used = marks.filter((r) => r.class_id === c.id && (r.status === 'present' || r.status === 'late')).length;
-      return [c.title, `${Math.max(0, c.total_meetings - used)} of ${c.total_meetings}`];
-    });
+    // Every enrollment of the child with its balance (running classes first).
+    const order = ['active', 'draft', 'completed', 'cancelled'];
+    const credits = [...enrollments]
+      .sort((a, b) => order.indexOf(a.class_status) - order.indexOf(b.class_status))
+      .map((e) => {
+        const total = bookingsAndClasses.classes.find((c) => c.id === e.class_id)?.total_meetings;
+        return [
+          e.class_title,
+          el('strong', { 'data-class': e.class_id, 'data-credits': String(e.balance) }, String(e.balance)),
+          total ? `${e.attended} of ${total}` : String(e.attended),
+          pill(words(e.class_status), `status-${e.class_status}`),
+        ];
+      });
     const past = marks
       .filter((r) => Date.parse(r.meeting_starts_at) <= Date.now())
       .reverse()
@@ -266,11 +282,13 @@ async function renderChild(ctx: PageContext): Promise<void> {
       ),
       section(
         'Credits left',
-        credits.length ? table(['Class', 'Credits left'], credits) : empty('Not enrolled in a running class.'),
+        credits.length
+          ? table(['Class', 'Credits left', 'Meetings attended', 'Class status'], credits)
+          : empty('Not enrolled in any class.'),
         el(
           'p',
           { class: 'muted small' },
-          'Counted from the class’s package and the meetings attended (present or late use a credit).',
+          'From the school’s records: each meeting attended (present or late) uses one credit, and the school’s own adjustments are included.',
         ),
       ),
     );
@@ -351,13 +369,16 @@ async function renderRequests(ctx: PageContext): Promise<void> {
 
 async function renderRequest(ctx: PageContext): Promise<void> {
   const id = ctx.params.id;
-  const [all, kids] = await Promise.all([requests(ctx), children(ctx)]);
-  const r = all.find((x) => x.id === id);
-  if (!r) {
+  let r: ConsentRequest;
+  let kids: User[];
+  try {
+    [r, kids] = await Promise.all([ctx.api.get<ConsentRequest>(`/consent-requests/${id}`), children(ctx)]);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
     ctx.root.append(
       el(
         'p',
-        {},
+        { class: 'attention', 'data-consent-missing': id },
         'This consent request wasn’t found among those sent to you. It may be addressed to another parent, or the link may be incomplete.',
       ),
       el('p', {}, link('/consent', 'See your consent requests')),

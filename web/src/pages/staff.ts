@@ -63,24 +63,17 @@ const isAdmin = (ctx: PageContext) => ctx.me.role === 'admin';
 const you = () => zoneNote(readerZone(), 'your zone');
 
 // ---------------------------------------------------------------------------------------------------
-// Courses. The API has no listing of courses: the known ones are those of existing classes plus those
-// created from this browser (kept in localStorage).
+// Courses (`GET /courses`: the tenant's courses by title, with how many lessons each has).
 
-const COURSES_KEY = 'liveclass.courses';
-
-function rememberCourse(id: string): void {
-  const ids: string[] = JSON.parse(localStorage.getItem(COURSES_KEY) ?? '[]');
-  if (!ids.includes(id)) localStorage.setItem(COURSES_KEY, JSON.stringify([...ids, id]));
+interface CourseSummary {
+  id: string;
+  title: string;
+  lessons: number;
+  created_at: string;
 }
 
-async function knownCourses(ctx: PageContext, classes?: ClassInfo[]): Promise<Course[]> {
-  const list = classes ?? (await ctx.api.get<ClassInfo[]>('/classes'));
-  const ids = new Set<string>([
-    ...JSON.parse(localStorage.getItem(COURSES_KEY) ?? '[]'),
-    ...list.map((c) => c.course_id),
-  ]);
-  const out = await Promise.all([...ids].map((id) => ctx.api.get<Course>(`/courses/${id}`).catch(() => null)));
-  return out.filter((c): c is Course => !!c).sort((a, b) => a.title.localeCompare(b.title));
+function listCourses(ctx: PageContext): Promise<CourseSummary[]> {
+  return ctx.api.get<CourseSummary[]>('/courses');
 }
 
 async function renderCourses(ctx: PageContext): Promise<void> {
@@ -106,12 +99,10 @@ async function renderCourses(ctx: PageContext): Promise<void> {
         .filter(Boolean)
         .map((t) => ({ title: t })),
     });
-    rememberCourse(course.id);
     ctx.navigate(`/staff/courses/${course.id}`);
   });
   loading(list);
-  const classes = await ctx.api.get<ClassInfo[]>('/classes');
-  const courses = await knownCourses(ctx, classes);
+  const [classes, courses] = await Promise.all([ctx.api.get<ClassInfo[]>('/classes'), listCourses(ctx)]);
   list.replaceChildren(
     section(
       'All courses',
@@ -121,7 +112,7 @@ async function renderCourses(ctx: PageContext): Promise<void> {
         ['Course', 'Lessons', 'Classes', 'Created'],
         courses.map((c) => [
           link(ctx, `/staff/courses/${c.id}`, c.title),
-          String(c.lessons.length),
+          String(c.lessons),
           String(classes.filter((x) => x.course_id === c.id).length),
           when(c.created_at, readerZone()),
         ]),
@@ -138,7 +129,6 @@ async function renderCourse(ctx: PageContext): Promise<void> {
     ctx.api.get<Course>(`/courses/${ctx.params.id}`),
     ctx.api.get<ClassInfo[]>('/classes'),
   ]);
-  rememberCourse(course.id);
   ctx.setTitle(course.title);
   root.replaceChildren(
     h('h2', {}, 'Lessons'),
@@ -201,8 +191,11 @@ function meetingRows(zone: () => string): { box: HTMLElement; read: () => { star
 async function renderClasses(ctx: PageContext): Promise<void> {
   const root = pageRoot(ctx, 'staff-classes');
   loading(root);
-  const [classes, dir] = await Promise.all([ctx.api.get<ClassInfo[]>('/classes'), Directory.load(ctx.api)]);
-  const courses = await knownCourses(ctx, classes);
+  const [classes, dir, courses] = await Promise.all([
+    ctx.api.get<ClassInfo[]>('/classes'),
+    Directory.load(ctx.api),
+    listCourses(ctx),
+  ]);
   const tutors = dir.all().filter((u) => u.role === 'tutor');
   root.replaceChildren();
 

@@ -3,8 +3,12 @@
 // cancelling and rescheduling under the school's policy (the refund shown before confirming), packages,
 // classes with credits left, unlocked lessons, XP, levels, streaks, badges and the opt-in leaderboards.
 //
-// Times are in the student's own zone (the browser's), named on each page; the slot list asks the API for
-// that zone (`tz`), so daylight-saving changes are the server's arithmetic, not ours.
+// Tutors come from the tenant's directory (`GET /tutors`: those taking bookings, by name); credits left from
+// the student's enrollments (`GET /users/{id}/enrollments`), reloaded on every `credits` push.
+//
+// Times are in the student's own zone (the one in their settings, else the browser's), named on each page;
+// the slot list asks the API for that zone (`tz`), so daylight-saving changes are the server's arithmetic, not
+// ours.
 
 import { idempotencyKey } from '../api';
 import {
@@ -26,7 +30,9 @@ import { joinButton } from '../shell/join';
 import {
   BOOKING_STATUS,
   bookingPolicy,
-  type AttendanceRecord,
+  enrollmentsOf,
+  tutorDirectory,
+  userNames,
   type AvailabilityDoc,
   type Booking,
   type BookingPolicy,
@@ -34,6 +40,7 @@ import {
   type ClassInfo,
   type ClassLesson,
   type ClassView,
+  type Enrollment,
   type Gamification,
   type Leaderboard,
   type Outcome,
@@ -41,6 +48,7 @@ import {
   type Payment,
   type SlotList,
   type StudentReport,
+  type TutorCard,
   type Upcoming,
 } from '../shell/model';
 import {
@@ -64,28 +72,17 @@ const STUDENT: Page['roles'] = ['student'];
 
 // --- tutors ---------------------------------------------------------------------------------------
 
-interface KnownTutor {
-  id: string;
-  /** The tutor's name when the API says it; otherwise how the student knows them. */
-  name: string;
-  known: string[];
-}
-
 /**
- * The tutors a student can find. The API has no tutor directory for students (`GET /users` is for staff
- * only, and a student may not read a tutor's profile), so: a directory if the OpenAPI document lists one
- * (`GET /api/v1/tutors`), else the tutors the student already knows — their classes' instructors, their
- * lessons' and packages' tutors. A tutor's page can also be opened from a link (`#/tutors/<id>`).
+ * How the student knows each tutor, by tutor id: their classes' instructors, their lessons' and packages'
+ * tutors (`teaches your class “Spanish A1”`).
  */
-async function knownTutors(ctx: PageContext): Promise<KnownTutor[]> {
-  const found = new Map<string, KnownTutor>();
-  const add = (id: string, how: string, name?: string) => {
-    const t = found.get(id) ?? { id, name: '', known: [] };
-    if (name) t.name = name;
-    if (how && !t.known.includes(how)) t.known.push(how);
-    found.set(id, t);
+async function tutorRelations(ctx: PageContext): Promise<Map<string, string[]>> {
+  const known = new Map<string, string[]>();
+  const add = (id: string, how: string) => {
+    const list = known.get(id) ?? [];
+    if (!list.includes(how)) list.push(how);
+    known.set(id, list);
   };
-  for (const t of await directory(ctx)) add(t.id, '', t.display_name);
   const [classes, bookings, packages] = await Promise.all([
     ctx.api.get<ClassInfo[]>('/classes').catch(() => [] as ClassInfo[]),
     ctx.api.get<Booking[]>('/bookings?limit=500').catch(() => [] as Booking[]),
@@ -94,30 +91,18 @@ async function knownTutors(ctx: PageContext): Promise<KnownTutor[]> {
   for (const c of classes) add(c.instructor_id, `teaches your class “${c.title}”`);
   for (const b of bookings) add(b.tutor_id, 'your tutor for earlier lessons');
   for (const p of packages) add(p.tutor_id, 'your package tutor');
-  return [...found.values()].map((t) => ({ ...t, name: t.name || tutorLabel(t) }));
+  return known;
 }
 
-function tutorLabel(t: KnownTutor): string {
-  const cls = t.known.find((k) => k.startsWith('teaches'));
-  return cls ? `The tutor who ${cls}` : `Tutor ${t.id.slice(-6)}`;
+/** Tutor names by id, from the tenant's directory (tutors taking bookings). */
+async function tutorNames(ctx: PageContext): Promise<Map<string, string>> {
+  const list = await tutorDirectory(ctx.api).catch((e) => (ctx.error(e), [] as TutorCard[]));
+  return new Map(list.map((t) => [t.id, t.display_name]));
 }
 
-let directoryPath: Promise<boolean> | null = null;
-async function directory(ctx: PageContext): Promise<{ id: string; display_name: string }[]> {
-  directoryPath ??= fetch('/api/v1/openapi.json')
-    .then((r) => r.json())
-    .then((doc: { paths?: Record<string, { get?: unknown }> }) => Boolean(doc.paths?.['/api/v1/tutors']?.get))
-    .catch(() => false);
-  if (!(await directoryPath)) return [];
-  try {
-    const res = await ctx.api.get<unknown>('/tutors');
-    const list = Array.isArray(res) ? res : ((res as { tutors?: unknown[] }).tutors ?? []);
-    return (list as { id?: string; user_id?: string; display_name?: string }[])
-      .map((t) => ({ id: String(t.id ?? t.user_id ?? ''), display_name: String(t.display_name ?? '') }))
-      .filter((t) => t.id);
-  } catch {
-    return [];
-  }
+/** A tutor's name, or how to call one who no longer takes bookings (the directory lists only those who do). */
+function tutorName(names: Map<string, string>, id: string): string {
+  return names.get(id) ?? `Tutor ${id.slice(-6)}`;
 }
 
 const WEEKDAYS: Record<string, string> = {
@@ -137,64 +122,68 @@ function hoursSummary(doc: AvailabilityDoc): string {
     .join(', ');
 }
 
-function lengthsSummary(doc: AvailabilityDoc): string {
+function lengthsSummary(doc: Pick<AvailabilityDoc, 'lengths' | 'currency'>): string {
   return doc.lengths.map((l) => `${l.minutes} min ${money(l.price_minor, doc.currency)}`).join(' · ');
 }
 
+/** Above this many tutors, the list gets a name filter. */
+const FILTER_FROM = 6;
+
 async function renderTutors(ctx: PageContext): Promise<void> {
   const list = el('div', {}, loading());
-  const idInput = input({ name: 'tutor', autocomplete: 'off', required: '' });
-  const form = el(
-    'form',
-    { class: 'inline-form' },
-    field('Tutor link or ID', idInput, 'Paste the link or ID your school or tutor gave you.'),
-    el('button', { type: 'submit' }, 'Open'),
-  );
-  form.onsubmit = (e) => {
-    e.preventDefault();
-    const m = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i.exec(idInput.value);
-    if (m) ctx.navigate(`/tutors/${m[0].toLowerCase()}`);
-    else ctx.error(new Error('That isn’t a tutor’s link or ID.'));
-  };
-  ctx.root.append(section('Your tutors', list), section('Open a tutor’s page', form));
-  const tutors = await knownTutors(ctx);
+  const body = section('Tutors taking bookings', list);
+  ctx.root.append(body);
+  const [tutors, known] = await Promise.all([tutorDirectory(ctx.api), tutorRelations(ctx)]);
   if (!tutors.length) {
-    list.replaceChildren(
-      empty('You don’t know any tutors here yet. Ask your school for a tutor’s link, or join a class first.'),
-    );
+    list.replaceChildren(empty('No tutor is taking bookings at the moment. Please check again later.'));
     return;
   }
-  const items = await Promise.all(
-    tutors.map(async (t) => {
-      let detail: Node;
-      let bookable = false;
-      try {
-        const doc = await ctx.api.get<AvailabilityDoc>(`/tutors/${t.id}/availability`);
-        bookable = true;
-        detail = el(
-          'div',
-          { class: 'muted small' },
-          el('div', {}, `Teaches in ${doc.timezone}: ${hoursSummary(doc)}`),
-          el('div', {}, lengthsSummary(doc)),
-        );
-      } catch {
-        detail = el('div', { class: 'muted small' }, 'Not taking bookings (no published availability).');
-      }
-      return el(
-        'li',
-        { class: 'tutor', 'data-tutor': t.id },
-        el(
-          'div',
-          {},
-          el('strong', {}, t.name),
-          t.known.length ? el('span', { class: 'muted' }, ` · ${t.known.join('; ')}`) : '',
-        ),
-        detail,
-        bookable ? link(`/tutors/${t.id}`, 'See free times and book', { class: 'button-link primary' }) : '',
-      );
-    }),
-  );
-  list.replaceChildren(el('ul', { class: 'items tutors' }, ...items));
+  // The tutors the student already knows first, then everyone else, each by name (as the API sorts them).
+  const ordered = [...tutors.filter((t) => known.has(t.id)), ...tutors.filter((t) => !known.has(t.id))];
+  const items = ordered.map((t) => {
+    const how = known.get(t.id) ?? [];
+    const li = el(
+      'li',
+      { class: 'tutor', 'data-tutor': t.id, 'data-name': t.display_name.toLowerCase() },
+      el(
+        'div',
+        {},
+        el('strong', { class: 'tutor-name' }, t.display_name),
+        how.length ? el('span', { class: 'muted' }, ` · ${how.join('; ')}`) : '',
+      ),
+      el(
+        'div',
+        { class: 'muted small' },
+        el('div', {}, `Works in ${t.timezone} (${zoneAbbr(t.timezone)}). Lessons: ${lengthsSummary(t)}.`),
+      ),
+      link(`/tutors/${t.id}`, 'See free times and book', {
+        class: 'button-link primary',
+        'aria-label': `See ${t.display_name}’s free times and book`,
+      }),
+    );
+    return li;
+  });
+  const ul = el('ul', { class: 'items tutors' }, ...items);
+  const count = el('p', { class: 'muted small', role: 'status' });
+  const parts: Node[] = [];
+  if (tutors.length >= FILTER_FROM) {
+    const search = input({ name: 'search', type: 'search', autocomplete: 'off' });
+    const none = empty('No tutor’s name matches.');
+    none.hidden = true;
+    search.oninput = () => {
+      const q = search.value.trim().toLowerCase();
+      const shown = items.filter((li) => !q || (li.dataset.name ?? '').includes(q));
+      ul.replaceChildren(...shown);
+      none.hidden = shown.length > 0;
+      count.textContent = q ? `${shown.length} of ${items.length} tutors.` : '';
+    };
+    parts.push(
+      el('form', { class: 'inline-form', role: 'search' }, field('Find a tutor by name', search)),
+      count,
+      none,
+    );
+  }
+  list.replaceChildren(...parts, ul);
 }
 
 // --- slots and holding ------------------------------------------------------------------------------
@@ -330,8 +319,7 @@ async function renderTutor(ctx: PageContext): Promise<void> {
     ctx.root.append(el('p', {}, link('/tutors', 'Back to your tutors')));
     return;
   }
-  const tutors = await knownTutors(ctx).catch(() => [] as KnownTutor[]);
-  const name = tutors.find((t) => t.id === id)?.name;
+  const name = (await tutorDirectory(ctx.api).catch(() => [] as TutorCard[])).find((t) => t.id === id)?.display_name;
   ctx.setTitle(name ? `Book a lesson: ${name}` : 'Book a lesson');
   const packages = (await ctx.api.get<Package[]>('/packages').catch(() => [] as Package[])).filter(
     (p) => p.tutor_id === id && p.status === 'active' && p.remaining > 0,
@@ -345,9 +333,14 @@ async function renderTutor(ctx: PageContext): Promise<void> {
       el(
         'p',
         {},
-        `The tutor works in ${doc.timezone} (${zoneAbbr(doc.timezone)}). Their weekly hours there: ${hoursSummary(doc)}.`,
+        `${name ?? 'The tutor'} works in ${doc.timezone} (${zoneAbbr(doc.timezone)}). Their weekly hours there: ${hoursSummary(doc)}.`,
       ),
-      el('p', {}, `Lessons: ${lengthsSummary(doc)}.`),
+      el(
+        'p',
+        {},
+        `Lessons: ${lengthsSummary(doc)}. `,
+        link(`/packages?tutor=${id}`, 'Buy several lessons at once as a package'),
+      ),
       doc.min_notice_minutes
         ? el(
             'p',
@@ -450,10 +443,13 @@ function statusPill(status: string): HTMLElement {
   return p;
 }
 
+const HEADS = ['When', 'Tutor', 'Length', 'Status', 'Price', ''];
+
 async function renderBookings(ctx: PageContext): Promise<void> {
   ctx.root.append(zoneNote());
   const body = el('div', {}, loading());
   ctx.root.append(body);
+  const names = await tutorNames(ctx);
   const load = async () => {
     const all = await ctx.api.get<Booking[]>('/bookings?limit=500');
     const now = Date.now();
@@ -461,6 +457,7 @@ async function renderBookings(ctx: PageContext): Promise<void> {
     const past = all.filter((b) => !ahead.includes(b)).reverse();
     const row = (b: Booking): (Node | string)[] => [
       timeRange(b.starts_at, b.ends_at),
+      tutorName(names, b.tutor_id),
       `${b.minutes} min`,
       statusPill(b.status),
       b.package_id ? 'package lesson' : money(b.price_minor, b.currency),
@@ -469,13 +466,10 @@ async function renderBookings(ctx: PageContext): Promise<void> {
     body.replaceChildren(
       section(
         'Coming up',
-        ahead.length ? table(['When', 'Length', 'Status', 'Price', ''], ahead.map(row)) : empty('No lessons booked.'),
+        ahead.length ? table(HEADS, ahead.map(row)) : empty('No lessons booked.'),
         el('p', {}, link('/tutors', 'Book a lesson')),
       ),
-      section(
-        'Earlier',
-        past.length ? table(['When', 'Length', 'Status', 'Price', ''], past.slice(0, 50).map(row)) : empty('None yet.'),
-      ),
+      section('Earlier', past.length ? table(HEADS, past.slice(0, 50).map(row)) : empty('None yet.')),
     );
   };
   reloadOn(ctx, ['booking', 'booking_rescheduled'], () => void load().catch(ctx.error));
@@ -629,16 +623,21 @@ async function renderBooking(ctx: PageContext): Promise<void> {
   const history = el('div');
   ctx.root.append(zoneNote(), head, actions, history);
   let b: BookingView;
-  let tutorZone: string | null = null;
+  /** The tutor (from the directory of tutors taking bookings), and for a parent the child's name. */
+  let tutor: TutorCard | null | undefined;
+  let child: string | undefined;
 
   const load = async () => {
     b = await ctx.api.get<BookingView>(`/bookings/${id}`);
-    if (tutorZone === null) {
-      tutorZone = await ctx.api
-        .get<AvailabilityDoc>(`/tutors/${b.tutor_id}/availability`)
-        .then((d) => d.timezone)
-        .catch(() => '');
+    if (tutor === undefined) {
+      const [directory, kids] = await Promise.all([
+        tutorDirectory(ctx.api).catch(() => [] as TutorCard[]),
+        b.student_id === ctx.me.id ? new Map<string, string>() : userNames(ctx.api, [b.student_id]),
+      ]);
+      tutor = directory.find((t) => t.id === b.tutor_id) ?? null;
+      child = kids.get(b.student_id);
     }
+    const tutorZone = tutor?.timezone;
     ctx.setTitle(`Lesson, ${dateTime(b.starts_at, zone)}`);
     const status = el(
       'strong',
@@ -649,6 +648,13 @@ async function renderBooking(ctx: PageContext): Promise<void> {
       section(
         'This lesson',
         el('p', { class: 'big' }, timeRange(b.starts_at, b.ends_at, zone)),
+        el(
+          'p',
+          { class: 'lesson-who' },
+          child ? `${child}’s lesson with ` : 'With ',
+          el('strong', {}, tutor?.display_name ?? 'your tutor'),
+          '.',
+        ),
         tutorZone && tutorZone !== zone
           ? el(
               'p',
@@ -884,8 +890,11 @@ async function renderPackages(ctx: PageContext): Promise<void> {
   const mine = el('div', {}, loading());
   const buy = el('div');
   ctx.root.append(mine, buy);
-  const tutors = await knownTutors(ctx);
-  const names = new Map(tutors.map((t) => [t.id, t.name]));
+  const [tutors, known] = await Promise.all([
+    tutorDirectory(ctx.api).catch((e) => (ctx.error(e), [] as TutorCard[])),
+    tutorRelations(ctx),
+  ]);
+  const names = new Map(tutors.map((t) => [t.id, t.display_name]));
   const load = async () => {
     const list = await ctx.api.get<Package[]>('/packages');
     mine.replaceChildren(
@@ -895,7 +904,7 @@ async function renderPackages(ctx: PageContext): Promise<void> {
           ? table(
               ['Tutor', 'Lessons', 'Left', 'Price', 'Status'],
               list.map((p) => [
-                names.get(p.tutor_id) ?? `Tutor ${p.tutor_id.slice(-6)}`,
+                tutorName(names, p.tutor_id),
                 `${p.lessons} × ${p.minutes} min`,
                 String(p.remaining),
                 money(p.price_minor, p.currency),
@@ -906,20 +915,17 @@ async function renderPackages(ctx: PageContext): Promise<void> {
       ),
     );
   };
-  // The purchase form: a tutor who takes bookings, a length they offer, how many lessons.
-  const docs = new Map<string, AvailabilityDoc>();
-  await Promise.all(
-    tutors.map((t) =>
-      ctx.api
-        .get<AvailabilityDoc>(`/tutors/${t.id}/availability`)
-        .then((d) => docs.set(t.id, d))
-        .catch(() => {}),
-    ),
+  // The purchase form: a tutor who takes bookings (those the student knows first), a length they offer, how
+  // many lessons.
+  const bookable = tutors.filter((t) => t.lengths.length);
+  const docs = new Map<string, TutorCard>(
+    [...bookable.filter((t) => known.has(t.id)), ...bookable.filter((t) => !known.has(t.id))].map((t) => [t.id, t]),
   );
   if (docs.size) {
     const tutorSel = select(
       'tutor',
-      [...docs.keys()].map((id) => [id, names.get(id) ?? id]),
+      [...docs.values()].map((t) => [t.id, t.display_name]),
+      ctx.params.tutor && docs.has(ctx.params.tutor) ? ctx.params.tutor : undefined,
     );
     const lengthSel = select('minutes', []);
     const count = input({ name: 'lessons', type: 'number', min: '1', max: '100', value: '5', required: '' });
@@ -979,37 +985,23 @@ async function renderPackages(ctx: PageContext): Promise<void> {
 
 // --- classes, credits, lessons, progress ------------------------------------------------------------
 
-/** Balances pushed live this session (`credits` pushes carry the exact balance), by class. */
-const pushedBalance = new Map<string, number>();
-function trackBalances(ctx: PageContext): void {
-  ctx.onUserEvent((e) => {
-    if (e.kind === 'credits' && typeof e.balance === 'number') pushedBalance.set(String(e.class_id), e.balance);
-  });
-}
-
 /**
- * Credits left in a class. The API gives a student no balance of their own (the roster is for staff), so: the
- * last balance pushed this session, else the package minus the meetings marked present or late.
+ * The student's credits left in a class: the ledger's balance (`GET /users/{id}/enrollments`), which counts the
+ * package, the meetings attended and the school's adjustments.
  */
-function creditsLeft(c: ClassInfo, records: AttendanceRecord[]): { n: number; exact: boolean } {
-  const pushed = pushedBalance.get(c.id);
-  if (pushed !== undefined) return { n: pushed, exact: true };
-  const used = records.filter((r) => r.class_id === c.id && (r.status === 'present' || r.status === 'late')).length;
-  return { n: Math.max(0, c.total_meetings - used), exact: false };
-}
-
-function creditsText(c: ClassInfo, records: AttendanceRecord[]): HTMLElement {
-  const { n, exact } = creditsLeft(c, records);
+function creditsText(c: ClassInfo, enrollment: Enrollment | undefined): HTMLElement {
+  if (!enrollment)
+    return el('span', { class: 'credits muted', 'data-class': c.id }, 'Credits: not enrolled in this class.');
+  const n = enrollment.balance;
   return el(
     'span',
     { class: 'credits', 'data-class': c.id, 'data-credits': String(n) },
     el('strong', {}, `${n} credit${n === 1 ? '' : 's'} left`),
-    exact ? '' : el('span', { class: 'muted small' }, ` of ${c.total_meetings} (from your attendance)`),
+    el('span', { class: 'muted small' }, ` · ${enrollment.attended} of ${c.total_meetings} meetings attended`),
   );
 }
 
-function meetingItems(c: ClassView, records: AttendanceRecord[]): Upcoming[] {
-  void records;
+function meetingItems(c: ClassView): Upcoming[] {
   return c.meetings.map((m) => ({
     kind: 'meeting',
     id: m.id,
@@ -1022,15 +1014,15 @@ function meetingItems(c: ClassView, records: AttendanceRecord[]): Upcoming[] {
 }
 
 async function renderClasses(ctx: PageContext): Promise<void> {
-  trackBalances(ctx);
   ctx.root.append(zoneNote());
   const body = el('div', {}, loading());
   ctx.root.append(body);
   const load = async () => {
-    const [list, report] = await Promise.all([
+    const [list, enrollments] = await Promise.all([
       ctx.api.get<ClassInfo[]>('/classes'),
-      ctx.api.get<StudentReport>(`/users/${ctx.me.id}/attendance`),
+      enrollmentsOf(ctx.api, ctx.me.id),
     ]);
+    const enrolled = new Map(enrollments.map((e) => [e.class_id, e]));
     if (!list.length) {
       body.replaceChildren(empty('You are not enrolled in any class.'));
       return;
@@ -1038,7 +1030,7 @@ async function renderClasses(ctx: PageContext): Promise<void> {
     const views = await Promise.all(list.map((c) => ctx.api.get<ClassView>(`/classes/${c.id}`)));
     body.replaceChildren(
       ...views.map((c) => {
-        const next = meetingItems(c, report.records)
+        const next = meetingItems(c)
           .filter((m) => Date.parse(m.ends_at) > Date.now() - 30 * 60_000)
           .slice(0, 1);
         return section(
@@ -1049,7 +1041,7 @@ async function renderClasses(ctx: PageContext): Promise<void> {
             pill(words(c.status)),
             ' ',
             `${c.kind === 'group' ? 'Group class' : 'Private class'} · ${c.total_meetings} meetings · `,
-            creditsText(c, report.records),
+            creditsText(c, enrolled.get(c.id)),
           ),
           next.length
             ? el('div', {}, el('h3', {}, 'Next meeting'), agenda(ctx, next))
@@ -1101,30 +1093,35 @@ function lessonList(ctx: PageContext, lessons: ClassLesson[], reload: () => Prom
 }
 
 async function renderClass(ctx: PageContext): Promise<void> {
-  trackBalances(ctx);
   const id = ctx.params.id;
   const zone = userZone();
   ctx.root.append(zoneNote());
   const body = el('div', {}, loading());
   ctx.root.append(body);
   const load = async () => {
-    const [c, report, lessons, board] = await Promise.all([
+    const [c, report, enrollments, lessons, board] = await Promise.all([
       ctx.api.get<ClassView>(`/classes/${id}`),
       ctx.api.get<StudentReport>(`/users/${ctx.me.id}/attendance`),
+      enrollmentsOf(ctx.api, ctx.me.id),
       ctx.api.get<ClassLesson[]>(`/classes/${id}/lessons`).catch((e) => (ctx.error(e), [] as ClassLesson[])),
       ctx.api.get<Leaderboard>(`/classes/${id}/leaderboard?limit=100`).catch(() => null),
     ]);
     ctx.setTitle(c.title);
     const marks = new Map(report.records.filter((r) => r.class_id === id).map((r) => [r.meeting_id, r.status]));
-    const upcomingMeetings = meetingItems(c, report.records).filter(
-      (m) => Date.parse(m.ends_at) > Date.now() - 30 * 60_000,
-    );
+    const upcomingMeetings = meetingItems(c).filter((m) => Date.parse(m.ends_at) > Date.now() - 30 * 60_000);
     const past = c.meetings.filter((m) => Date.parse(m.ends_at) <= Date.now() - 30 * 60_000);
     const onBoard = board?.entries.some((e) => e.student_id === ctx.me.id) ?? false;
     body.replaceChildren(
       section(
         'Credits',
-        el('p', {}, creditsText(c, report.records)),
+        el(
+          'p',
+          {},
+          creditsText(
+            c,
+            enrollments.find((e) => e.class_id === id),
+          ),
+        ),
         el(
           'p',
           { class: 'muted small' },

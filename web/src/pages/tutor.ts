@@ -2,12 +2,18 @@
 // meetings, a class they teach (attendance with the media room's proposal, the report, unlocking lessons),
 // and earnings with the commission, payouts and Stripe Connect onboarding.
 //
-// Times on these pages are in the tutor's own zone (the `timezone` of their published availability),
-// named on the page. Staff reach the same pages for any tutor through `/tutors/:tutor/...`.
+// Times on these pages are in the tutor's own zone — the one in their settings, else the `timezone` of their
+// published availability (as the server does for their mail and calendar) — named on the page; the
+// availability editor works on the availability's own clock. Students show by name (a tutor may read their
+// students' profiles). Staff reach the same pages for any tutor through `/tutors/:tutor/...`.
+//
+// Stripe Connect onboarding returns to `#/tutor/earnings?onboarding=refresh` (the link expired or was used:
+// a fresh one is offered) or `?onboarding=done` (Stripe checks the details; the account's state is shown).
 
 import { ApiError } from '../api';
+import { savedZoneOf } from '../dom';
 import { joinButton } from '../shell/join';
-import type { Upcoming } from '../shell/model';
+import { userNames, type Upcoming } from '../shell/model';
 import type { Page, PageContext } from './types';
 import {
   badge,
@@ -228,8 +234,10 @@ const WEEKDAYS: [string, string][] = [
 
 interface Tutor {
   id: string;
-  /** The tutor's zone: their availability's, else the reader's (`published` false). */
+  /** The tutor's zone: the one in their settings, else their availability's, else the reader's. */
   tz: string;
+  /** Where `tz` comes from. */
+  zoneFrom: 'settings' | 'availability' | 'reader';
   published: boolean;
   doc: AvailabilityDoc | null;
   /** Path prefix of this tutor's pages: `/tutor` for themself, `/tutors/<id>` for staff. */
@@ -253,29 +261,31 @@ async function whichTutor(ctx: PageContext, root: HTMLElement, what: string): Pr
     root.append(note('Open a tutor from Staff › Tutors to see their pages.'));
     return null;
   }
-  const doc = await loadAvailability(ctx, id);
+  const [doc, profile] = await Promise.all([
+    loadAvailability(ctx, id),
+    self
+      ? Promise.resolve(null)
+      : ctx.api
+          .get<{ display_name: string; email: string; timezone?: string | null }>(`/users/${id}`)
+          .catch(() => null),
+  ]);
+  const chosen = self ? savedZoneOf() : profile?.timezone && isZone(profile.timezone) ? profile.timezone : null;
   const tutor: Tutor = {
     id,
-    tz: doc?.timezone ?? readerZone(),
+    tz: chosen ?? doc?.timezone ?? readerZone(),
+    zoneFrom: chosen ? 'settings' : doc ? 'availability' : 'reader',
     published: !!doc,
     doc,
     base: self ? '/tutor' : `/tutors/${id}`,
     self,
   };
   if (!self) {
-    let name = shortId(id);
-    try {
-      const u = await ctx.api.get<{ display_name: string; email: string }>(`/users/${id}`);
-      name = `${u.display_name} (${u.email})`;
-      ctx.setTitle(`${what}: ${u.display_name}`);
-    } catch {
-      // the id alone
-    }
+    if (profile) ctx.setTitle(`${what}: ${profile.display_name}`);
     root.append(
       h(
         'p',
         { class: 'lc-picker' },
-        `Tutor: ${name}. `,
+        `Tutor: ${profile ? `${profile.display_name} (${profile.email})` : shortId(id)}. `,
         link(ctx, `/tutors/${id}/availability`, 'Availability'),
         ' · ',
         link(ctx, `/tutors/${id}/lessons`, 'Lessons and meetings'),
@@ -290,14 +300,19 @@ async function whichTutor(ctx: PageContext, root: HTMLElement, what: string): Pr
 }
 
 function tutorZoneNote(t: Tutor): HTMLParagraphElement {
-  return zoneNote(
-    t.tz,
-    t.published
-      ? t.self
-        ? 'your zone as published with your availability'
-        : 'the tutor’s zone'
-      : 'your browser’s zone (no availability published yet)',
-  );
+  const whose = {
+    settings: t.self ? 'your time zone as set in your settings' : 'the tutor’s time zone (from their settings)',
+    availability: t.self ? 'your zone as published with your availability' : 'the tutor’s zone',
+    reader: t.self
+      ? 'your device’s zone (no availability published and no time zone chosen in your settings yet)'
+      : 'your zone (the tutor has published no availability yet)',
+  }[t.zoneFrom];
+  return zoneNote(t.tz, whose);
+}
+
+/** The signed-in tutor's own zone: their settings', else their availability's, else the reader's. */
+function ownZone(doc: AvailabilityDoc | null): string {
+  return savedZoneOf() ?? doc?.timezone ?? readerZone();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -586,7 +601,10 @@ async function renderAvailability(ctx: PageContext): Promise<void> {
     saved.textContent = '';
     const next = read();
     const stored = await putAvailability(ctx, tutor.id, next);
-    tutor.tz = stored.timezone;
+    if (tutor.zoneFrom !== 'settings') {
+      tutor.tz = stored.timezone;
+      tutor.zoneFrom = 'availability';
+    }
     tutor.published = true;
     saved.textContent = `Saved. Students now see these hours (${stored.weekly.length} weekly windows).`;
     await showPreview(ctx, preview, tutor, stored);
@@ -664,6 +682,10 @@ async function renderLessons(ctx: PageContext): Promise<void> {
       ctx.api.get<ClassInfo[]>('/classes'),
     ]);
     const mine = bookings.filter((b) => b.tutor_id === tutor.id);
+    const students = await userNames(
+      ctx.api,
+      mine.map((b) => b.student_id),
+    );
     const taught = classes.filter(
       (c) => c.instructor_id === tutor.id && (c.status === 'active' || c.status === 'draft'),
     );
@@ -684,7 +706,7 @@ async function renderLessons(ctx: PageContext): Promise<void> {
             h('span', { class: 'lc-nowrap' }, span(b.starts_at, b.ends_at, tutor.tz)),
             `${b.minutes} min`,
             badge(b.status),
-            shortId(b.student_id),
+            h('span', { 'data-student': b.student_id }, students.get(b.student_id) ?? shortId(b.student_id)),
             h('span', { class: 'lc-nowrap' }, b.package_id ? 'package credit' : money(b.price_minor, b.currency)),
             joinLesson(ctx, tutor, b),
           ]),
@@ -701,7 +723,7 @@ async function renderLessons(ctx: PageContext): Promise<void> {
             link(ctx, classPath(ctx, c.id), c.title),
             badge(c.status),
             link(ctx, `${classPath(ctx, c.id)}${qs({ meeting: m.id })}`, 'Attendance'),
-            tutor.self ? joinMeeting(ctx, c, m) : '',
+            tutor.self ? joinMeeting(ctx, c, m, tutor.tz) : '',
           ]),
           { id: 'tutor-meetings' },
         ),
@@ -722,28 +744,36 @@ async function renderLessons(ctx: PageContext): Promise<void> {
 /** The shell's Join button for a lesson (enabled inside the room's window), for the tutor themself. */
 function joinLesson(ctx: PageContext, tutor: Tutor, b: Booking): Node | string {
   if (!tutor.self || (b.status !== 'confirmed' && b.status !== 'in_progress')) return '';
-  return joinButton(ctx, {
-    kind: 'lesson',
-    id: b.id,
-    starts_at: b.starts_at,
-    ends_at: b.ends_at,
-    title: `${b.minutes}-minute lesson`,
-    status: b.status,
-    booking: b as unknown as Upcoming['booking'],
-  });
+  return joinButton(
+    ctx,
+    {
+      kind: 'lesson',
+      id: b.id,
+      starts_at: b.starts_at,
+      ends_at: b.ends_at,
+      title: `${b.minutes}-minute lesson`,
+      status: b.status,
+      booking: b as unknown as Upcoming['booking'],
+    },
+    tutor.tz,
+  );
 }
 
-function joinMeeting(ctx: PageContext, c: ClassView, m: Meeting): Node | string {
+function joinMeeting(ctx: PageContext, c: ClassView, m: Meeting, tz: string): Node | string {
   if (c.status !== 'active') return '';
-  return joinButton(ctx, {
-    kind: 'meeting',
-    id: m.id,
-    starts_at: m.starts_at,
-    ends_at: m.ends_at,
-    title: c.title,
-    status: c.status,
-    cls: c as unknown as Upcoming['cls'],
-  });
+  return joinButton(
+    ctx,
+    {
+      kind: 'meeting',
+      id: m.id,
+      starts_at: m.starts_at,
+      ends_at: m.ends_at,
+      title: c.title,
+      status: c.status,
+      cls: c as unknown as Upcoming['cls'],
+    },
+    tz,
+  );
 }
 
 /** A class's page: the teaching view for its instructor, the management view for staff. */
@@ -759,7 +789,7 @@ async function renderClasses(ctx: PageContext): Promise<void> {
   loading(root);
   const classes = (await ctx.api.get<ClassInfo[]>('/classes')).filter((c) => c.instructor_id === ctx.me.id);
   const views = await Promise.all(classes.map((c) => ctx.api.get<ClassView>(`/classes/${c.id}`)));
-  const tz = (await loadAvailability(ctx, ctx.me.id))?.timezone ?? readerZone();
+  const tz = ownZone(await loadAvailability(ctx, ctx.me.id));
   const now = Date.now();
   root.replaceChildren(
     zoneNote(tz, 'your zone'),
@@ -790,7 +820,7 @@ async function renderClass(ctx: PageContext): Promise<void> {
   const cls = await ctx.api.get<ClassView>(`/classes/${ctx.params.id}`);
   const tutorDoc = await loadAvailability(ctx, cls.instructor_id).catch(() => null);
   const mine = ctx.me.id === cls.instructor_id;
-  const tz = mine ? (tutorDoc?.timezone ?? readerZone()) : readerZone();
+  const tz = mine ? ownZone(tutorDoc) : readerZone();
   ctx.setTitle(cls.title);
   root.replaceChildren(
     h(
@@ -807,7 +837,7 @@ async function renderClass(ctx: PageContext): Promise<void> {
       h('dt', {}, 'Class time zone'),
       h('dd', {}, cls.timezone),
     ),
-    zoneNote(tz, mine ? 'your zone' : 'your browser’s zone'),
+    zoneNote(tz, 'your zone'),
     ctx.me.role === 'tutor' ? '' : h('p', {}, link(ctx, `/staff/classes/${cls.id}`, 'Manage this class (staff)')),
   );
   await teachingSections(ctx, root, cls, tz);
@@ -987,7 +1017,8 @@ async function attendancePanel(
     async () => {
       if (!proposal?.marks.length) return ctx.error(new Error('There is no proposal to apply yet.'));
       const list = proposal.marks.map(
-        (m) => `${roster.find((r) => r.student_id === m.student_id)?.display_name}: ${m.status}`,
+        (m) =>
+          `${roster.find((r) => r.student_id === m.student_id)?.display_name ?? shortId(m.student_id)}: ${m.status}`,
       );
       if (!(await confirmAction('Mark every student as proposed?', 'Mark all', list.join(', ')))) return;
       await busy(ctx, applyAll, async () => {
@@ -1141,7 +1172,9 @@ async function renderEarnings(ctx: PageContext): Promise<void> {
   );
   const body = h('div');
   const payout = h('div', { id: 'payout-account' });
-  root.append(tutorZoneNote(tutor), period, body, payout);
+  // Back from Stripe's onboarding (`?onboarding=`): what it means comes first.
+  if (tutor.self && ctx.params.onboarding) root.append(tutorZoneNote(tutor), payout, period, body);
+  else root.append(tutorZoneNote(tutor), period, body, payout);
 
   const range = () => ({
     from: from.value ? wallToUtc(`${from.value}T00:00`, tz) : undefined,
@@ -1227,16 +1260,32 @@ function dateAfter(date: string): string {
   return d.toISOString().slice(0, 10);
 }
 
-async function payoutPanel(ctx: PageContext, box: HTMLElement, tutor: Tutor): Promise<void> {
-  const account = await ctx.api.get<PayoutAccount>(`/tutors/${tutor.id}/payout-account`);
-  const message = statusLine();
-  const state = account.payouts_enabled
+/** The payout account's state in a sentence. */
+function payoutState(account: PayoutAccount): string {
+  return account.payouts_enabled
     ? `Payouts are on: your share is transferred to your Stripe account (${account.account_id}) after each lesson is released.`
     : account.account_id
       ? account.details_submitted
         ? 'Your details are with Stripe; payouts start once Stripe enables the account.'
         : 'Stripe onboarding was started but isn’t finished.'
       : 'No payout account yet. Until there is one, staff pay your share by hand.';
+}
+
+/**
+ * Payouts: the account's state and the onboarding button. Back from Stripe (`?onboarding=` on the tutor's own
+ * page), `refresh` asks for a fresh onboarding link and offers it, `done` says that Stripe is checking.
+ */
+async function payoutPanel(ctx: PageContext, box: HTMLElement, tutor: Tutor): Promise<void> {
+  const returned = tutor.self ? ctx.params.onboarding : undefined;
+  let account = await ctx.api.get<PayoutAccount>(`/tutors/${tutor.id}/payout-account`);
+  const message = statusLine();
+  const offline = (e: unknown): boolean => {
+    if (!(e instanceof ApiError && e.code === 'payouts_offline')) return false;
+    message.textContent =
+      'This school has no online payment provider, so there is no Stripe account to connect: staff pay tutors by hand.';
+    message.dataset.code = e.code;
+    return true;
+  };
   const start: HTMLButtonElement = button(
     account.account_id ? 'Continue Stripe onboarding' : 'Set up payouts with Stripe',
     async () => {
@@ -1256,22 +1305,101 @@ async function payoutPanel(ctx: PageContext, box: HTMLElement, tutor: Tutor): Pr
           );
         }
       } catch (e) {
-        if (e instanceof ApiError && e.code === 'payouts_offline') {
-          message.textContent =
-            'This school has no online payment provider, so there is no Stripe account to connect: staff pay tutors by hand.';
-          message.dataset.code = e.code;
-        } else ctx.error(e);
+        if (!offline(e)) ctx.error(e);
       } finally {
         start.disabled = false;
       }
     },
     { class: 'lc-primary', id: 'payout-onboard' },
   );
+  const again = (label: string) =>
+    button(label, (ev) => busy(ctx, ev.currentTarget as HTMLButtonElement, () => payoutPanel(ctx, box, tutor)), {
+      'data-action': 'payout-recheck',
+    });
+
+  // Back from Stripe.
+  let back: HTMLElement | string = '';
+  // Back from Stripe with the details given, there is nothing to continue: Stripe checks them.
+  let showStart = !account.payouts_enabled && !(returned === 'done' && account.details_submitted);
+  if (returned === 'done') {
+    const [title, text] = account.payouts_enabled
+      ? [
+          'Your payout account is ready',
+          'Stripe has enabled your account: your share of each lesson is paid out to it.',
+        ]
+      : account.details_submitted
+        ? [
+            'Stripe is checking your account',
+            'Thank you: Stripe has your details and is verifying them. That usually takes a few minutes, sometimes a day or two. Payouts start by themselves as soon as Stripe enables the account, and this page says so then.',
+          ]
+        : [
+            'Stripe hasn’t confirmed your details yet',
+            'If you have just finished, Stripe may still be telling us: check again in a minute. If you left before the end, continue the onboarding.',
+          ];
+    back = h(
+      'div',
+      { class: 'lc-card', id: 'onboarding-return', 'data-onboarding': 'done', role: 'status' },
+      h('h3', {}, title),
+      h('p', {}, text),
+      account.payouts_enabled ? '' : h('div', { class: 'lc-actions' }, again('Check again')),
+    );
+  } else if (returned === 'refresh') {
+    const card = h(
+      'div',
+      { class: 'lc-card', id: 'onboarding-return', 'data-onboarding': 'refresh' },
+      h('h3', {}, 'Continue your Stripe onboarding'),
+      h('p', { role: 'status' }, 'Your Stripe link had expired or was already used. Getting a fresh one…'),
+    );
+    back = card;
+    if (!account.payouts_enabled) {
+      showStart = false;
+      try {
+        const out = await ctx.api.post<PayoutAccount>(`/tutors/${tutor.id}/payout-account`);
+        if (!out.onboarding_url) throw new Error('Stripe returned no onboarding link. Please try again.');
+        account = out;
+        card.replaceChildren(
+          card.firstElementChild!,
+          h(
+            'p',
+            { role: 'status' },
+            'Your Stripe link had expired or was already used, so here is a fresh one. It works once, for a few minutes.',
+          ),
+          h(
+            'p',
+            {},
+            h(
+              'a',
+              { href: out.onboarding_url, class: 'lc-button-link', id: 'onboarding-link' },
+              'Continue with Stripe',
+            ),
+          ),
+        );
+      } catch (e) {
+        if (offline(e)) {
+          card.remove();
+          back = '';
+        } else {
+          ctx.error(e);
+          card.replaceChildren(
+            card.firstElementChild!,
+            h('p', {}, 'A fresh link couldn’t be made just now.'),
+            h('div', { class: 'lc-actions' }, again('Try again')),
+          );
+        }
+      }
+    } else {
+      card.replaceChildren(
+        h('h3', {}, 'Your payout account is ready'),
+        h('p', {}, 'Nothing left to do with Stripe: payouts are already on.'),
+      );
+    }
+  }
   box.replaceChildren(
     section(
       'Payouts',
-      h('p', { id: 'payout-state' }, state),
-      account.payouts_enabled ? '' : h('div', { class: 'lc-actions' }, start),
+      back,
+      h('p', { id: 'payout-state' }, payoutState(account)),
+      showStart ? h('div', { class: 'lc-actions' }, start) : '',
       message,
     ),
   );

@@ -34,9 +34,10 @@ window.setInterval(() => {
 
 /**
  * A Join button (`data-meeting` or `data-booking` = the id) that opens the live room, enabled inside the room's
- * window; outside it, disabled with the opening time next to it. It re-checks the clock on its own.
+ * window; outside it, disabled with the opening time next to it (in `zone`: the page's, by default the
+ * reader's). It re-checks the clock on its own.
  */
-export function joinButton(ctx: PageContext, item: Upcoming): HTMLElement {
+export function joinButton(ctx: PageContext, item: Upcoming, zone?: string): HTMLElement {
   const attr = item.kind === 'lesson' ? 'data-booking' : 'data-meeting';
   const b = el('button', { type: 'button', class: 'join primary', [attr]: item.id }, 'Join');
   b.setAttribute('aria-label', `Join ${item.title}`);
@@ -60,7 +61,7 @@ export function joinButton(ctx: PageContext, item: Upcoming): HTMLElement {
     note.textContent = !allowed
       ? ''
       : now < opens
-        ? `opens at ${clockTime(new Date(opens).toISOString())}`
+        ? `opens at ${clockTime(new Date(opens).toISOString(), zone)}`
         : now > closes
           ? 'closed'
           : '';

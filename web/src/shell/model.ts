@@ -171,6 +171,27 @@ export interface SlotList {
   slots: { starts_at: string; ends_at: string; local_start: string; local_end: string }[];
 }
 
+/** A bookable tutor of the tenant (`GET /tutors`): those who published availability, by name. */
+export interface TutorCard {
+  id: string;
+  display_name: string;
+  /** The zone of the tutor's weekly hours. */
+  timezone: string;
+  currency: string;
+  lengths: { minutes: number; price_minor: number }[];
+}
+
+/** One of a student's enrollments with the credits left (`GET /users/{id}/enrollments`). */
+export interface Enrollment {
+  enrollment_id: string;
+  class_id: string;
+  class_title: string;
+  class_status: string;
+  balance: number;
+  /** Meetings marked present or late. */
+  attended: number;
+}
+
 export type Scope = 'live_video' | 'chat' | 'recording';
 
 export interface ConsentRequest {
@@ -270,9 +291,49 @@ export function bookingPolicy(api: Api, me: User): Promise<BookingPolicy> {
   return policyCache;
 }
 
+/** The tenant's bookable tutors, by name (any member may read them). */
+export function tutorDirectory(api: Api): Promise<TutorCard[]> {
+  return api.get<TutorCard[]>('/tutors');
+}
+
+/** A student's enrollments with their credits left (the student, their parents, staff). */
+export function enrollmentsOf(api: Api, studentId: string): Promise<Enrollment[]> {
+  return api.get<Enrollment[]>(`/users/${studentId}/enrollments`);
+}
+
+/** Display names by user id, loaded once per sign-in (a name that can't be read is remembered as null). */
+const names = new Map<string, Promise<string | null>>();
+
+/**
+ * The display names of `ids` that the caller may read (`GET /users/{id}`: staff anyone, parents their
+ * children, tutors their students), by id; the others are left out.
+ */
+export async function userNames(api: Api, ids: Iterable<string>): Promise<Map<string, string>> {
+  const wanted = [...new Set(ids)];
+  for (const id of wanted) {
+    if (!names.has(id))
+      names.set(
+        id,
+        api.get<User>(`/users/${id}`).then(
+          (u) => u.display_name,
+          () => null,
+        ),
+      );
+  }
+  const out = new Map<string, string>();
+  await Promise.all(
+    wanted.map(async (id) => {
+      const name = await names.get(id);
+      if (name) out.set(id, name);
+    }),
+  );
+  return out;
+}
+
 /** Forgets cached tenant data (at sign-out). */
 export function forgetCaches(): void {
   policyCache = null;
+  names.clear();
 }
 
 export const SCOPE_NAMES: Record<Scope, string> = {
