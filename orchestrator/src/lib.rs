@@ -1,7 +1,8 @@
 //! liveclass orchestrator: the domain core and the composition root.
 //!
 //! Layout — one module per domain noun, each holding its rules, storage and routes together:
-//! - `identity` (tenants, users, sessions) and `auth` (tokens, roles as extractors, login limits);
+//! - `identity` (tenants, users, sessions) and `auth` (tokens, roles as extractors, login limits counted
+//!   before the password is checked, revocation of signed-out sessions);
 //! - `classes` (courses, classes, meetings, enrollments, credit ledger, attendance, lesson unlocks)
 //!   and `gamification` (XP, levels, streaks, badges, leaderboards);
 //! - `audit` (security log) and `outbox` (domain events written with each change, then dispatched);
@@ -23,8 +24,8 @@
 //! Seams: the [`clock::Clock`] (tests move time), the database backend (chosen by URL), the
 //! outbox's durable consumers and live subscribers, the [`mailer::Mailer`] (the embedded mailbox, or SMTP
 //! when `smtp_url` is set), `billing::PaymentProvider` (offline or Stripe) and `rooms::MediaBackend` (the
-//! embedded SFU, LiveKit, or none), both chosen in `Server::build`; `webui` serves the built browser
-//! client. The `liveclass` binary
+//! embedded SFU, LiveKit, or none), both chosen in `Server::build`; `webui` serves the browser app that
+//! `build.rs` builds from `web/` and embeds (or a build on disk, `web_dir`). The `liveclass` binary
 //! (`main.rs`) only parses arguments and wires these together.
 
 pub mod app;
