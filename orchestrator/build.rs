@@ -1,6 +1,6 @@
 //! Builds the browser app (`web/`, Vite) into `OUT_DIR` and writes the list of its files for `webui` to embed,
 //! so `cargo run -- serve` serves the app and one binary deploys. Runs again only when the app's sources
-//! change. Needs Node.js (20 or newer) and npm; `LIVECLASS_SKIP_WEB_BUILD=1` builds the server without the app
+//! change, installing the locked packages first when they aren't. Needs Node.js (20 or newer) and npm; `LIVECLASS_SKIP_WEB_BUILD=1` builds the server without the app
 //! (then `/` says how to get it, or `web_dir` serves a build from disk).
 
 use std::{
@@ -50,7 +50,11 @@ fn build(web: &Path, dist: &Path) {
              the server without the app.\n\n"
         );
     }
-    if !web.join("node_modules").join(".package-lock.json").exists() {
+    // npm writes node_modules/.package-lock.json when it installs: older than package-lock.json means the
+    // installed packages are not the locked ones.
+    let modified = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(web.join("node_modules").join(".package-lock.json"));
+    if installed.is_none() || installed < modified(web.join("package-lock.json")) {
         run(web, &["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
     }
     let out_dir = dist.display().to_string();
