@@ -24,128 +24,54 @@
 // Environment: LIVECLASS_BIN (default target/debug/liveclass), CHROMIUM (default /usr/bin/chromium),
 // E2E_SCREENSHOTS (default web/e2e/screenshots).
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, openSync, readFileSync, readdirSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  PASSWORD,
+  ROOT,
+  api,
+  call,
+  chromiumArgs,
+  errorsOn,
+  freePort,
+  go,
+  launchChromium,
+  newPerson,
+  seedDemoMeeting,
+  settled,
+  shot as saveShot,
+  signIn,
+  startRun,
+  startServer,
+  track,
+} from './harness.mjs';
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ROOT = resolve(WEB, '..');
-const BIN = process.env.LIVECLASS_BIN ?? join(ROOT, 'target/debug/liveclass');
 const SINK = join(ROOT, 'orchestrator/tests/api/smtp_sink.py');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const WEB_DIR = join(WEB, 'dist');
-const SHOTS = resolve(process.env.E2E_SCREENSHOTS ?? join(WEB, 'e2e/screenshots'));
 const DEADLINE_MS = 120_000;
-const STEP_MS = 15_000;
 const MAIL_WAIT_MS = 20_000;
 const PARENT_EMAIL = 'parent@demo.liveclass.test';
 const MAIL_FROM = 'Demo School <school@demo.liveclass.test>';
-const DESKTOP = { width: 1280, height: 900 };
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--hide-scrollbars',
-  // The minor and the tutor join the meeting's media with a fake camera and microphone.
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-];
 
-const started = Date.now();
-const tmp = mkdtempSync(join(tmpdir(), 'liveclass-consent-mail-'));
-const serverLog = join(tmp, 'server.log');
-const sinkLog = join(tmp, 'smtp.log');
-const mailDir = join(tmp, 'mail');
+const run = startRun('consent-mail', { deadlineMs: DEADLINE_MS });
+const log = run.log;
+const sinkLog = join(run.tmp, 'smtp.log');
+run.logs.push(['SMTP server log', sinkLog, 10]);
+const mailDir = join(run.tmp, 'mail');
 mkdirSync(mailDir);
-const children = [];
 let browser = null;
-const consoleLines = [];
-
-function log(msg) {
-  console.log(`[e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-}
-
-async function cleanup() {
-  await browser?.close().catch(() => {});
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise((r) => {
-          if (c.exitCode !== null) return r();
-          const t = setTimeout(() => (c.kill('SIGKILL'), r()), 3000);
-          c.once('exit', () => (clearTimeout(t), r()));
-        }),
-    ),
-  );
-}
-
-function report() {
-  if (consoleLines.length) {
-    console.log('--- browser console (warnings, errors, liveclass lines; last 40) ---');
-    for (const l of consoleLines.slice(-40)) console.log(l);
-  }
-  for (const [name, file, n] of [
-    ['server log', serverLog, 30],
-    ['SMTP server log', sinkLog, 10],
-  ]) {
-    if (!existsSync(file)) continue;
-    const lines = readFileSync(file, 'utf8')
-      .trimEnd()
-      .split('\n')
-      .filter((l) => l && !/^\s+(\d+: |at )/.test(l) && !/ INFO liveclass: starting/.test(l));
-    console.log(`--- ${name} (last ${n} of ${lines.length} lines) ---`);
-    for (const l of lines.slice(-n)) console.log(l);
-  }
-}
-
-const watchdog = setTimeout(async () => {
-  console.error(`e2e: FAILED: still running after ${DEADLINE_MS / 1000} s; killing the servers and the browser`);
-  report();
-  await cleanup();
-  process.exit(1);
-}, DEADLINE_MS);
-watchdog.unref();
-
-after(async () => {
-  report();
-  await cleanup();
-  rmSync(tmp, { recursive: true, force: true });
-  log(`servers and browser stopped; screenshots in ${SHOTS}`);
-});
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** The SMTP server, listening once it printed "ready". */
 async function startSmtp() {
   assert.ok(existsSync(SINK), `no SMTP server script at ${SINK}`);
   const port = await freePort();
   const err = openSync(sinkLog, 'a');
-  const sink = spawn('python3', [SINK, '--port', String(port), '--dir', mailDir], {
-    stdio: ['ignore', 'pipe', err],
-  });
-  children.push(sink);
+  const sink = track(
+    run,
+    spawn('python3', [SINK, '--port', String(port), '--dir', mailDir], { stdio: ['ignore', 'pipe', err] }),
+  );
   await new Promise((res, rej) => {
     const t = setTimeout(() => rej(new Error('the SMTP server did not start within 10 s')), 10_000);
     sink.once('exit', (code) => {
@@ -162,88 +88,16 @@ async function startSmtp() {
   return port;
 }
 
-// The server's settings are the test's alone: none of the caller's configuration variables pass through.
-const inherited = Object.entries(process.env).filter(
-  ([k]) => !/^(LIVECLASS_|LIVEKIT_|STRIPE_|DATABASE_URL|REDIS_URL|RUST_LOG)/.test(k),
-);
-let env = null;
-
-async function startServer(smtpPort) {
-  assert.ok(existsSync(BIN), `no server binary at ${BIN}: run cargo build -p orchestrator`);
-  assert.ok(existsSync(join(WEB_DIR, 'index.html')), `no ${WEB_DIR}/index.html: run npm run build in web/`);
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  env = {
-    ...Object.fromEntries(inherited),
-    DATABASE_URL: `sqlite://${tmp}/e2e.db`,
-    LIVECLASS_JWT_SECRET: 'e2e-secret-0123456789abcdef0123456789abcdef',
-    LIVECLASS_WEB_DIR: WEB_DIR,
-    LIVECLASS_LOG_FILTER: 'info,sqlx=warn,str0m=error',
-    LIVECLASS_RTC_UDP_PORT: '0',
-    // Mail: through the test's SMTP server, with links to this server.
-    LIVECLASS_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-    LIVECLASS_MAIL_FROM: MAIL_FROM,
-    LIVECLASS_PUBLIC_URL: base,
-    LIVECLASS_JOBS_POLL_INTERVAL_MS: '200',
-    NO_COLOR: '1',
-  };
-  const out = openSync(serverLog, 'a');
-  const server = spawn(BIN, ['serve', '--addr', `127.0.0.1:${port}`], { env, cwd: tmp, stdio: ['ignore', out, out] });
-  children.push(server);
-  for (let i = 0; i < 200; i++) {
-    assert.equal(server.exitCode, null, `the server exited with ${server.exitCode}; see its log below`);
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return base;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server did not become ready within 20 s');
-}
-
-/** `{ status, body }` of an API call (the body parsed when JSON). */
-async function call(base, method, path, token, body) {
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
+/** The server, its mail going out through the test's SMTP server, with links to itself. */
+function startMailingServer(smtpPort) {
+  return startServer(run, {
+    env: (base) => ({
+      LIVECLASS_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+      LIVECLASS_MAIL_FROM: MAIL_FROM,
+      LIVECLASS_PUBLIC_URL: base,
+      LIVECLASS_JOBS_POLL_INTERVAL_MS: '200',
+    }),
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, body: json };
-}
-
-async function api(base, method, path, token, body) {
-  const res = await call(base, method, path, token, body);
-  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
-}
-
-/** The demo tenant, and a class (in draft) whose one meeting began a minute ago, taught by the demo tutor. */
-async function prepare(base) {
-  const { stdout } = await promisify(execFile)(BIN, ['seed-demo', '--json'], { env, cwd: tmp });
-  const demo = JSON.parse(stdout);
-  const admin = demo.admin.access_token;
-  const course = await api(base, 'POST', '/courses', admin, {
-    title: 'Reading aloud',
-    lessons: [{ title: 'Stories' }],
-  });
-  const at = (min) => new Date(Math.floor(Date.now() / 1000) * 1000 + min * 60_000).toISOString().replace('.000', '');
-  const cls = await api(base, 'POST', '/classes', admin, {
-    kind: 'group',
-    title: 'Young readers (live)',
-    course_id: course.id,
-    instructor_id: demo.tutor.id,
-    total_meetings: 1,
-    capacity: 5,
-    timezone: 'Europe/London',
-    meetings: [{ starts_at: at(-1), ends_at: at(59) }],
-  });
-  return { demo, classId: cls.id, meetingId: cls.meetings[0].id };
 }
 
 /** The messages the SMTP server accepted so far, as smtp_sink.py decoded them (with the .eml's name). */
@@ -275,48 +129,25 @@ async function mailTo(to, pick) {
 const partOf = (mail, type) => mail.parts.find((p) => p.content_type === type && p.disposition !== 'attachment');
 
 /** A fresh browser context (no cookies, no storage: signed out) for one person, in `timezoneId`. */
-async function person(who, timezoneId) {
-  const context = await browser.newContext({ viewport: DESKTOP, timezoneId, locale: 'en-US' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning' || m.text().startsWith('liveclass'))
-      consoleLines.push(`[${who} console.${m.type()}] ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleLines.push(`[${who} pageerror] ${e.message}`));
-  return page;
-}
+const person = (who, timezoneId) => newPerson(run, browser, who, { timezoneId });
 
-async function signIn(page, base, email) {
-  await page.goto(`${base}/?tenant=demo`);
-  await page.fill('#login-email', email);
-  await page.fill('#login-password', 'demo-password');
-  await page.click('#login-form button[type=submit]');
-  await page.waitForSelector('#page-view:not([hidden]) .page-root');
-}
-
-async function errorsOn(page) {
-  return (await page.locator('#errors li').allTextContents()).join(' | ') || 'none';
-}
-
-async function settled(page) {
-  await page.waitForFunction(
-    () => ![...document.querySelectorAll('.page-root [role=status]')].some((e) => e.textContent === 'Loading…'),
-  );
-  await page.waitForTimeout(150);
-}
-
-const shot = (page, name) => page.screenshot({ path: join(SHOTS, `consent-mail-${name}.png`), fullPage: true });
+const shot = (page, name) => saveShot(page, `consent-mail-${name}`);
 
 test('a parent consents by mail, and the minor joins the meeting', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
-  mkdirSync(SHOTS, { recursive: true });
   const smtpPort = await startSmtp();
-  const base = await startServer(smtpPort);
-  log(`SMTP server on 127.0.0.1:${smtpPort}, liveclass at ${base} (log: ${serverLog})`);
-  const { demo, classId, meetingId } = await prepare(base);
+  const server = await startMailingServer(smtpPort);
+  const base = server.base;
+  log(`SMTP server on 127.0.0.1:${smtpPort}, liveclass at ${base} (log: ${run.serverLog})`);
+  // The demo tenant, and a class (in draft) whose one meeting began a minute ago, taught by the demo tutor.
+  const { demo, classId, meetingId } = await seedDemoMeeting(run, server, {
+    course: 'Reading aloud',
+    lesson: 'Stories',
+    title: 'Young readers (live)',
+    timezone: 'Europe/London',
+  });
   const admin = demo.admin.access_token;
   log(`class ${classId}, meeting ${meetingId}; minor ${demo.minor.id}, parent ${demo.parent.id}`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: false, args: CHROMIUM_ARGS });
+  browser = await launchChromium(run, chromiumArgs({ media: true, scrollbars: false }));
 
   await t.test('without consent, the school can’t enrol the minor', async () => {
     const res = await call(base, 'POST', `/classes/${classId}/enrollments`, admin, { student_id: demo.minor.id });
@@ -328,8 +159,7 @@ test('a parent consents by mail, and the minor joins the meeting', { timeout: DE
   await t.test('staff ask the parent for consent on the staff page', async () => {
     const staff = await person('staff', 'UTC');
     await signIn(staff, base, 'admin@demo.liveclass.test');
-    await staff.evaluate(() => (location.hash = '#/staff/consent'));
-    await staff.waitForSelector('#consent-form');
+    await go(staff, '/staff/consent', '#consent-form');
     await staff.selectOption('#consent-form [name=child_id]', demo.minor.id);
     await staff.check('#consent-form input[name=scope][value=live_video]');
     await staff.check('#consent-form input[name=scope][value=chat]');
@@ -382,7 +212,7 @@ test('a parent consents by mail, and the minor joins the meeting', { timeout: DE
     assert.equal(await parent.inputValue('#login-tenant'), 'demo');
     await shot(parent, 'sign-in');
     await parent.fill('#login-email', PARENT_EMAIL);
-    await parent.fill('#login-password', 'demo-password');
+    await parent.fill('#login-password', PASSWORD);
     await parent.click('#login-form button[type=submit]');
     await parent.waitForSelector('form.consent-form');
     assert.equal(new URL(parent.url()).hash, `#/consent/${requestId}`);

@@ -14,19 +14,11 @@
 // No browser. Run: `bash web/e2e/run.sh`, or after a build `node --test-reporter=spec web/e2e/contract.test.mjs`.
 // Environment: LIVECLASS_BIN (default target/debug/liveclass).
 
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { WEB, startRun, startServer } from './harness.mjs';
 import { appEndpoints, PARAM } from './app-endpoints.mjs';
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ROOT = resolve(WEB, '..');
-const BIN = process.env.LIVECLASS_BIN ?? join(ROOT, 'target/debug/liveclass');
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
 
 /**
@@ -37,51 +29,13 @@ const KNOWN_UNRESOLVED = new Map([
   // ['src/pages/example.ts: someValue', 'why it is a documented endpoint'],
 ]);
 
-const tmp = mkdtempSync(join(tmpdir(), 'liveclass-contract-'));
-const serverLog = join(tmp, 'server.log');
-let server = null;
+const run = startRun('contract');
 let doc = null;
 let app = null;
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
+/** The server's OpenAPI document (a server without the page, logging warnings only). */
 async function openapi() {
-  assert.ok(existsSync(BIN), `no server binary at ${BIN}: run cargo build -p orchestrator`);
-  const inherited = Object.entries(process.env).filter(
-    ([k]) => !/^(LIVECLASS_|LIVEKIT_|STRIPE_|DATABASE_URL|REDIS_URL|RUST_LOG)/.test(k),
-  );
-  const env = {
-    ...Object.fromEntries(inherited),
-    DATABASE_URL: `sqlite://${tmp}/contract.db`,
-    LIVECLASS_JWT_SECRET: 'e2e-secret-0123456789abcdef0123456789abcdef',
-    LIVECLASS_LOG_FILTER: 'warn',
-    LIVECLASS_RTC_UDP_PORT: '0',
-    NO_COLOR: '1',
-  };
-  const port = await freePort();
-  const out = openSync(serverLog, 'a');
-  server = spawn(BIN, ['serve', '--addr', `127.0.0.1:${port}`], { env, cwd: tmp, stdio: ['ignore', out, out] });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    assert.equal(
-      server.exitCode,
-      null,
-      `the server exited with ${server.exitCode}: ${readFileSync(serverLog, 'utf8')}`,
-    );
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) break;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { base } = await startServer(run, { webDir: false, env: { LIVECLASS_LOG_FILTER: 'warn' } });
   const res = await fetch(`${base}/api/v1/openapi.json`);
   assert.equal(res.status, 200, 'GET /api/v1/openapi.json');
   return res.json();
@@ -109,14 +63,6 @@ const shown = (path) => path.replaceAll(PARAM, '{…}');
 before(async () => {
   app = appEndpoints(WEB);
   doc = await openapi();
-});
-
-after(async () => {
-  if (server && server.exitCode === null) {
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
-  }
-  rmSync(tmp, { recursive: true, force: true });
 });
 
 test('the scan finds the app’s requests, through its helpers', () => {

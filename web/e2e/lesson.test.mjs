@@ -22,179 +22,37 @@
 // of the server's own GET /; E2E_MEDIA=off skips the video checks; E2E_SCREENSHOTS=<dir> saves both pages
 // at the end.
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  WEB,
+  WEB_DIR,
+  chromiumArgs,
+  errorsOn,
+  freePort,
+  ownChromium,
+  seedDemoMeeting,
+  shot,
+  signIn,
+  startRun,
+  startServer,
+  track,
+  waitUntilUp,
+} from './harness.mjs';
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ROOT = resolve(WEB, '..');
-const BIN = process.env.LIVECLASS_BIN ?? join(ROOT, 'target/debug/liveclass');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const WEB_DIR = join(WEB, 'dist');
 const MEDIA = process.env.E2E_MEDIA !== 'off';
+const VITE = process.env.E2E_PAGE === 'vite';
 const DEADLINE_MS = 120_000;
-const STEP_MS = 15_000;
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-];
 
-const started = Date.now();
-const tmp = mkdtempSync(join(tmpdir(), 'liveclass-e2e-'));
-const serverLog = join(tmp, 'server.log');
-const children = [];
-const browsers = [];
-/** Each person's browser console and page errors, printed at the end. */
-const consoleLines = [];
-
-function log(msg) {
-  console.log(`[e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-}
-
-async function cleanup() {
-  await Promise.allSettled(browsers.map((b) => b.close()));
-  for (const c of children) {
-    if (c.exitCode === null) c.kill('SIGTERM');
-  }
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise((r) => {
-          if (c.exitCode !== null) return r();
-          const t = setTimeout(() => (c.kill('SIGKILL'), r()), 3000);
-          c.once('exit', () => (clearTimeout(t), r()));
-        }),
-    ),
-  );
-}
-
-function report() {
-  if (consoleLines.length) {
-    console.log('--- browser console (warnings, errors, liveclass lines; last 60) ---');
-    for (const l of consoleLines.slice(-60)) console.log(l);
-  }
-  if (existsSync(serverLog)) {
-    const lines = readFileSync(serverLog, 'utf8')
-      .trimEnd()
-      .split('\n')
-      .filter((l) => !/^\s+(\d+: |at )/.test(l)); // backtrace frames
-    console.log(`--- server log (last 40 of ${lines.length} lines, backtrace frames left out) ---`);
-    for (const l of lines.slice(-40)) console.log(l);
-  }
-}
-
-// The whole run is bounded: past the deadline, everything is killed and the run fails.
-const watchdog = setTimeout(async () => {
-  console.error(`e2e: FAILED: still running after ${DEADLINE_MS / 1000} s; killing the server and the browsers`);
-  report();
-  await cleanup();
-  process.exit(1);
-}, DEADLINE_MS);
-watchdog.unref();
-
-after(async () => {
-  report();
-  await cleanup();
-  rmSync(tmp, { recursive: true, force: true });
-  log('server and browsers stopped');
-});
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-// The server's settings are the test's alone: none of the caller's configuration variables pass through.
-const inherited = Object.entries(process.env).filter(
-  ([k]) => !/^(LIVECLASS_|LIVEKIT_|STRIPE_|DATABASE_URL|REDIS_URL|RUST_LOG)/.test(k),
-);
-const env = {
-  ...Object.fromEntries(inherited),
-  DATABASE_URL: `sqlite://${tmp}/e2e.db`,
-  LIVECLASS_JWT_SECRET: 'e2e-secret-0123456789abcdef0123456789abcdef',
-  // A server that doesn't know `web_dir` refuses to start with it, so vite mode leaves it out.
-  ...(process.env.E2E_PAGE === 'vite' ? {} : { LIVECLASS_WEB_DIR: WEB_DIR }),
-  LIVECLASS_LOG_FILTER: 'info,sqlx=warn',
-  // The embedded SFU's media port: any free one, so that another server on this machine doesn't collide.
-  LIVECLASS_RTC_UDP_PORT: '0',
-  NO_COLOR: '1',
-};
-
-async function startServer() {
-  assert.ok(existsSync(BIN), `no server binary at ${BIN}: run cargo build -p orchestrator`);
-  assert.ok(existsSync(join(WEB_DIR, 'index.html')), `no ${WEB_DIR}/index.html: run npm run build in web/`);
-  const port = await freePort();
-  const out = openSync(serverLog, 'a');
-  const server = spawn(BIN, ['serve', '--addr', `127.0.0.1:${port}`], { env, cwd: tmp, stdio: ['ignore', out, out] });
-  children.push(server);
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    assert.equal(server.exitCode, null, `the server exited with ${server.exitCode}; see its log below`);
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return base;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server did not become ready within 20 s');
-}
-
-async function api(base, method, path, token, body) {
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
-
-/** The demo tenant, and a class whose one meeting began a minute ago: tutor teaching, student enrolled. */
-async function prepare(base) {
-  const { stdout } = await promisify(execFile)(BIN, ['seed-demo', '--json'], { env, cwd: tmp });
-  const demo = JSON.parse(stdout);
-  const admin = demo.admin.access_token;
-  const course = await api(base, 'POST', '/courses', admin, { title: 'E2E course', lessons: [{ title: 'Lesson 1' }] });
-  const at = (min) => new Date(Math.floor(Date.now() / 1000) * 1000 + min * 60_000).toISOString().replace('.000', '');
-  const cls = await api(base, 'POST', '/classes', admin, {
-    kind: 'group',
-    title: 'E2E class',
-    course_id: course.id,
-    instructor_id: demo.tutor.id,
-    total_meetings: 1,
-    capacity: 5,
-    timezone: 'UTC',
-    meetings: [{ starts_at: at(-1), ends_at: at(59) }],
-  });
-  await api(base, 'POST', `/classes/${cls.id}/enrollments`, admin, { student_id: demo.student.id, reference: 'e2e' });
-  await api(base, 'POST', `/classes/${cls.id}/activate`, admin);
-  return { demo, classId: cls.id, meetingId: cls.meetings[0].id };
-}
+const run = startRun('e2e', { deadlineMs: DEADLINE_MS });
+const log = run.log;
 
 /** Where the page is served: by the server itself (GET /), or with E2E_PAGE=vite by `vite preview`. */
 async function pageOrigin(base) {
-  if (process.env.E2E_PAGE !== 'vite') {
+  if (!VITE) {
     const res = await fetch(`${base}/`);
     const html = await res.text();
     assert.ok(
@@ -204,54 +62,31 @@ async function pageOrigin(base) {
     return base;
   }
   const port = await freePort();
-  const vite = spawn(
-    join(WEB, 'node_modules/.bin/vite'),
-    ['preview', '--port', String(port), '--strictPort', '--host', '127.0.0.1'],
-    {
-      cwd: WEB,
-      env: { ...process.env, LIVECLASS_API: base },
-      stdio: ['ignore', openSync(join(tmp, 'vite.log'), 'a'), openSync(join(tmp, 'vite.log'), 'a')],
-    },
+  const viteLog = openSync(join(run.tmp, 'vite.log'), 'a');
+  const vite = track(
+    run,
+    spawn(
+      join(WEB, 'node_modules/.bin/vite'),
+      ['preview', '--port', String(port), '--strictPort', '--host', '127.0.0.1'],
+      {
+        cwd: WEB,
+        env: { ...process.env, LIVECLASS_API: base },
+        stdio: ['ignore', viteLog, viteLog],
+      },
+    ),
   );
-  children.push(vite);
   const origin = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(origin)).ok) return origin;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('vite preview did not start');
+  await waitUntilUp(origin, 'vite preview', { tries: 100, alive: () => vite.exitCode === null });
+  return origin;
 }
 
 /** One person: their own Chromium with a fresh profile, logged in on the page and inside the meeting. */
 async function person(who, origin, email, meetingId) {
-  const context = await chromium.launchPersistentContext(mkdtempSync(join(tmp, `profile-${who}-`)), {
-    executablePath: CHROMIUM,
-    headless: false, // --headless=new is in the arguments
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1280, height: 900 },
-  });
-  browsers.push(context);
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning' || m.text().startsWith('liveclass'))
-      consoleLines.push(`[${who} console.${m.type()}] ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleLines.push(`[${who} pageerror] ${e.message}`));
-  await page.goto(`${origin}/?tenant=demo`);
-  await page.fill('#login-form [name=email]', email);
-  await page.fill('#login-form [name=password]', 'demo-password');
-  await page.click('#login-form button[type=submit]');
+  const page = await ownChromium(run, who, chromiumArgs({ media: true }));
+  await signIn(page, origin, email);
   await page.click(`button[data-meeting="${meetingId}"]`);
   await page.waitForSelector('#rt-status.ok');
   return page;
-}
-
-/** The page's error list, for assertion messages. */
-async function errorsOn(page) {
-  return (await page.locator('#errors li').allTextContents()).join(' | ') || 'none';
 }
 
 /** Frames decoded so far by the <video> of `identity` on `page` (null while there is no such video). */
@@ -264,11 +99,19 @@ function framesOf(page, identity) {
 }
 
 test('two people in one class meeting', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
-  const base = await startServer();
-  log(`server up at ${base} (log: ${serverLog})`);
-  const { demo, meetingId } = await prepare(base);
+  // A server that doesn't know `web_dir` refuses to start with it, so vite mode leaves it out; the SFU's log
+  // stays in.
+  const server = await startServer(run, { webDir: !VITE, env: { LIVECLASS_LOG_FILTER: 'info,sqlx=warn' } });
+  log(`server up at ${server.base} (log: ${run.serverLog})`);
+  // The demo tenant, and a class whose one meeting began a minute ago: tutor teaching, student enrolled.
+  const { demo, meetingId } = await seedDemoMeeting(run, server, {
+    course: 'E2E course',
+    lesson: 'Lesson 1',
+    title: 'E2E class',
+    enrol: ['student'],
+  });
   log(`meeting ${meetingId}: tutor ${demo.tutor.id}, student ${demo.student.id}`);
-  const origin = await pageOrigin(base);
+  const origin = await pageOrigin(server.base);
   const [tutor, student] = await Promise.all([
     person('tutor', origin, 'tutor@demo.liveclass.test', meetingId),
     person('student', origin, 'student@demo.liveclass.test', meetingId),
@@ -437,8 +280,7 @@ test('two people in one class meeting', { timeout: DEADLINE_MS - 5_000 }, async 
       ['tutor', tutor],
       ['student', student],
     ]) {
-      if (process.env.E2E_SCREENSHOTS)
-        await page.screenshot({ path: join(process.env.E2E_SCREENSHOTS, `${who}.png`), fullPage: true });
+      if (process.env.E2E_SCREENSHOTS) await shot(page, who);
       assert.equal(await errorsOn(page), 'none', `${who}'s page shows errors`);
     }
   });

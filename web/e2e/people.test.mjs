@@ -9,6 +9,12 @@
 //     holds one and checks out offline (the page shows the payment instructions);
 //   - staff mark the payment received over the API, and the student's page shows `confirmed` without a
 //     reload (the user channel's push); the cancel step shows the refund before anything is confirmed;
+//   - the student's class page shows the credits left from their enrollment (GET /users/{id}/enrollments);
+//   - on the Settings page the student saves a time zone other than the browser's (Asia/Tokyo): GET /me has it,
+//     and the lessons page shows the booking on Tokyo's clock and says whose zone that is; the student
+//     creates their calendar feed, whose address is on the school's public https URL
+//     (LIVECLASS_PUBLIC_URL): it answers text/calendar with their lesson and meetings on Tokyo's clock
+//     (TZID), and after they turn it off, 404;
 //   - a parent signs in, sees the pending consent request on their home page, grants every scope with a
 //     verification method, then revokes chat after reading what it does; the request's link
 //     (`#/consent/<id>`) still opens after signing out and in again;
@@ -16,159 +22,49 @@
 //     desktop (1280×900) and phone (390×844), in web/e2e/screenshots/ (or E2E_SCREENSHOTS), and no page
 //     shows an error.
 //
-// Run: `bash web/e2e/run.sh` (installs, builds, runs both browser tests), or after a build
+// Run: `bash web/e2e/run.sh` (installs, builds, runs every e2e test), or after a build
 // `node --test-reporter=spec web/e2e/people.test.mjs`. Environment: LIVECLASS_BIN (default
 // target/debug/liveclass), CHROMIUM (default /usr/bin/chromium), E2E_SCREENSHOTS (default web/e2e/screenshots).
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, openSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import {
+  DESKTOP,
+  PHONE,
+  PASSWORD,
+  api,
+  chromiumArgs,
+  createClass,
+  createCourse,
+  desktopAndPhone,
+  errorsOn,
+  go,
+  launchChromium,
+  newPerson,
+  seedDemo,
+  settled,
+  shot,
+  signIn,
+  startRun,
+  startServer,
+} from './harness.mjs';
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ROOT = resolve(WEB, '..');
-const BIN = process.env.LIVECLASS_BIN ?? join(ROOT, 'target/debug/liveclass');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const WEB_DIR = join(WEB, 'dist');
-const SHOTS = resolve(process.env.E2E_SCREENSHOTS ?? join(WEB, 'e2e/screenshots'));
 const DEADLINE_MS = 180_000;
-const STEP_MS = 15_000;
 const STUDENT_ZONE = 'America/New_York';
 const TUTOR_ZONE = 'Europe/Berlin';
-const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  // Phones draw overlay scrollbars: without this, a full-page shot is cut by the desktop scrollbar's width.
-  '--hide-scrollbars',
-];
+/** The student's zone chosen on the Settings page: not the browser's. */
+const SAVED_ZONE = 'Asia/Tokyo';
+/** The school's public address (LIVECLASS_PUBLIC_URL), in the calendar feed's address. */
+const PUBLIC_URL = 'https://school.liveclass.test';
 
-const started = Date.now();
-const tmp = mkdtempSync(join(tmpdir(), 'liveclass-people-'));
-const serverLog = join(tmp, 'server.log');
-const children = [];
+const run = startRun('people', { deadlineMs: DEADLINE_MS });
+const log = run.log;
 let browser = null;
-const consoleLines = [];
-
-function log(msg) {
-  console.log(`[e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-}
-
-async function cleanup() {
-  await browser?.close().catch(() => {});
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise((r) => {
-          if (c.exitCode !== null) return r();
-          const t = setTimeout(() => (c.kill('SIGKILL'), r()), 3000);
-          c.once('exit', () => (clearTimeout(t), r()));
-        }),
-    ),
-  );
-}
-
-function report() {
-  if (consoleLines.length) {
-    console.log('--- browser console (warnings, errors, liveclass lines; last 60) ---');
-    for (const l of consoleLines.slice(-60)) console.log(l);
-  }
-  if (existsSync(serverLog)) {
-    const lines = readFileSync(serverLog, 'utf8')
-      .trimEnd()
-      .split('\n')
-      .filter((l) => !/^\s+(\d+: |at )/.test(l) && !/ INFO liveclass: starting/.test(l));
-    console.log(`--- server log (last 30 of ${lines.length} lines) ---`);
-    for (const l of lines.slice(-30)) console.log(l);
-  }
-}
-
-const watchdog = setTimeout(async () => {
-  console.error(`e2e: FAILED: still running after ${DEADLINE_MS / 1000} s; killing the server and the browser`);
-  report();
-  await cleanup();
-  process.exit(1);
-}, DEADLINE_MS);
-watchdog.unref();
-
-after(async () => {
-  report();
-  await cleanup();
-  rmSync(tmp, { recursive: true, force: true });
-  log(`server and browser stopped; screenshots in ${SHOTS}`);
-});
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-// The server's settings are the test's alone: none of the caller's configuration variables pass through.
-const inherited = Object.entries(process.env).filter(
-  ([k]) => !/^(LIVECLASS_|LIVEKIT_|STRIPE_|DATABASE_URL|REDIS_URL|RUST_LOG)/.test(k),
-);
-const env = {
-  ...Object.fromEntries(inherited),
-  DATABASE_URL: `sqlite://${tmp}/e2e.db`,
-  LIVECLASS_JWT_SECRET: 'e2e-secret-0123456789abcdef0123456789abcdef',
-  LIVECLASS_WEB_DIR: WEB_DIR,
-  LIVECLASS_LOG_FILTER: 'info,sqlx=warn,str0m=error',
-  LIVECLASS_RTC_UDP_PORT: '0',
-  NO_COLOR: '1',
-};
-
-async function startServer() {
-  assert.ok(existsSync(BIN), `no server binary at ${BIN}: run cargo build -p orchestrator`);
-  assert.ok(existsSync(join(WEB_DIR, 'index.html')), `no ${WEB_DIR}/index.html: run npm run build in web/`);
-  const port = await freePort();
-  const out = openSync(serverLog, 'a');
-  const server = spawn(BIN, ['serve', '--addr', `127.0.0.1:${port}`], { env, cwd: tmp, stdio: ['ignore', out, out] });
-  children.push(server);
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    assert.equal(server.exitCode, null, `the server exited with ${server.exitCode}; see its log below`);
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return base;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server did not become ready within 20 s');
-}
-
-async function api(base, method, path, token, body) {
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
 
 /** The demo tenant; the tutor's availability; a class the student knows the tutor from; a consent request. */
-async function prepare(base) {
-  const { stdout } = await promisify(execFile)(BIN, ['seed-demo', '--json'], { env, cwd: tmp });
-  const demo = JSON.parse(stdout);
+async function prepare(server) {
+  const base = server.base;
+  const demo = await seedDemo(run, server);
   const admin = demo.admin.access_token;
   const days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
   await api(base, 'PUT', `/tutors/${demo.tutor.id}/availability`, demo.tutor.access_token, {
@@ -181,27 +77,21 @@ async function prepare(base) {
     min_notice_minutes: 60,
     weekly: days.map((weekday) => ({ weekday, start: '08:00', end: '20:00' })),
   });
-  const course = await api(base, 'POST', '/courses', admin, {
-    title: 'Conversation course',
-    lessons: [{ title: 'Greetings' }, { title: 'At the market' }],
-  });
-  const at = (min) => new Date(Math.floor(Date.now() / 60_000) * 60_000 + min * 60_000).toISOString();
-  const cls = await api(base, 'POST', '/classes', admin, {
-    kind: 'group',
+  const course = await createCourse(base, admin, 'Conversation course', ['Greetings', 'At the market']);
+  const DAY = 24 * 60;
+  const cls = await createClass(base, admin, {
     title: 'Spanish A1',
-    course_id: course.id,
-    instructor_id: demo.tutor.id,
-    total_meetings: 3,
+    courseId: course.id,
+    instructorId: demo.tutor.id,
     capacity: 8,
     timezone: TUTOR_ZONE,
     meetings: [
-      { starts_at: at(-1), ends_at: at(59) },
-      { starts_at: at(2 * 24 * 60), ends_at: at(2 * 24 * 60 + 60) },
-      { starts_at: at(4 * 24 * 60), ends_at: at(4 * 24 * 60 + 60) },
+      [-1, 59],
+      [2 * DAY, 2 * DAY + 60],
+      [4 * DAY, 4 * DAY + 60],
     ],
+    students: [demo.student.id],
   });
-  await api(base, 'POST', `/classes/${cls.id}/enrollments`, admin, { student_id: demo.student.id, reference: 'e2e' });
-  await api(base, 'POST', `/classes/${cls.id}/activate`, admin);
   const lessons = await api(base, 'GET', `/classes/${cls.id}/lessons`, admin);
   await api(base, 'POST', `/classes/${cls.id}/unlocks`, demo.tutor.access_token, { lesson_id: lessons[0].lesson_id });
   const consent = await api(base, 'POST', '/consent-requests', admin, {
@@ -209,87 +99,52 @@ async function prepare(base) {
     scopes: ['live_video', 'chat', 'recording'],
   });
   // The minor's class, in draft until the parent's consent lets the minor enrol.
-  const kids = await api(base, 'POST', '/classes', admin, {
-    kind: 'group',
+  const kids = await createClass(base, admin, {
     title: 'Young readers',
-    course_id: course.id,
-    instructor_id: demo.tutor.id,
-    total_meetings: 2,
+    courseId: course.id,
+    instructorId: demo.tutor.id,
     capacity: 8,
     timezone: TUTOR_ZONE,
     meetings: [
-      { starts_at: at(24 * 60), ends_at: at(24 * 60 + 45) },
-      { starts_at: at(3 * 24 * 60), ends_at: at(3 * 24 * 60 + 45) },
+      [DAY, DAY + 45],
+      [3 * DAY, 3 * DAY + 45],
     ],
   });
   return { demo, classId: cls.id, kidsClassId: kids.id, consentId: consent.id };
 }
 
 /** A fresh browser context (profile) for one person, in `timezoneId`. */
-async function person(who, timezoneId) {
-  const context = await browser.newContext({ viewport: DESKTOP, timezoneId, locale: 'en-US' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning' || m.text().startsWith('liveclass'))
-      consoleLines.push(`[${who} console.${m.type()}] ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleLines.push(`[${who} pageerror] ${e.message}`));
-  return page;
-}
-
-async function signIn(page, origin, email, hash = '') {
-  await page.goto(`${origin}/?tenant=demo${hash}`);
-  await page.fill('#login-email', email);
-  await page.fill('#login-password', 'demo-password');
-  await page.click('#login-form button[type=submit]');
-  await page.waitForSelector('#page-view:not([hidden]) .page-root');
-  await page.waitForSelector('body[data-live="on"]');
-}
-
-async function errorsOn(page) {
-  return (await page.locator('#errors li').allTextContents()).join(' | ') || 'none';
-}
-
-/** Waits until the page's loading notes are gone (its data arrived). */
-async function settled(page) {
-  await page.waitForFunction(
-    () => ![...document.querySelectorAll('.page-root [role=status]')].some((e) => e.textContent === 'Loading…'),
-  );
-  await page.waitForTimeout(150);
-}
+const person = (who, timezoneId) => newPerson(run, browser, who, { timezoneId });
 
 /** Opens each route and saves it at desktop and phone size: `<who>-<name>-desktop.png`, `…-phone.png`. */
 async function screenshots(page, who, routes) {
   for (const [name, path] of routes) {
     await page.setViewportSize(DESKTOP);
-    if (path !== null) {
-      await page.evaluate((p) => (location.hash = `#${p}`), path);
-      await page.waitForSelector(`.page-root`);
-    }
+    if (path !== null) await go(page, path, '.page-root');
     await settled(page);
-    await page.screenshot({ path: join(SHOTS, `${who}-${name}-desktop.png`), fullPage: true });
-    await page.setViewportSize(PHONE);
-    await page.waitForTimeout(100);
-    await page.screenshot({ path: join(SHOTS, `${who}-${name}-phone.png`), fullPage: true });
-    // Nothing may stick out of a phone's width, except inside a box that scrolls sideways on purpose.
-    const wide = await page.evaluate(() => {
-      const w = document.documentElement.clientWidth;
-      const scrolls = (e) => {
-        for (let p = e.parentElement; p; p = p.parentElement) if (getComputedStyle(p).overflowX === 'auto') return true;
-        return false;
-      };
-      const over = [...document.querySelectorAll('body *')].filter(
-        (e) => e.getBoundingClientRect().right > w + 1 && !scrolls(e),
-      );
-      return over.slice(0, 3).map((e) => `${e.tagName.toLowerCase()}.${e.className}`);
+    await desktopAndPhone(page, `${who}-${name}`, async () => {
+      const wide = await overflowing(page);
+      assert.deepEqual(wide, [], `${who}'s ${name} page is wider than a phone`);
+      const faint = await lowContrast(page);
+      assert.deepEqual(faint, [], `${who}'s ${name} page has text below WCAG AA contrast`);
+      assert.equal(await errorsOn(page), 'none', `${who}'s ${name} page shows errors`);
     });
-    assert.deepEqual(wide, [], `${who}'s ${name} page is wider than a phone`);
-    const faint = await lowContrast(page);
-    assert.deepEqual(faint, [], `${who}'s ${name} page has text below WCAG AA contrast`);
-    assert.equal(await errorsOn(page), 'none', `${who}'s ${name} page shows errors`);
   }
-  await page.setViewportSize(DESKTOP);
+}
+
+/** Elements that stick out of the page's width, except inside a box that scrolls sideways on purpose. */
+function overflowing(page) {
+  return page.evaluate(() => {
+    const w = document.documentElement.clientWidth;
+    const scrolls = (e) => {
+      for (let p = e.parentElement; p; p = p.parentElement) if (getComputedStyle(p).overflowX === 'auto') return true;
+      return false;
+    };
+    const over = [...document.querySelectorAll('body *')].filter(
+      (e) => e.getBoundingClientRect().right > w + 1 && !scrolls(e),
+    );
+    return over.slice(0, 3).map((e) => `${e.tagName.toLowerCase()}.${e.className}`);
+  });
 }
 
 /**
@@ -331,17 +186,32 @@ function newYorkClock(iso) {
   return new Date(iso).toLocaleTimeString('en-US', { timeZone: STUDENT_ZONE, hour: 'numeric', minute: '2-digit' });
 }
 
+/** `9:00` (no AM/PM: a range names it once) on the clock of `zone`. */
+function clockIn(iso, zone) {
+  return new Date(iso)
+    .toLocaleTimeString('en-US', { timeZone: zone, hour: 'numeric', minute: '2-digit' })
+    .replace(/\s*[AP]M$/, '');
+}
+
+/** `20261208T090000`: an iCalendar local time in `zone` (Swedish dates are `2026-12-08 09:00:00`). */
+function icsLocal(iso, zone) {
+  return new Date(iso)
+    .toLocaleString('sv-SE', { timeZone: zone, hourCycle: 'h23' })
+    .replace(/[-:]/g, '')
+    .replace(' ', 'T');
+}
+
 function berlinHour(iso) {
   return Number(new Date(iso).toLocaleString('en-GB', { timeZone: TUTOR_ZONE, hour: '2-digit', hourCycle: 'h23' }));
 }
 
 test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
-  mkdirSync(SHOTS, { recursive: true });
-  const base = await startServer();
-  log(`server up at ${base} (log: ${serverLog})`);
-  const { demo, classId, kidsClassId, consentId } = await prepare(base);
+  const server = await startServer(run, { env: { LIVECLASS_PUBLIC_URL: PUBLIC_URL } });
+  const base = server.base;
+  log(`server up at ${base} (log: ${run.serverLog})`);
+  const { demo, classId, kidsClassId, consentId } = await prepare(server);
   log(`tutor ${demo.tutor.id} publishes ${TUTOR_ZONE} hours; class ${classId}; consent request ${consentId}`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: false, args: CHROMIUM_ARGS });
+  browser = await launchChromium(run, chromiumArgs({ scrollbars: false }));
 
   const student = await person('student', STUDENT_ZONE);
   let bookingId;
@@ -404,7 +274,7 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
     await quote.waitFor();
     const text = await quote.textContent();
     assert.match(text, /€\d+\.\d\d back of the €30\.00 you paid/, `the quote says: ${text}`);
-    await student.screenshot({ path: join(SHOTS, 'student-cancel-quote-desktop.png'), fullPage: true });
+    await shot(student, 'student-cancel-quote-desktop');
     await student.click('.confirm [data-cancel]');
     await student.waitForSelector('.confirm', { state: 'detached' });
     assert.equal(await student.getAttribute('#booking-status', 'data-status'), 'confirmed');
@@ -424,7 +294,7 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
       ['messages', '/messages'],
     ]);
     // The lesson unlocked for the class can be marked complete.
-    await student.evaluate((p) => (location.hash = `#${p}`), '/progress');
+    await go(student, '/progress');
     const lesson = student.locator('li[data-lesson][data-completed="false"]').first();
     await lesson.locator('button').click();
     await student.waitForSelector('li[data-lesson][data-completed="true"]');
@@ -433,8 +303,73 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
     assert.equal(await student.isVisible('#nav-list a[data-path="/tutors"]'), false, 'the phone menu is open');
     await student.click('#nav-toggle');
     await student.waitForSelector('#nav-list a[data-path="/tutors"]', { state: 'visible' });
-    await student.screenshot({ path: join(SHOTS, 'student-menu-phone.png') });
+    await shot(student, 'student-menu-phone', { fullPage: false });
+    await student.click('#nav-toggle');
+    await student.waitForSelector('#nav-list a[data-path="/tutors"]', { state: 'hidden' });
     await student.setViewportSize(DESKTOP);
+  });
+
+  await t.test('the class page’s credits are the enrollment’s balance', async () => {
+    const credits = `.credits[data-class="${classId}"][data-credits]`;
+    await go(student, `/classes/${classId}`, credits);
+    const enrollments = await api(base, 'GET', `/users/${demo.student.id}/enrollments`, demo.student.access_token);
+    const enrollment = enrollments.find((e) => e.class_id === classId);
+    assert.ok(enrollment, `no enrollment in the class: ${JSON.stringify(enrollments)}`);
+    assert.equal(Number(await student.getAttribute(credits, 'data-credits')), enrollment.balance);
+    assert.match(await student.textContent(credits), new RegExp(`^${enrollment.balance} credits? left`));
+  });
+
+  await t.test('the student saves a time zone: the pages show it, and PATCH /me kept it', async () => {
+    const me = () => api(base, 'GET', '/me', demo.student.access_token);
+    assert.notEqual((await me()).timezone, SAVED_ZONE);
+    const when = student.locator('tr', { has: student.locator(`a[href="#/bookings/${bookingId}"]`) }).locator('td');
+    await go(student, '/bookings', `.zone-note[data-zone="${STUDENT_ZONE}"]`);
+    const before = await when.first().textContent();
+    await go(student, '/settings', '#zone-form');
+    assert.equal(await student.getAttribute('#zone-state', 'data-zone'), '', 'a zone is already chosen');
+    await student.selectOption('#zone-form select[name=timezone]', SAVED_ZONE);
+    await student.click('#zone-form button[type=submit]');
+    await student.waitForSelector(`#zone-state[data-zone="${SAVED_ZONE}"]`);
+    assert.match(await student.textContent('#zone-state'), /Your time zone is Asia\/Tokyo/);
+    assert.equal((await me()).timezone, SAVED_ZONE, 'GET /me does not have the saved zone');
+    // The booking's time on the lessons page is now on Tokyo's clock, and the page says so.
+    await go(student, '/bookings', `.zone-note[data-zone="${SAVED_ZONE}"]`);
+    assert.match(await student.textContent('.zone-note'), /your time zone as set in your settings/);
+    const { starts_at } = await api(base, 'GET', `/bookings/${bookingId}`, demo.student.access_token);
+    const after = await when.first().textContent();
+    assert.notEqual(after, before);
+    assert.ok(
+      after.includes(clockIn(starts_at, SAVED_ZONE)) && after.includes('GMT+9'),
+      `the lesson at ${starts_at} reads "${after}" (before: "${before}"), not Tokyo's ${clockIn(starts_at, SAVED_ZONE)}`,
+    );
+    log(`the lesson at ${starts_at}: "${before}" in New York, then "${after}"`);
+  });
+
+  await t.test('the calendar feed: created, in the saved zone, then turned off', async () => {
+    await go(student, '/settings', '#zone-form');
+    await student.click('[data-action=create-feed]');
+    await student.waitForSelector('#calendar-feed [data-feed="on"]');
+    const url = await student.inputValue('#calendar-feed input[name=url]');
+    assert.match(url, /^https:\/\/school\.liveclass\.test\/api\/v1\/calendar\/[0-9a-f]{64}\.ics$/);
+    assert.equal(await student.inputValue('#calendar-feed input[name=webcal_url]'), url.replace(/^https:/, 'webcal:'));
+    await screenshots(student, 'student', [['settings', null]]);
+    // The address is on the school's public URL; this server answers its path.
+    const feed = `${base}${new URL(url).pathname}`;
+    const res = await fetch(feed);
+    const ics = await res.text();
+    assert.equal(res.status, 200, ics);
+    assert.match(res.headers.get('content-type'), /^text\/calendar/);
+    assert.match(ics, /^BEGIN:VEVENT\r?$/m, 'the feed has no event');
+    assert.match(ics, /^SUMMARY:.*Spanish A1/m, 'the class meetings are not in the feed');
+    assert.match(ics, /^TZID:Asia\/Tokyo\r?$/m, 'the feed has no VTIMEZONE for the saved zone');
+    const { starts_at } = await api(base, 'GET', `/bookings/${bookingId}`, demo.student.access_token);
+    const dtstart = `DTSTART;TZID=${SAVED_ZONE}:${icsLocal(starts_at, SAVED_ZONE)}`;
+    assert.ok(ics.includes(dtstart), `the lesson at ${starts_at} is not in the feed as ${dtstart}:\n${ics}`);
+    log(`the feed lists ${ics.match(/^BEGIN:VEVENT/gm).length} events in ${SAVED_ZONE}`);
+    await student.click('[data-action=revoke-feed]');
+    await student.click('.confirm [data-confirm]');
+    await student.waitForSelector('#calendar-feed [data-feed="off"]');
+    assert.equal((await fetch(feed)).status, 404, 'the feed still answers after it was turned off');
   });
 
   const parent = await person('parent', 'Europe/London');
@@ -465,12 +400,12 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
   });
 
   await t.test('the parent revokes chat after reading what it does', async () => {
-    await parent.evaluate((p) => (location.hash = `#${p}`), `/children/${demo.minor.id}`);
+    await go(parent, `/children/${demo.minor.id}`);
     await parent.click('[data-revoke="chat"]');
     const consequence = parent.locator('.confirm .consequence');
     await consequence.waitFor();
     assert.match(await consequence.textContent(), /taken out of any live room/);
-    await parent.screenshot({ path: join(SHOTS, 'parent-revoke-confirm-desktop.png'), fullPage: true });
+    await shot(parent, 'parent-revoke-confirm-desktop');
     await parent.click('.confirm [data-confirm]');
     await parent.waitForSelector('[data-scope="chat"] [data-state="revoked"]');
     await parent.waitForSelector('[data-scope="live_video"] [data-state="granted"]');
@@ -488,7 +423,7 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
     await parent.waitForSelector('#login-view:not([hidden])');
     await screenshots(parent, 'everyone', [['sign-in', null]]);
     await parent.fill('#login-email', 'parent@demo.liveclass.test');
-    await parent.fill('#login-password', 'demo-password');
+    await parent.fill('#login-password', PASSWORD);
     await parent.click('#login-form button[type=submit]');
     await parent.waitForSelector('[data-scope="live_video"] [data-state="granted"]');
     assert.match(await parent.textContent('#page-title'), /Consent for Demo minor/);
@@ -505,7 +440,7 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
     assert.equal(await focused(), 'login-email');
     await tutor.keyboard.type('tutor@demo.liveclass.test');
     await tutor.keyboard.press('Tab');
-    await tutor.keyboard.type('demo-password');
+    await tutor.keyboard.type(PASSWORD);
     await tutor.keyboard.press('Enter');
     await tutor.waitForSelector('body[data-live="on"]');
     assert.equal(await focused(), 'page-title', 'after signing in, focus is not on the page heading');

@@ -19,145 +19,27 @@
 // Run: `bash web/e2e/run.sh` (installs, builds, runs), or after a build `node web/e2e/staff.test.mjs`.
 // Environment: LIVECLASS_BIN (default target/debug/liveclass), CHROMIUM (default /usr/bin/chromium).
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, openSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import {
+  assertNoErrors,
+  call,
+  chromiumArgs,
+  createClass,
+  desktopAndPhone,
+  go,
+  ownChromium,
+  seedDemo,
+  signIn,
+  startRun,
+  startServer,
+} from './harness.mjs';
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ROOT = resolve(WEB, '..');
-const BIN = process.env.LIVECLASS_BIN ?? join(ROOT, 'target/debug/liveclass');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const WEB_DIR = join(WEB, 'dist');
-const SHOTS = process.env.E2E_SCREENSHOTS ?? join(WEB, 'e2e/screenshots');
 const DEADLINE_MS = 150_000;
-const STEP_MS = 15_000;
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const PHONE = { width: 390, height: 844 };
-const DESKTOP = { width: 1280, height: 900 };
 
-const started = Date.now();
-const tmp = mkdtempSync(join(tmpdir(), 'liveclass-e2e-staff-'));
-const serverLog = join(tmp, 'server.log');
-const children = [];
-const browsers = [];
-const consoleLines = [];
-
-function log(msg) {
-  console.log(`[e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-}
-
-async function cleanup() {
-  await Promise.allSettled(browsers.map((b) => b.close()));
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  await Promise.all(
-    children.map(
-      (c) =>
-        new Promise((r) => {
-          if (c.exitCode !== null) return r();
-          const t = setTimeout(() => (c.kill('SIGKILL'), r()), 3000);
-          c.once('exit', () => (clearTimeout(t), r()));
-        }),
-    ),
-  );
-}
-
-function report() {
-  if (consoleLines.length) {
-    console.log('--- browser console (warnings, errors; last 60) ---');
-    for (const l of consoleLines.slice(-60)) console.log(l);
-  }
-  if (existsSync(serverLog)) {
-    const lines = readFileSync(serverLog, 'utf8')
-      .trimEnd()
-      .split('\n')
-      .filter((l) => !/^\s+(\d+: |at )/.test(l));
-    console.log(`--- server log (last 30 of ${lines.length} lines) ---`);
-    for (const l of lines.slice(-30)) console.log(l);
-  }
-}
-
-const watchdog = setTimeout(async () => {
-  console.error(`e2e: FAILED: still running after ${DEADLINE_MS / 1000} s; killing the server and the browsers`);
-  report();
-  await cleanup();
-  process.exit(1);
-}, DEADLINE_MS);
-watchdog.unref();
-
-after(async () => {
-  report();
-  await cleanup();
-  rmSync(tmp, { recursive: true, force: true });
-  log('server and browsers stopped');
-});
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
-const inherited = Object.entries(process.env).filter(
-  ([k]) => !/^(LIVECLASS_|LIVEKIT_|STRIPE_|DATABASE_URL|REDIS_URL|RUST_LOG)/.test(k),
-);
-const env = {
-  ...Object.fromEntries(inherited),
-  DATABASE_URL: `sqlite://${tmp}/e2e.db`,
-  LIVECLASS_JWT_SECRET: 'e2e-secret-0123456789abcdef0123456789abcdef',
-  LIVECLASS_WEB_DIR: WEB_DIR,
-  LIVECLASS_LOG_FILTER: 'info,sqlx=warn',
-  LIVECLASS_RTC_UDP_PORT: '0',
-  NO_COLOR: '1',
-};
-
-async function startServer() {
-  assert.ok(existsSync(BIN), `no server binary at ${BIN}: run cargo build -p orchestrator`);
-  assert.ok(existsSync(join(WEB_DIR, 'index.html')), `no ${WEB_DIR}/index.html: run npm run build in web/`);
-  const port = await freePort();
-  const out = openSync(serverLog, 'a');
-  const server = spawn(BIN, ['serve', '--addr', `127.0.0.1:${port}`], { env, cwd: tmp, stdio: ['ignore', out, out] });
-  children.push(server);
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    assert.equal(server.exitCode, null, `the server exited with ${server.exitCode}; see its log below`);
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return base;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server did not become ready within 20 s');
-}
-
-/** The API as a client: `{status, body}` (no throw), for checks and for the student. */
-async function api(base, method, path, token, body) {
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const run = startRun('e2e-staff', { deadlineMs: DEADLINE_MS });
+const log = run.log;
 
 /** `YYYY-MM-DD` in `tz`, `days` from today. */
 function dateIn(tz, days = 0) {
@@ -174,63 +56,26 @@ function clockIn(iso, tz) {
   }).format(new Date(iso));
 }
 
-/** One person's browser, signed in through the page. */
+/** One person's browser (its own Chromium), signed in through the page. */
 async function person(who, origin, email, timezoneId) {
-  const context = await chromium.launchPersistentContext(mkdtempSync(join(tmp, `profile-${who}-`)), {
-    executablePath: CHROMIUM,
-    headless: false, // --headless=new is in the arguments
-    args: CHROMIUM_ARGS,
-    viewport: DESKTOP,
-    timezoneId,
-    locale: 'en-GB',
-  });
-  browsers.push(context);
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') consoleLines.push(`[${who} console.${m.type()}] ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleLines.push(`[${who} pageerror] ${e.message}`));
-  await page.goto(`${origin}/?tenant=demo`);
-  await page.fill('#login-tenant', 'demo');
-  await page.fill('#login-email', email);
-  await page.fill('#login-password', 'demo-password');
-  await page.click('#login-form button[type=submit]');
-  await page.waitForSelector('#page-view:not([hidden])');
+  const page = await ownChromium(run, who, chromiumArgs(), { timezoneId, locale: 'en-GB' });
+  await signIn(page, origin, email);
   return page;
-}
-
-/** Goes to a page by its hash route and waits until it has rendered `ready`. */
-async function go(page, path, ready) {
-  await page.evaluate((p) => (location.hash = `#${p}`), path);
-  await page.waitForSelector(ready);
-}
-
-async function errorsOn(page) {
-  return (await page.locator('#errors li').allTextContents()).join(' | ') || 'none';
-}
-
-async function noErrors(page, who) {
-  assert.equal(await errorsOn(page), 'none', `${who}'s page shows errors`);
 }
 
 /** Desktop and phone screenshots of the page on screen; on the phone, nothing may scroll sideways. */
 async function shoot(page, name) {
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-  await page.setViewportSize(PHONE);
-  await page.waitForTimeout(150);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  await page.screenshot({ path: join(SHOTS, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize(DESKTOP);
-  assert.ok(overflow <= 1, `${name}: on a phone the page scrolls sideways by ${overflow}px`);
+  await desktopAndPhone(page, name, async () => {
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `${name}: on a phone the page scrolls sideways by ${overflow}px`);
+  });
 }
 
 test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
-  const base = await startServer();
-  log(`server up at ${base} (log: ${serverLog})`);
-  const { stdout } = await promisify(execFile)(BIN, ['seed-demo', '--json'], { env, cwd: tmp });
-  const demo = JSON.parse(stdout);
+  const server = await startServer(run);
+  const base = server.base;
+  log(`server up at ${base} (log: ${run.serverLog})`);
+  const demo = await seedDemo(run, server);
   const admin = demo.admin.access_token;
   const tutorId = demo.tutor.id;
   const studentId = demo.student.id;
@@ -253,7 +98,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     assert.equal(await staff.locator('#course-lessons li').count(), 4);
     assert.equal(await staff.textContent('#page-title'), 'Spanish A1');
     await shoot(staff, 'staff-course');
-    await noErrors(staff, 'staff');
+    await assertNoErrors(staff, 'staff');
   });
 
   const meetingDay = dateIn('Europe/Berlin', 2);
@@ -274,7 +119,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await staff.waitForSelector('#class-summary[data-status="draft"]');
     classId = /\/staff\/classes\/([^/?]+)/.exec(await staff.evaluate(() => location.hash))?.[1];
     assert.ok(classId, 'no class page after creating the class');
-    const cls = await api(base, 'GET', `/classes/${classId}`, admin);
+    const cls = await call(base, 'GET', `/classes/${classId}`, admin);
     assert.equal(cls.status, 200);
     assert.equal(cls.body.meetings.length, 1);
     const m = cls.body.meetings[0];
@@ -284,7 +129,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     assert.equal(await staff.locator('#class-meetings tbody tr').count(), 1);
     // The reader's zone is named (the browser runs in São Paulo).
     assert.match(await staff.textContent('.lc-zone'), /America\/Sao_Paulo/);
-    await noErrors(staff, 'staff');
+    await assertNoErrors(staff, 'staff');
   });
 
   await t.test('staff enroll a student with credits', async () => {
@@ -292,12 +137,12 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await staff.fill('#enroll-form [name=reference]', 'INV-1001');
     await staff.click('#enroll-form button[type=submit]');
     await staff.locator('#roster tbody tr', { hasText: 'Demo student' }).waitFor();
-    const roster = await api(base, 'GET', `/classes/${classId}/roster`, admin);
+    const roster = await call(base, 'GET', `/classes/${classId}/roster`, admin);
     assert.equal(roster.body.length, 1);
     assert.equal(roster.body[0].student_id, studentId);
     assert.equal(roster.body[0].balance, 4, 'the package’s 4 credits');
     await staff.locator('.lc-status', { hasText: 'Enrolled Demo student with 4 credits' }).waitFor();
-    await noErrors(staff, 'staff');
+    await assertNoErrors(staff, 'staff');
   });
 
   await t.test('staff activate the class after a confirmation', async () => {
@@ -306,21 +151,21 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await staff.waitForSelector('dialog.lc-dialog[open]');
     await staff.keyboard.press('Escape');
     await staff.waitForSelector('dialog.lc-dialog', { state: 'detached' });
-    assert.equal((await api(base, 'GET', `/classes/${classId}`, admin)).body.status, 'draft');
+    assert.equal((await call(base, 'GET', `/classes/${classId}`, admin)).body.status, 'draft');
     await staff.click('#activate');
     await staff.click('dialog.lc-dialog button[value=ok]');
     await staff.waitForSelector('#class-summary[data-status="active"]');
-    assert.equal((await api(base, 'GET', `/classes/${classId}`, admin)).body.status, 'active');
+    assert.equal((await call(base, 'GET', `/classes/${classId}`, admin)).body.status, 'active');
     await staff.waitForSelector('#class-lessons tbody tr');
     await shoot(staff, 'staff-class');
-    await noErrors(staff, 'staff');
+    await assertNoErrors(staff, 'staff');
   });
 
   const tutor = await person('tutor', base, 'tutor@demo.liveclass.test', 'America/New_York');
   log('the tutor is signed in');
   const viewer = 'Asia/Tokyo';
   const slotsFor = async () =>
-    api(
+    call(
       base,
       'GET',
       `/tutors/${tutorId}/slots?from=${dateIn(viewer, 1)}&to=${dateIn(viewer, 8)}&tz=${encodeURIComponent(viewer)}`,
@@ -363,7 +208,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     assert.equal(first.body.price_minor, 4000);
     assert.equal(first.body.currency, 'USD');
     assert.ok(first.body.slots.length >= 7, `only ${first.body.slots.length} slots in 8 days`);
-    const published = (await api(base, 'GET', `/tutors/${tutorId}/availability`, admin)).body;
+    const published = (await call(base, 'GET', `/tutors/${tutorId}/availability`, admin)).body;
     for (const s of first.body.slots) {
       const at = clockIn(s.starts_at, 'America/New_York');
       assert.ok(
@@ -375,7 +220,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     // The editor's preview (7 days from today, on the tutor's clock) is what the API lists for those days.
     const shown = Number(await tutor.getAttribute('.lc-preview [data-minutes="60"]', 'data-slots'));
     const ny = 'America/New_York';
-    const same = await api(
+    const same = await call(
       base,
       'GET',
       `/tutors/${tutorId}/slots?from=${dateIn(ny)}&to=${dateIn(ny, 6)}&tz=${encodeURIComponent(ny)}`,
@@ -401,12 +246,12 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
       // …which is 03:00 or 04:00 the next day in Tokyo, as the student's own clock says.
       assert.match(s.local_start, /T0[34]:00:00\+09:00$/);
     }
-    const stored = await api(base, 'GET', `/tutors/${tutorId}/availability`, demo.student.access_token);
+    const stored = await call(base, 'GET', `/tutors/${tutorId}/availability`, demo.student.access_token);
     assert.equal(stored.body.weekly.length, 7);
     assert.ok(stored.body.weekly.every((w) => w.start === '14:00' && w.end === '15:00'));
     log(`after the edit the student sees ${second.body.slots.length} slots (14:00 New York)`);
     slot = second.body.slots[0];
-    await noErrors(tutor, 'tutor');
+    await assertNoErrors(tutor, 'tutor');
   });
 
   await t.test('the tutor’s other pages', async () => {
@@ -423,7 +268,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await tutor.click('#class-lessons button[data-lesson]');
     await tutor.click('dialog.lc-dialog button[value=ok]');
     await tutor.locator('#lessons .lc-status', { hasText: 'Unlocked “Greetings”' }).waitFor();
-    const lessons = await api(base, 'GET', `/classes/${classId}/lessons`, demo.student.access_token);
+    const lessons = await call(base, 'GET', `/classes/${classId}/lessons`, demo.student.access_token);
     assert.deepEqual(
       lessons.body.map((l) => l.title),
       ['Greetings'],
@@ -431,29 +276,20 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     );
     await shoot(tutor, 'tutor-class');
     // A class whose meeting began a minute ago (made over the API): the tutor marks the student present.
-    const at = (min) => new Date(Math.floor(Date.now() / 1000) * 1000 + min * 60_000).toISOString().replace('.000', '');
-    const now = await api(base, 'POST', '/classes', admin, {
-      kind: 'group',
+    const now = await createClass(base, admin, {
       title: 'Spanish A1, running now',
-      course_id: courseId,
-      instructor_id: tutorId,
+      courseId,
+      instructorId: tutorId,
       total_meetings: 2,
-      capacity: 5,
-      timezone: 'UTC',
-      meetings: [{ starts_at: at(-1), ends_at: at(59) }],
+      meetings: [[-1, 59]],
+      students: [studentId],
     });
-    assert.equal(now.status, 201, JSON.stringify(now.body));
-    assert.equal(
-      (await api(base, 'POST', `/classes/${now.body.id}/enrollments`, admin, { student_id: studentId })).status,
-      201,
-    );
-    assert.equal((await api(base, 'POST', `/classes/${now.body.id}/activate`, admin)).status, 200);
-    await go(tutor, `/tutor/classes/${now.body.id}`, `#attendance-table tr[data-student="${studentId}"]`);
+    await go(tutor, `/tutor/classes/${now.id}`, `#attendance-table tr[data-student="${studentId}"]`);
     const rowSel = `#attendance-table tr[data-student="${studentId}"]`;
     await tutor.click(`${rowSel} button[data-status="present"]`);
     await tutor.waitForSelector(`${rowSel} button[data-status="present"][aria-pressed="true"]`);
     await tutor.locator('#attendance .lc-status', { hasText: 'Demo student: present; 1 credit left' }).waitFor();
-    const roster = await api(base, 'GET', `/classes/${now.body.id}/roster`, admin);
+    const roster = await call(base, 'GET', `/classes/${now.id}/roster`, admin);
     assert.equal(roster.body[0].balance, 1, 'present costs one of the 2 credits');
     await tutor.locator('#report-students tbody tr', { hasText: 'Demo student' }).waitFor();
     await shoot(tutor, 'tutor-attendance');
@@ -462,7 +298,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await tutor.click('#payout-onboard');
     await tutor.locator('#payout-account .lc-status', { hasText: 'staff pay tutors by hand' }).waitFor();
     await shoot(tutor, 'tutor-earnings');
-    await noErrors(tutor, 'tutor');
+    await assertNoErrors(tutor, 'tutor');
   });
 
   await t.test('the staff pages render', async () => {
@@ -482,14 +318,14 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     for (const [path, ready, name] of pages) {
       await go(staff, path, ready);
       await shoot(staff, name);
-      await noErrors(staff, `staff (${path})`);
+      await assertNoErrors(staff, `staff (${path})`);
     }
     // A consent request for the demo minor, sent to their linked parent.
     await go(staff, '/staff/consent', '#consent-form');
     await staff.selectOption('#consent-form [name=child_id]', demo.minor.id);
     await staff.click('#consent-form button[type=submit]');
     await staff.locator('#consent-requests tbody tr', { hasText: 'Demo minor' }).waitFor();
-    const pending = await api(base, 'GET', '/consent-requests?status=pending', admin);
+    const pending = await call(base, 'GET', '/consent-requests?status=pending', admin);
     assert.equal(pending.body.requests.length, 1);
     assert.equal(pending.body.requests[0].parent_id, demo.parent.id);
     // The booking policy: the admin sets the commission to 25 %.
@@ -497,7 +333,7 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await staff.fill('#policy-form [name=commission_bps]', '25');
     await staff.click('#policy-form button[type=submit]');
     await staff.locator('#policy-form .lc-status', { hasText: 'Saved' }).waitFor();
-    const policy = await api(base, 'GET', `/tenants/${demo.tenant_id}/booking-policy`, admin);
+    const policy = await call(base, 'GET', `/tenants/${demo.tenant_id}/booking-policy`, admin);
     assert.equal(policy.body.commission_bps, 2500);
     // The class's attendance as CSV, downloaded with the bearer token.
     await go(staff, '/staff/reports', '#revenue-lines');
@@ -514,17 +350,17 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     // The audit log shows the class's activation.
     await go(staff, '/staff/audit', '#audit tbody tr');
     await staff.locator('#audit tbody tr', { hasText: 'class.status_changed' }).first().waitFor();
-    await noErrors(staff, 'staff');
+    await assertNoErrors(staff, 'staff');
   });
   await t.test('staff record an offline payment; the tutor’s lessons follow live', async () => {
     const student = demo.student.access_token;
-    const hold = await api(base, 'POST', '/bookings', student, {
+    const hold = await call(base, 'POST', '/bookings', student, {
       tutor_id: tutorId,
       starts_at: slot.starts_at,
       minutes: 60,
     });
     assert.equal(hold.status, 201, JSON.stringify(hold.body));
-    const checkout = await api(base, 'POST', `/bookings/${hold.body.id}/checkout`, student);
+    const checkout = await call(base, 'POST', `/bookings/${hold.body.id}/checkout`, student);
     assert.equal(checkout.status, 200, JSON.stringify(checkout.body));
     assert.equal(checkout.body.booking.status, 'pending_payment');
     await go(tutor, '/tutor/lessons', '#tutor-bookings');
@@ -537,11 +373,11 @@ test('staff run a class; a tutor publishes availability', { timeout: DEADLINE_MS
     await shoot(staff, 'staff-booking');
     await staff.click('#received-form button[type=submit]');
     await staff.locator('#booking-detail .lc-badge', { hasText: 'confirmed' }).first().waitFor();
-    const booking = await api(base, 'GET', `/bookings/${hold.body.id}`, student);
+    const booking = await call(base, 'GET', `/bookings/${hold.body.id}`, student);
     assert.equal(booking.body.status, 'confirmed');
     // The tutor's page hears of it on the user channel and shows it without a reload.
     await tutor.locator('#tutor-bookings tbody tr', { hasText: 'confirmed' }).waitFor();
-    await noErrors(staff, 'staff');
-    await noErrors(tutor, 'tutor');
+    await assertNoErrors(staff, 'staff');
+    await assertNoErrors(tutor, 'tutor');
   });
 });
