@@ -268,6 +268,9 @@ const SENTENCES: Record<string, string> = {
   invalid_range: 'That date range is too long or empty.',
   invalid_timezone: 'That time zone wasn’t recognised. Pick one from the list, for example Europe/Berlin.',
   stripe_not_configured: 'Card payments aren’t set up for this school. Please pay as instructed.',
+  payment_declined: 'The payment was declined. Nothing was charged; please try again or use another card.',
+  payment_provider_error:
+    'The payment provider couldn’t be reached. Nothing was charged; please try again in a moment.',
   package_used_up: 'This package has no lessons left.',
   package_not_active: 'This package isn’t paid for yet.',
   package_mismatch: 'This package is for another tutor or lesson length.',

@@ -2,7 +2,7 @@
 // parent links, tutors, bookings (payments received, payouts paid by hand), consent requests, reports with
 // CSV downloads, the booking policy, failed jobs, the mailbox and the audit log.
 //
-// Times are in the reader's own zone (the browser's), named on each page; a class's meetings are entered on
+// Times are in the reader's own zone (their settings', else the browser's), named on each page; a class's meetings are entered on
 // the class's clock (its time zone, named at the inputs).
 
 import type { Page, PageContext } from './types';

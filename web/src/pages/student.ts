@@ -1,7 +1,8 @@
 // The student's pages: tutors and their slots on the student's own clock, holding a slot, checkout (offline
-// instructions, or Stripe when the provider answers with a client secret), the booking's status live,
-// cancelling and rescheduling under the school's policy (the refund shown before confirming), packages,
-// classes with credits left, unlocked lessons, XP, levels, streaks, badges and the opt-in leaderboards.
+// instructions, or the card form with Stripe.js: src/shell/card.ts), the booking's status live, cancelling (the
+// server's quote, `GET /bookings/{id}/cancellation`, shown before confirming; its real outcome after) and
+// rescheduling under the school's policy, packages, classes with credits left, unlocked lessons, XP, levels,
+// streaks, badges and the opt-in leaderboards.
 //
 // Tutors come from the tenant's directory (`GET /tutors`: those taking bookings, by name); credits left from
 // the student's enrollments (`GET /users/{id}/enrollments`), reloaded on every `credits` push.
@@ -10,7 +11,7 @@
 // the slot list asks the API for that zone (`tz`), so daylight-saving changes are the server's arithmetic, not
 // ours.
 
-import { idempotencyKey } from '../api';
+import { describe, idempotencyKey } from '../api';
 import {
   addDays,
   clockTime,
@@ -26,10 +27,12 @@ import {
   zoneAbbr,
   zoneNote,
 } from '../dom';
+import { cardPayment, cardPayments } from '../shell/card';
 import { joinButton } from '../shell/join';
 import {
   BOOKING_STATUS,
   bookingPolicy,
+  clientConfig,
   enrollmentsOf,
   tutorDirectory,
   userNames,
@@ -476,51 +479,49 @@ async function renderBookings(ctx: PageContext): Promise<void> {
   await load();
 }
 
-/** What paying for the booking looks like (`Paid` in orchestrator/src/bookings/policy.rs). */
-function paidOf(b: BookingView): { kind: 'nothing' } | { kind: 'money'; minor: number } | { kind: 'package' } {
-  if (b.package_id) return { kind: 'package' };
-  const paid = b.payments.find((p) => p.status === 'succeeded');
-  return paid ? { kind: 'money', minor: paid.amount_minor } : { kind: 'nothing' };
-}
-
 /**
- * The refund a student's cancellation would get now, by the tenant's policy — the same rule as
- * `policy::cancellation` on the server (there is no quote endpoint; the server's answer is shown after).
+ * What cancelling does, in words, from the server's outcome (`GET /bookings/{id}/cancellation` beforehand, the
+ * cancel's own answer after): the refund, a package lesson back, or what the tutor keeps for a late cancellation.
+ * `done`: said after the fact. `policy`, when loaded, names the free-cancellation limit for a late one.
  */
-export function cancelQuote(p: BookingPolicy, b: BookingView, now = Date.now()): Outcome | { error: string } {
-  const start = Date.parse(b.starts_at);
-  const paid = paidOf(b);
-  if (now >= start) return { error: 'The lesson has started, so it can no longer be cancelled.' };
-  const full: Outcome = {
-    status: 'cancelled_by_student',
-    refund_minor: paid.kind === 'money' ? paid.minor : 0,
-    return_credit: paid.kind === 'package',
-    tutor_keeps_minor: 0,
-  };
-  if (paid.kind === 'nothing' || start - now >= p.free_cancel_hours * 3600_000) return full;
-  const value = paid.kind === 'money' ? paid.minor : b.price_minor;
-  const back = Math.floor((value * p.late_refund_bps) / 10_000);
-  const whole = back === value;
-  return {
-    status: 'cancelled_by_student',
-    refund_minor: paid.kind === 'money' ? back : 0,
-    return_credit: paid.kind === 'package' && whole,
-    tutor_keeps_minor: paid.kind === 'package' && whole ? 0 : value - back,
-  };
+function outcomeText(b: BookingView, o: Outcome, done: boolean, policy: BookingPolicy | null, own: boolean): string {
+  const your = own ? 'your' : 'the';
+  const limit = policy
+    ? ` (cancelling is free until ${policy.free_cancel_hours} hour${policy.free_cancel_hours === 1 ? '' : 's'} before the start)`
+    : '';
+  if (b.package_id) {
+    if (o.return_credit)
+      return done
+        ? `The lesson went back to ${your} package.`
+        : `Cancelling now is free: the lesson goes back to ${your} package.`;
+    const keeps = o.tutor_keeps_minor ? ` (${money(o.tutor_keeps_minor, b.currency)})` : '';
+    return done
+      ? `It was a late cancellation${limit}: the lesson didn’t go back to ${your} package; the tutor is paid for the time${keeps}.`
+      : `This is a late cancellation${limit}: the lesson doesn’t go back to ${your} package; the tutor is paid for the time${keeps}.`;
+  }
+  const paid = o.refund_minor + o.tutor_keeps_minor;
+  if (!paid)
+    return done
+      ? 'Nothing had been paid, so nothing is refunded and nothing is owed.'
+      : 'Nothing has been paid yet, so nothing is refunded and nothing is owed.';
+  const back = money(o.refund_minor, b.currency);
+  const of = money(paid, b.currency);
+  if (!o.tutor_keeps_minor)
+    return done
+      ? `${back} of the ${of} paid will be refunded.`
+      : `Cancelling now is free: you get ${back} back of the ${of} you paid.`;
+  const keeps = money(o.tutor_keeps_minor, b.currency);
+  return done
+    ? `It was a late cancellation${limit}: ${back} of the ${of} paid will be refunded; the tutor keeps ${keeps}.`
+    : `This is a late cancellation${limit}: you get ${back} back of the ${of} you paid; the tutor keeps ${keeps}.`;
 }
 
-function quoteText(p: BookingPolicy, b: BookingView, q: Outcome): string {
-  const paid = paidOf(b);
-  if (paid.kind === 'nothing') return 'Nothing has been paid yet, so nothing is owed and nothing is refunded.';
-  const late = Date.parse(b.starts_at) - Date.now() < p.free_cancel_hours * 3600_000;
-  const rule = late
-    ? `It is less than ${p.free_cancel_hours} hours before the start, so this is a late cancellation.`
-    : `It is more than ${p.free_cancel_hours} hours before the start, so cancelling is free.`;
-  if (paid.kind === 'package')
-    return q.return_credit
-      ? `${rule} The lesson goes back to your package.`
-      : `${rule} The lesson is not returned to your package; the tutor is paid for the time.`;
-  return `${rule} You get ${money(q.refund_minor, b.currency)} back of the ${money(paid.minor, b.currency)} you paid${q.tutor_keeps_minor ? `; the tutor keeps ${money(q.tutor_keeps_minor, b.currency)}` : ''}.`;
+function sameOutcome(a: Outcome, b: Outcome): boolean {
+  return (
+    a.refund_minor === b.refund_minor &&
+    a.return_credit === b.return_credit &&
+    a.tutor_keeps_minor === b.tutor_keeps_minor
+  );
 }
 
 /** Whether the student may move this lesson now (`policy::may_reschedule`), and why not. */
@@ -535,68 +536,8 @@ function rescheduleBlock(p: BookingPolicy, b: BookingView, now = Date.now()): st
   return null;
 }
 
-/** Loads Stripe.js — only when a payment needs it (an online provider answered with a client secret). */
-let stripeJs: Promise<void> | null = null;
-function loadStripe(): Promise<void> {
-  stripeJs ??= new Promise((resolve, reject) => {
-    const s = el('script', { src: 'https://js.stripe.com/v3/', async: '' });
-    s.onload = () => resolve();
-    s.onerror = () => {
-      stripeJs = null;
-      reject(new Error('Stripe.js could not be loaded. Check your connection and try again.'));
-    };
-    document.head.append(s);
-  });
-  return stripeJs;
-}
-
-function stripeSection(ctx: PageContext, payment: Payment): HTMLElement {
-  const mount = el('div', { class: 'stripe-mount', id: 'stripe-element' });
-  const status = el('p', { class: 'muted', role: 'status' });
-  const pay = button(
-    `Pay ${money(payment.amount_minor, payment.currency)} by card`,
-    async () => {
-      status.textContent = 'Loading the secure card form…';
-      try {
-        await loadStripe();
-        const key = payment.publishable_key;
-        if (!key)
-          throw new Error(
-            'Card payments can’t be completed in the browser yet: the school’s Stripe key isn’t available to this page.',
-          );
-        const Stripe = (window as unknown as { Stripe: (k: string) => any }).Stripe;
-        const stripe = Stripe(key);
-        const elements = stripe.elements({ clientSecret: payment.client_secret });
-        elements.create('payment').mount(mount);
-        status.textContent = 'Enter your card details, then confirm.';
-        pay.replaceWith(
-          button(
-            'Confirm payment',
-            async () => {
-              const r = await stripe.confirmPayment({ elements, redirect: 'if_required' });
-              status.textContent = r.error ? r.error.message : 'Payment sent. This page updates when it is confirmed.';
-            },
-            { class: 'primary' },
-          ),
-        );
-      } catch (e) {
-        status.textContent = '';
-        ctx.error(e);
-      }
-    },
-    { class: 'primary', 'data-pay': 'stripe' },
-  );
-  return el(
-    'div',
-    { class: 'payment stripe', 'data-provider': payment.provider },
-    el('p', {}, 'Pay securely by card with Stripe.'),
-    mount,
-    pay,
-    status,
-  );
-}
-
-function offlineSection(payment: Payment): HTMLElement {
+/** How to pay offline: the amount and the school's instructions; staff record the money. */
+function offlineSection(payment: Payment, what: 'lesson' | 'package'): HTMLElement {
   return el(
     'div',
     { class: 'payment offline', 'data-provider': payment.provider, 'data-payment': payment.id },
@@ -607,7 +548,9 @@ function offlineSection(payment: Payment): HTMLElement {
     el(
       'p',
       { class: 'muted' },
-      'When the school records your payment, the lesson is confirmed and this page updates by itself.',
+      what === 'lesson'
+        ? 'When the school records your payment, the lesson is confirmed and this page updates by itself.'
+        : 'When the school records your payment, the package becomes active and this page updates by itself.',
     ),
   );
 }
@@ -615,13 +558,15 @@ function offlineSection(payment: Payment): HTMLElement {
 async function renderBooking(ctx: PageContext): Promise<void> {
   const id = ctx.params.id;
   const zone = userZone();
-  const policy = await bookingPolicy(ctx.api, ctx.me);
+  const [policy, config] = await Promise.all([bookingPolicy(ctx.api, ctx.me), clientConfig(ctx.api).catch(() => null)]);
   /** A client secret only comes with the checkout answer (the API never stores it): kept for this visit. */
   let lastCheckout: Payment | null = null;
   const head = el('div');
+  /** How to pay, its own part of the page: rebuilt only for another payment (Stripe's form can't be moved). */
+  const pay = el('div');
   const actions = el('div');
   const history = el('div');
-  ctx.root.append(zoneNote(), head, actions, history);
+  ctx.root.append(zoneNote(), head, pay, actions, history);
   let b: BookingView;
   /** The tutor (from the directory of tutors taking bookings), and for a parent the child's name. */
   let tutor: TutorCard | null | undefined;
@@ -678,11 +623,25 @@ async function renderBooking(ctx: PageContext): Promise<void> {
         b.expires_at && ['hold', 'pending_payment'].includes(b.status)
           ? el('p', {}, `We keep this time for you until ${clockTime(b.expires_at, zone)} (${relative(b.expires_at)}).`)
           : null,
-        b.refund_minor ? el('p', {}, `Refund: ${money(b.refund_minor, b.currency)}.`) : null,
-        b.credit_returned ? el('p', {}, 'The lesson went back to your package.') : null,
+        // Just cancelled here: the server's outcome in words; otherwise what the booking records.
+        cancelled
+          ? el(
+              'p',
+              { class: 'outcome', 'data-refund': String(cancelled.outcome.refund_minor) },
+              outcomeText(b, cancelled.outcome, true, policy, own()),
+              cancelled.differs
+                ? ' That differs from what was shown before: the time passed the school’s limit for a free cancellation while the step was open.'
+                : '',
+            )
+          : null,
+        !cancelled && b.refund_minor ? el('p', {}, `Refund: ${money(b.refund_minor, b.currency)}.`) : null,
+        !cancelled && b.credit_returned
+          ? el('p', {}, `The lesson went back to ${own() ? 'your' : 'the'} package.`)
+          : null,
         b.cancel_reason ? el('p', { class: 'muted' }, `Reason: ${b.cancel_reason}`) : null,
       ),
     );
+    renderPayment();
     renderActions();
     history.replaceChildren(
       section(
@@ -703,6 +662,62 @@ async function renderBooking(ctx: PageContext): Promise<void> {
     );
   };
 
+  /** The payment whose way to pay is shown in `pay` (kept across reloads: a push mustn't empty the card form). */
+  let shown: string | null = null;
+  /** The payment Stripe has taken in this visit, waiting for the webhook's confirmation. */
+  let sent: string | null = null;
+  /** What cancelling did (the server's answer), and whether it differs from the quote shown before. */
+  let cancelled: { outcome: Outcome; differs: boolean } | null = null;
+  const own = () => b.student_id === ctx.me.id;
+
+  const checkout = async (): Promise<Payment | null> => {
+    const c = await ctx.api.post<{ booking: BookingView; payment: Payment | null }>(
+      `/bookings/${id}/checkout`,
+      undefined,
+      { idempotencyKey: idempotencyKey() },
+    );
+    lastCheckout = c.payment;
+    return c.payment;
+  };
+
+  /** How to pay the pending payment: the offline instructions, or the card form (Stripe) for an online one. */
+  const renderPayment = () => {
+    const pending = b.status === 'pending_payment' ? b.payments.find((p) => p.status === 'pending') : undefined;
+    if (!pending) {
+      shown = null;
+      pay.replaceChildren();
+      return;
+    }
+    if (shown === pending.id) return;
+    shown = pending.id;
+    if (pending.provider === 'offline') {
+      pay.replaceChildren(section('How to pay', offlineSection(pending, 'lesson')));
+      return;
+    }
+    pay.replaceChildren(
+      section(
+        'Pay by card',
+        cardPayment({
+          config,
+          payment: lastCheckout?.id === pending.id ? lastCheckout : pending,
+          what: 'lesson',
+          // A reload has no client secret (it is never stored): checkout again answers with the same one, or
+          // after a decline the server recorded, with a new payment (whose form is this one).
+          resume: async () => {
+            const p = await checkout();
+            if (p) shown = p.id;
+            return p?.status === 'pending' ? p : null;
+          },
+          // Paid at Stripe: releasing the time now would only race the confirmation.
+          onSent: () => {
+            sent = shown;
+            renderActions();
+          },
+        }),
+      ),
+    );
+  };
+
   const renderActions = () => {
     const parts: (Node | null)[] = [];
     const slot = el('div', { class: 'action-slot' });
@@ -713,44 +728,32 @@ async function renderBooking(ctx: PageContext): Promise<void> {
           'Continue to payment',
           async () => {
             try {
-              const c = await ctx.api.post<{ booking: BookingView; payment: Payment | null }>(
-                `/bookings/${id}/checkout`,
-                undefined,
-                {
-                  idempotencyKey: idempotencyKey(),
-                },
-              );
-              lastCheckout = c.payment;
-              await load();
+              await checkout();
             } catch (e) {
               ctx.error(e);
-              await load();
             }
+            await load();
           },
           { class: 'primary', 'data-action': 'checkout' },
         ),
       );
     }
-    if (b.status === 'pending_payment') {
-      const pending = b.payments.find((p) => p.status === 'pending');
-      const payment = lastCheckout && pending && lastCheckout.id === pending.id ? lastCheckout : pending;
-      if (payment?.client_secret) parts.push(stripeSection(ctx, payment));
-      else if (payment) parts.push(offlineSection(payment));
-      else
-        parts.push(
-          el('p', {}, 'The last payment attempt failed.'),
-          button(
-            'Try paying again',
-            async () => {
-              const c = await ctx.api.post<{ booking: BookingView; payment: Payment | null }>(
-                `/bookings/${id}/checkout`,
-              );
-              lastCheckout = c.payment;
-              await load();
-            },
-            { class: 'primary' },
-          ),
-        );
+    if (b.status === 'pending_payment' && !b.payments.some((p) => p.status === 'pending')) {
+      parts.push(
+        el('p', {}, 'The last payment attempt didn’t go through. Nothing was charged for it.'),
+        button(
+          'Try paying again',
+          async () => {
+            try {
+              await checkout();
+            } catch (e) {
+              ctx.error(e);
+            }
+            await load();
+          },
+          { class: 'primary', 'data-action': 'checkout' },
+        ),
+      );
     }
     if (['confirmed', 'in_progress'].includes(b.status)) {
       const item: Upcoming = {
@@ -824,26 +827,46 @@ async function renderBooking(ctx: PageContext): Promise<void> {
         ),
       );
     }
-    if (['hold', 'pending_payment', 'confirmed'].includes(b.status)) {
+    const paying = b.status === 'pending_payment' && sent !== null && sent === shown;
+    if (['hold', 'pending_payment', 'confirmed'].includes(b.status) && !paying) {
+      const lesson = b.status === 'confirmed';
       buttons.push(
         button(
-          b.status === 'confirmed' ? 'Cancel this lesson' : 'Release this time',
-          () => {
-            const q = cancelQuote(policy, b);
-            if ('error' in q) {
-              slot.replaceChildren(el('p', { class: 'inline-error', role: 'alert' }, q.error));
+          lesson ? 'Cancel this lesson' : 'Release this time',
+          async () => {
+            // The server's quote: what cancelling now would refund or return, by the rule cancel applies.
+            slot.replaceChildren(el('p', { class: 'muted', role: 'status' }, 'Checking what cancelling would mean…'));
+            let q: Outcome;
+            try {
+              q = await ctx.api.get<Outcome>(`/bookings/${id}/cancellation`);
+            } catch (e) {
+              slot.replaceChildren(el('p', { class: 'inline-error', role: 'alert' }, describe(e)));
               return;
             }
             const reason = input({ name: 'reason', maxlength: '500', autocomplete: 'off' });
             slot.replaceChildren(
               confirmPanel({
-                title: 'Cancel the lesson?',
+                title: lesson ? 'Cancel the lesson?' : 'Release this time?',
                 body: [
-                  el('p', { class: 'quote', 'data-refund': String(q.refund_minor) }, quoteText(policy, b, q)),
+                  el(
+                    'p',
+                    {
+                      class: 'quote',
+                      'data-refund': String(q.refund_minor),
+                      'data-return-credit': String(q.return_credit),
+                      'data-tutor-keeps': String(q.tutor_keeps_minor),
+                    },
+                    outcomeText(b, q, false, policy, own()),
+                  ),
+                  el(
+                    'p',
+                    { class: 'muted small' },
+                    `That is what cancelling means now, at ${clockTime(new Date().toISOString(), zone)}. Once you confirm, this page shows what was done.`,
+                  ),
                   field('Reason (optional)', reason),
                 ],
-                confirm: 'Cancel the lesson',
-                cancel: 'Keep the lesson',
+                confirm: lesson ? 'Cancel the lesson' : 'Release this time',
+                cancel: lesson ? 'Keep the lesson' : 'Keep this time',
                 danger: true,
                 onConfirm: async () => {
                   const r = await ctx.api.post<{ outcome: Outcome }>(
@@ -851,17 +874,9 @@ async function renderBooking(ctx: PageContext): Promise<void> {
                     { reason: reason.value || undefined },
                     { idempotencyKey: idempotencyKey() },
                   );
-                  const o = r.outcome;
-                  // The server's outcome (the quote was ours): said out loud, and shown on the booking.
-                  announce(
-                    `Cancelled. ${
-                      o.refund_minor
-                        ? `${money(o.refund_minor, b.currency)} will be refunded.`
-                        : o.return_credit
-                          ? 'The lesson went back to your package.'
-                          : 'Nothing is refunded.'
-                    }`,
-                  );
+                  // The server's outcome is what counts: said out loud, and kept on the page.
+                  cancelled = { outcome: r.outcome, differs: !sameOutcome(q, r.outcome) };
+                  announce(`Cancelled. ${outcomeText(b, r.outcome, true, policy, own())}`);
                   await load();
                 },
               }),
@@ -890,9 +905,10 @@ async function renderPackages(ctx: PageContext): Promise<void> {
   const mine = el('div', {}, loading());
   const buy = el('div');
   ctx.root.append(mine, buy);
-  const [tutors, known] = await Promise.all([
+  const [tutors, known, config] = await Promise.all([
     tutorDirectory(ctx.api).catch((e) => (ctx.error(e), [] as TutorCard[])),
     tutorRelations(ctx),
+    clientConfig(ctx.api).catch(() => null),
   ]);
   const names = new Map(tutors.map((t) => [t.id, t.display_name]));
   const load = async () => {
@@ -912,6 +928,16 @@ async function renderPackages(ctx: PageContext): Promise<void> {
               ]),
             )
           : empty('You have no packages. A package is several lessons with one tutor, paid at once.'),
+        list.some((p) => p.status === 'pending_payment')
+          ? el(
+              'p',
+              { class: 'muted small' },
+              'A package waiting for payment becomes active when the payment arrives. ',
+              cardPayments(config)
+                ? 'If you left the card form before paying, please ask the school: a package’s card payment can’t be picked up again on this page yet.'
+                : 'The school records the payment when your money arrives.',
+            )
+          : null,
       ),
     );
   };
@@ -960,21 +986,44 @@ async function renderPackages(ctx: PageContext): Promise<void> {
       el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary' }, 'Buy the package')),
       result,
     );
+    const submit = form.querySelector<HTMLButtonElement>('button[type="submit"]')!;
+    /** The package just bought here: when it becomes active (the payment arrived), that replaces how to pay. */
+    let bought: Package | null = null;
+    ctx.onUserEvent((e) => {
+      if (e.kind !== 'package' || !bought || e.package_id !== bought.id || e.status !== 'active') return;
+      const p = bought;
+      bought = null;
+      result.replaceChildren(
+        el(
+          'p',
+          { class: 'paid', role: 'status', 'data-package': p.id },
+          `Paid: your package of ${p.lessons} lessons of ${p.minutes} minutes is active. `,
+          link(`/tutors/${p.tutor_id}`, 'Book a lesson with it'),
+        ),
+      );
+    });
     form.onsubmit = async (e) => {
       e.preventDefault();
+      if (submit.getAttribute('aria-busy') === 'true') return;
+      submit.setAttribute('aria-busy', 'true');
       try {
         const r = await ctx.api.post<{ package: Package; payment: Payment }>(
           '/packages',
           { tutor_id: tutorSel.value, minutes: Number(lengthSel.value), lessons: Number(count.value) },
           { idempotencyKey: idempotencyKey() },
         );
+        bought = r.package;
         result.replaceChildren(
           el('h3', {}, 'How to pay'),
-          r.payment.client_secret ? stripeSection(ctx, r.payment) : offlineSection(r.payment),
+          r.payment.provider === 'offline'
+            ? offlineSection(r.payment, 'package')
+            : cardPayment({ config, payment: r.payment, what: 'package' }),
         );
         await load();
       } catch (err) {
         ctx.error(err);
+      } finally {
+        submit.removeAttribute('aria-busy');
       }
     };
     buy.replaceChildren(section('Buy a package', form));

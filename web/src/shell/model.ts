@@ -31,10 +31,11 @@ export interface Payment {
   amount_minor: number;
   currency: string;
   status: string;
+  /** The provider's id of the payment (Stripe: the PaymentIntent's `pi_…`). */
+  provider_ref: string | null;
   instructions: string | null;
+  /** Online providers, in checkout's answer only (never stored): what Stripe.js confirms the payment with. */
   client_secret?: string;
-  /** Not sent by the API today (see web/README.md): the key Stripe.js needs. */
-  publishable_key?: string;
   created_at: string;
   settled_at: string | null;
 }
@@ -45,6 +46,10 @@ export interface BookingView extends Booking {
   refunds: { amount_minor: number; status: string; created_at?: string }[];
 }
 
+/**
+ * What ending a booking early does: `POST /bookings/{id}/cancel`'s outcome, and beforehand the same from
+ * `GET /bookings/{id}/cancellation` (the quote).
+ */
 export interface Outcome {
   status: string;
   refund_minor: number;
@@ -289,6 +294,26 @@ export function bookingPolicy(api: Api, me: User): Promise<BookingPolicy> {
     throw e;
   });
   return policyCache;
+}
+
+/** What the app needs to know of the server before anyone signs in (`GET /client-config`). */
+export interface ClientConfig {
+  /** `stripe`: card payments in the page with Stripe.js; `offline`: staff record the money. */
+  payments: 'stripe' | 'offline';
+  /** Stripe.js's key, with `payments` = `stripe` (null when the server has none). */
+  stripe_publishable_key: string | null;
+  /** `embedded`, `livekit` or `none`. */
+  media: string;
+}
+
+/** The server's client config, loaded once per page load (a failure is retried on the next call). */
+let configCache: Promise<ClientConfig> | null = null;
+export function clientConfig(api: Api): Promise<ClientConfig> {
+  configCache ??= api.get<ClientConfig>('/client-config').catch((e) => {
+    configCache = null;
+    throw e;
+  });
+  return configCache;
 }
 
 /** The tenant's bookable tutors, by name (any member may read them). */
