@@ -105,7 +105,12 @@ async fn handle(conn: &mut AnyConnection, event: &billing::webhook::Event, now: 
             }
             payments::succeeded(conn, tenant, id, None, Some("stripe"), now).await?;
         }
-        "payment_intent.payment_failed" | "payment_intent.canceled" => {
+        // A failed attempt leaves the PaymentIntent waiting for another card (`requires_payment_method`): the
+        // payer may try again on the same intent, so the payment stays pending. Only a cancelled intent is over.
+        "payment_intent.payment_failed" => {
+            tracing::info!(event = event.id, "a payment attempt failed; the intent waits for another card");
+        }
+        "payment_intent.canceled" => {
             if let Some((_, id, _, _)) = payment_by_ref(conn, str_of(object, "id")).await? {
                 sqlx::query(
                     "UPDATE payments SET status = 'failed', settled_at = $1 WHERE id = $2 AND status = 'pending'",

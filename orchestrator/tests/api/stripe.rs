@@ -91,6 +91,14 @@ async fn paid_through_stripe_confirmed_by_webhook_and_the_tutor_gets_80_percent(
         (&json!("stripe"), &json!("pk_test_liveclass"))
     );
 
+    // A declined card leaves the intent waiting for another: the payment stays pending, and the next card's
+    // success confirms the booking (below).
+    let (payload, sig) = event(&m, &fake, "payment_intent.payment_failed", fake.fail_payment_intent(&pi));
+    assert_eq!(deliver(&m, &payload, &sig).await.0, StatusCode::OK);
+    assert_eq!(m.booking(&id).await["status"], "pending_payment");
+    let again = m.app.post(&format!("/api/v1/bookings/{id}/checkout"), Some(&m.student.access), json!({})).await;
+    assert_eq!(again.body["payment"]["client_secret"], co.body["payment"]["client_secret"], "{again:?}");
+
     // Never on the client's word, nor on a forged or stale webhook.
     let paid = fake.succeed_payment_intent(&pi);
     let (payload, _) = event(&m, &fake, "payment_intent.succeeded", paid.clone());
