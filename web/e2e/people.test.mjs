@@ -411,6 +411,17 @@ test('the people’s pages', { timeout: DEADLINE_MS - 5_000 }, async (t) => {
     await parent.waitForSelector('[data-scope="live_video"] [data-state="granted"]');
   });
 
+  await t.test('the parent’s list follows a new consent request live, without a reload', async () => {
+    await go(parent, '/consent');
+    const marker = await parent.evaluate(() => (window.__samePage = Math.random()));
+    const asked = await api(base, 'POST', '/consent-requests', demo.admin.access_token, {
+      child_id: demo.minor.id,
+      scopes: ['chat'],
+    });
+    await parent.waitForSelector(`[data-consent-request="${asked.id}"]`, { timeout: 10_000 });
+    assert.equal(await parent.evaluate(() => window.__samePage), marker, 'the page was not reloaded');
+  });
+
   await t.test('the parent’s pages, and the request’s link after signing in again', async () => {
     await screenshots(parent, 'parent', [
       ['child', null],

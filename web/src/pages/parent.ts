@@ -28,7 +28,7 @@ import {
 } from '../shell/model';
 import { button, confirmPanel, empty, field, link, loading, pill, section, select, table, uid } from '../shell/ui';
 import { agenda } from './home';
-import type { Page, PageContext } from './types';
+import type { Page, PageContext, UserEvent } from './types';
 
 const PARENT: Page['roles'] = ['parent'];
 
@@ -82,6 +82,39 @@ function scopePill(state: ConsentState['scopes'][0]['state']): HTMLElement {
 }
 
 // --- children ----------------------------------------------------------------------------------------
+
+/** A push about one of the parent's children (the server adds `child_id` to every push a child gets) or about
+ *  their consent. */
+const aboutChildren = (e: UserEvent): boolean =>
+  typeof e.child_id === 'string' || e.kind === 'consent_requested' || e.kind === 'consent';
+
+/**
+ * Renders a list page, then again in place (focus stays where it is) shortly after each relevant push, so
+ * credits, attendance, XP and consent change on screen without a reload. Not for pages with a form being
+ * filled in: a new render would drop what was typed.
+ */
+async function live(
+  ctx: PageContext,
+  render: (ctx: PageContext) => Promise<void>,
+  relevant: (e: UserEvent) => boolean = aboutChildren,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let version = 0;
+  ctx.onUserEvent((e) => {
+    if (e.kind !== 'resync' && !relevant(e)) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const mine = ++version;
+      const root = el('div', { 'data-live': String(mine) });
+      void render({ ...ctx, root })
+        .then(() => {
+          if (mine === version) ctx.root.replaceChildren(...root.childNodes);
+        })
+        .catch(ctx.error);
+    }, 250);
+  });
+  await render(ctx);
+}
 
 async function renderChildren(ctx: PageContext): Promise<void> {
   const list = el('div', {}, loading());
@@ -493,8 +526,13 @@ async function renderRequest(ctx: PageContext): Promise<void> {
 }
 
 export const parentPages: Page[] = [
-  { path: '/children', title: 'My children', roles: PARENT, nav: true, render: renderChildren },
-  { path: '/children/:id', title: 'Child', roles: PARENT, render: renderChild },
-  { path: '/consent', title: 'Consent requests', roles: PARENT, nav: true, render: renderRequests },
+  { path: '/children', title: 'My children', roles: PARENT, nav: true, render: (ctx) => live(ctx, renderChildren) },
+  {
+    path: '/children/:id',
+    title: 'Child',
+    roles: PARENT,
+    render: (ctx) => live(ctx, renderChild, (e) => e.child_id === ctx.params.id),
+  },
+  { path: '/consent', title: 'Consent requests', roles: PARENT, nav: true, render: (ctx) => live(ctx, renderRequests) },
   { path: '/consent/:id', title: 'Consent request', roles: PARENT, render: renderRequest },
 ];
