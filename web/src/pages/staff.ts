@@ -44,7 +44,8 @@ import {
   zoneList,
   zoneNote,
 } from './forms';
-import { teachingSections, type Booking, type ClassInfo, type ClassView, type RosterEntry } from './tutor';
+import type { Booking, ClassInfo, ClassView, RosterEntry } from '../shell/model';
+import { teachingSections } from './tutor';
 
 const STAFF: PageContext['me']['role'][] = ['admin', 'staff'];
 const ADMIN: PageContext['me']['role'][] = ['admin'];

@@ -49,98 +49,22 @@ import {
   zoneList,
   zoneNote,
 } from './forms';
+import type {
+  AvailabilityDoc,
+  Booking,
+  ClassInfo,
+  ClassLesson,
+  ClassView,
+  DateException,
+  LessonLength,
+  Meeting,
+  RosterEntry,
+  SlotList,
+  WeeklyWindow,
+} from '../shell/model';
 
 // ---------------------------------------------------------------------------------------------------
 // API shapes (see orchestrator/src/bookings/tutors.rs, classes/*.rs, money/*.rs)
-
-export interface LessonLength {
-  minutes: number;
-  price_minor: number;
-}
-export interface WeeklyWindow {
-  weekday: string;
-  start: string;
-  end: string;
-}
-export type DateException =
-  | { kind: 'time_off'; start: string; end: string }
-  | { kind: 'time_off_local'; start: string; end: string }
-  | { kind: 'extra_hours'; date: string; start: string; end: string };
-
-export interface AvailabilityDoc {
-  timezone: string;
-  currency: string;
-  lengths: LessonLength[];
-  buffer_before_minutes: number;
-  buffer_after_minutes: number;
-  min_notice_minutes: number;
-  max_per_day: number | null;
-  horizon_days: number;
-  weekly: WeeklyWindow[];
-  exceptions: DateException[];
-}
-
-interface SlotList {
-  tutor_timezone: string;
-  viewer_timezone: string;
-  minutes: number;
-  price_minor: number;
-  currency: string;
-  slots: { starts_at: string; ends_at: string; local_start: string; local_end: string }[];
-}
-
-export interface Booking {
-  id: string;
-  tutor_id: string;
-  student_id: string;
-  starts_at: string;
-  ends_at: string;
-  minutes: number;
-  status: string;
-  price_minor: number;
-  currency: string;
-  room: string | null;
-  refund_minor: number;
-  package_id: string | null;
-}
-
-export interface Meeting {
-  id: string;
-  class_id: string;
-  starts_at: string;
-  ends_at: string;
-  starts_at_local: string;
-}
-
-export interface ClassInfo {
-  id: string;
-  kind: 'group' | 'private';
-  title: string;
-  course_id: string;
-  instructor_id: string;
-  total_meetings: number;
-  capacity: number | null;
-  timezone: string;
-  status: 'draft' | 'active' | 'completed' | 'cancelled';
-  created_at: string;
-  activated_at: string | null;
-  ended_at: string | null;
-}
-
-export interface ClassView extends ClassInfo {
-  meetings: Meeting[];
-  enrolled: number;
-}
-
-export interface RosterEntry {
-  enrollment_id: string;
-  student_id: string;
-  display_name: string;
-  email: string;
-  minor: boolean;
-  balance: number;
-  attended: number;
-}
 
 interface ProposedMark {
   student_id: string;
@@ -182,14 +106,6 @@ interface ClassReport {
   meetings: Meeting[];
   students: StudentSummary[];
   records: AttendanceRecord[];
-}
-
-interface ClassLesson {
-  lesson_id: string;
-  position: number;
-  title: string;
-  unlocked: boolean;
-  unlocked_at: string | null;
 }
 
 interface EarningLine {

@@ -87,12 +87,25 @@ export interface ClassInfo {
   total_meetings: number;
   capacity: number | null;
   timezone: string;
-  status: string;
+  status: 'draft' | 'active' | 'completed' | 'cancelled';
+  created_at: string;
+  activated_at: string | null;
+  ended_at: string | null;
 }
 
 export interface ClassView extends ClassInfo {
   meetings: Meeting[];
   enrolled: number;
+}
+
+export interface RosterEntry {
+  enrollment_id: string;
+  student_id: string;
+  display_name: string;
+  email: string;
+  minor: boolean;
+  balance: number;
+  attended: number;
 }
 
 export interface AttendanceRecord {
@@ -153,17 +166,31 @@ export interface Package {
   created_at: string;
 }
 
+export interface LessonLength {
+  minutes: number;
+  price_minor: number;
+}
+export interface WeeklyWindow {
+  weekday: string;
+  start: string;
+  end: string;
+}
+export type DateException =
+  | { kind: 'time_off'; start: string; end: string }
+  | { kind: 'time_off_local'; start: string; end: string }
+  | { kind: 'extra_hours'; date: string; start: string; end: string };
+
 export interface AvailabilityDoc {
   timezone: string;
   currency: string;
-  lengths: { minutes: number; price_minor: number }[];
+  lengths: LessonLength[];
   buffer_before_minutes: number;
   buffer_after_minutes: number;
   min_notice_minutes: number;
   max_per_day: number | null;
   horizon_days: number;
-  weekly: { weekday: string; start: string; end: string }[];
-  exceptions: unknown[];
+  weekly: WeeklyWindow[];
+  exceptions: DateException[];
 }
 
 export interface SlotList {
@@ -183,7 +210,7 @@ export interface TutorCard {
   /** The zone of the tutor's weekly hours. */
   timezone: string;
   currency: string;
-  lengths: { minutes: number; price_minor: number }[];
+  lengths: LessonLength[];
 }
 
 /** One of a student's enrollments with the credits left (`GET /users/{id}/enrollments`). */
