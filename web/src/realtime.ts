@@ -3,6 +3,8 @@
 // stored publications, pings, and reconnects with backoff. Requests that carry an `id` resolve on their
 // `ack` (or `joined`) and reject with the server's `error`.
 
+import { keepAlive, nextAttempt, wsUrl } from './socket';
+
 export interface Position {
   epoch: string;
   offset: number;
@@ -131,8 +133,7 @@ export class RealtimeRoom {
       return;
     }
     if (this.closed) return;
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(wsUrl());
     this.ws = ws;
     this.on.status('connecting…', false);
     // The auth frame joins our room too (recovering from where we were, after a reconnect): its `joined` comes
@@ -154,25 +155,22 @@ export class RealtimeRoom {
       this.pending.clear();
       if (this.closed) return;
       this.on.status(`disconnected (${ev.code}${ev.reason ? ` ${ev.reason}` : ''}); reconnecting…`, false);
-      const delay = this.backoff * (0.5 + Math.random());
-      this.backoff = Math.min(this.backoff * 2, 15000);
-      setTimeout(() => void this.open(), delay);
+      const next = nextAttempt(this.backoff);
+      this.backoff = next.backoff;
+      setTimeout(() => void this.open(), next.delay);
     };
   }
 
   private frame(f: any): void {
     switch (f.type) {
-      case 'welcome': {
-        const hb = (f.heartbeat_secs as number) * 1000;
+      case 'welcome':
         clearInterval(this.pinger);
-        this.pinger = window.setInterval(() => {
-          // Browsers can't see WebSocket pings: an application ping keeps us alive and tells us when the
-          // server went silent (more than two heartbeats), and then we reconnect.
-          if (Date.now() - this.lastFrame > 2 * hb + 5000) this.ws?.close(4000, 'server silent');
-          else this.ws?.send(JSON.stringify({ type: 'ping' }));
-        }, hb);
+        this.pinger = keepAlive(
+          () => this.ws,
+          () => this.lastFrame,
+          f.heartbeat_secs,
+        );
         break;
-      }
       case 'joined':
         if (f.room === this.room) {
           this.joinedRoom(f as Joined);

@@ -5,6 +5,7 @@
 // same and has no hole; otherwise the pages are told to reload (`{kind: "resync"}`).
 
 import type { UserEvent } from '../pages/types';
+import { keepAlive, nextAttempt, wsUrl } from '../socket';
 
 type Frame = { type: string } & Record<string, any>;
 
@@ -53,7 +54,7 @@ export class UserChannel {
       return;
     }
     if (this.closed) return;
-    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+    const ws = new WebSocket(wsUrl());
     this.ws = ws;
     this.on.status('connecting…', false);
     ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
@@ -71,24 +72,22 @@ export class UserChannel {
       clearInterval(this.pinger);
       if (this.closed) return;
       this.on.status(`live updates paused (${ev.code}); reconnecting…`, false);
-      const delay = this.backoff * (0.5 + Math.random());
-      this.backoff = Math.min(this.backoff * 2, 15_000);
-      setTimeout(() => void this.open(), delay);
+      const next = nextAttempt(this.backoff);
+      this.backoff = next.backoff;
+      setTimeout(() => void this.open(), next.delay);
     };
   }
 
   private frame(f: Frame): void {
     switch (f.type) {
-      case 'welcome': {
-        const hb = Number(f.heartbeat_secs) * 1000 || 25_000;
+      case 'welcome':
         clearInterval(this.pinger);
-        this.pinger = window.setInterval(() => {
-          // Browsers can't see WebSocket pings: an application ping, and a reconnect when the server went silent.
-          if (Date.now() - this.lastFrame > 2 * hb + 5000) this.ws?.close(4000, 'server silent');
-          else this.ws?.send(JSON.stringify({ type: 'ping' }));
-        }, hb);
+        this.pinger = keepAlive(
+          () => this.ws,
+          () => this.lastFrame,
+          f.heartbeat_secs,
+        );
         break;
-      }
       case 'joined':
         if (f.room === this.room) this.joined(f);
         break;
