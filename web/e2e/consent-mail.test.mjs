@@ -263,6 +263,11 @@ test('a parent consents by mail, and the minor joins the meeting', { timeout: DE
       await signIn(page, base, email);
       const join = page.locator(`button[data-meeting="${meetingId}"]`);
       await join.waitFor();
+      // The button is enabled once the page has the school's booking policy (its room window): wait for that,
+      // then it must be enabled (the meeting began a minute ago).
+      await page
+        .waitForSelector(`button[data-meeting="${meetingId}"]:not([disabled])`, { timeout: 5000 })
+        .catch(() => {});
       assert.equal(await join.isDisabled(), false, `${who}: Join is disabled`);
       await join.click();
       await page.waitForSelector('#rt-status.ok');
