@@ -93,7 +93,7 @@ pub struct Config {
     /// Failed logins allowed per account from all addresses together within `login_window_secs`; then only
     /// addresses the account signed in from before (in the last 30 days) may still try.
     pub login_max_failures_per_account_any_ip: u32,
-    /// Login attempts allowed per client IP within `login_window_secs`.
+    /// Login attempts allowed per client IP within `login_window_secs`; a successful one gives its count back.
     pub login_max_attempts_per_ip: u32,
     pub login_window_secs: u64,
     /// How long this node trusts a cached "session still signed in" answer before asking the database
@@ -290,8 +290,8 @@ impl Config {
         for (name, value) in env {
             let Some((key, from_file)) = env_key(&name) else { continue };
             if !known.contains(&key.as_str()) {
-                if name == "LIVECLASS_CONFIG" {
-                    continue; // read by the CLI
+                if name == "LIVECLASS_CONFIG" || name == "LIVECLASS_SKIP_WEB_BUILD" {
+                    continue; // read by the CLI, and by build.rs when the binary is built
                 }
                 return Err(ConfigError::Invalid(format!("unknown configuration variable {name}")));
             }

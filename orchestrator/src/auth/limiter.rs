@@ -9,7 +9,8 @@
 //!
 //! Every check is a count taken *before* the password is verified ("reserve"), in one atomic step, so
 //! concurrent attempts can't all pass a check that none of them has counted yet; a correct password gives
-//! its reservation back. The counts live in [`Counters`]: this node's memory, or Redis when configured, so
+//! its reservations back, the per-address one included, so a classroom signing in behind one NAT address
+//! is never refused for succeeding. The counts live in [`Counters`]: this node's memory, or Redis when configured, so
 //! the limits hold across every node behind a load balancer.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration as StdDuration};
@@ -220,6 +221,7 @@ pub struct LoginLimits {
 /// An attempt that passed the limits; its reservations are given back if the password is right.
 #[must_use = "report the attempt's outcome with `succeeded`, or drop it on failure"]
 pub struct Attempt {
+    ip: String,
     account_ip: String,
     account: String,
     known: String,
@@ -234,11 +236,13 @@ impl LoginLimits {
     pub async fn begin(&self, ip: &str, account: &str, now: DateTime<Utc>) -> Result<Attempt, Refused> {
         let p = self.policy;
         let c = &self.counters;
-        let (tries, left) = c.incr(&key("ip", &[ip]), p.window, now).await?;
+        let ip_key = key("ip", &[ip]);
+        let (tries, left) = c.incr(&ip_key, p.window, now).await?;
         if tries > p.attempts_per_ip {
             return Err(Refused::Limited { message: "too many login attempts from this address", retry_after: left });
         }
         let attempt = Attempt {
+            ip: ip_key,
             account_ip: key("acct-ip", &[account, ip]),
             account: key("acct", &[account]),
             known: key("known", &[account, ip]),
@@ -269,6 +273,7 @@ impl LoginLimits {
         let c = &self.counters;
         c.reset(&attempt.account_ip).await?;
         c.decr(&attempt.account, now).await?;
+        c.decr(&attempt.ip, now).await?;
         c.incr(&attempt.known, self.policy.known_for, now).await?;
         Ok(())
     }
@@ -323,6 +328,22 @@ mod tests {
         assert!(l.begin("1.1.1.1", "acct", t0).await.is_ok());
         assert!(l.begin("2.2.2.2", "other", t0).await.is_ok());
         assert!(l.begin("2.2.2.2", "acct", t0 + Duration::seconds(61)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn sign_ins_that_succeed_never_use_up_an_address() {
+        let l = limits();
+        let t0 = Utc::now();
+        // A classroom behind one address: more successful sign-ins than the address's attempt limit.
+        for i in 0..150 {
+            let ok = l.begin("3.3.3.3", &format!("student{i}"), t0).await.ok().unwrap();
+            l.succeeded(ok, t0).await.unwrap();
+        }
+        // Failures still count: the 100 the address is allowed, then refusals.
+        for i in 0..100 {
+            let _failed = l.begin("3.3.3.3", &format!("guess{i}"), t0).await.ok().unwrap();
+        }
+        limited(l.begin("3.3.3.3", "guess-more", t0).await);
     }
 
     #[tokio::test]
