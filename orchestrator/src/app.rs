@@ -3,22 +3,19 @@
 //! `AppState` is one `Arc` around `AppParts`: axum clones the state for every request (several times
 //! through the router's layers), and one reference count is cheaper than one per part.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
-use axum::{
-    extract::{ConnectInfo, FromRef, FromRequestParts},
-    http::request::Parts,
-};
+use axum::extract::FromRef;
 
 use crate::{
     auth::{Tokens, limiter::LoginLimits},
-    bookings::payments::SharedProvider,
+    bookings::{self, payments::SharedProvider},
     clock::SharedClock,
     config::Config,
     db::Db,
-    error::ApiError,
+    idempotency::Idempotency,
     jobs::Jobs,
-    mailer::SharedMailer,
+    mailer::{Outgoing, SharedMailer, notices},
     metrics::Metrics,
     money::stripe::SharedStripe,
     outbox::Outbox,
@@ -88,33 +85,28 @@ from_ref!(
     metrics: Arc<Metrics>,
 );
 
-/// Where a request came from, for audit entries and rate limits.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub request_id: Option<String>,
+// The domains' contexts and the other composite handles, each built from the app state here, in one place.
+
+impl FromRef<AppState> for bookings::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        bookings::Ctx {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            outbox: s.outbox.clone(),
+            jobs: s.jobs.clone(),
+            provider: s.payments.clone(),
+        }
+    }
 }
 
-impl<S> FromRequestParts<S> for ClientInfo
-where
-    S: Send + Sync,
-    Arc<Config>: FromRef<S>,
-{
-    type Rejection = ApiError;
+impl FromRef<AppState> for Outgoing {
+    fn from_ref(s: &AppState) -> Self {
+        Outgoing { mailer: s.mailer.clone(), site: notices::Site::from_config(&s.config) }
+    }
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let config = Arc::<Config>::from_ref(state);
-        let forwarded = config
-            .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
-            .flatten()
-            // The last hop is the one our trusted proxy appended; earlier entries are client-supplied.
-            .and_then(|v| v.rsplit(',').next())
-            .map(|s| s.trim().to_string());
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        Ok(ClientInfo {
-            ip: forwarded.or(peer),
-            request_id: parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(String::from),
-        })
+impl FromRef<AppState> for Idempotency {
+    fn from_ref(s: &AppState) -> Self {
+        Idempotency { db: s.db.clone(), tokens: s.tokens.clone(), clock: s.clock.clone(), config: s.config.clone() }
     }
 }

@@ -8,11 +8,11 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    app::ClientInfo,
     auth::{Admin, Authed},
     db::{self, Db},
     error::{ApiResult, Json, Query},
     ids::{TenantId, UserId},
+    request::ClientInfo,
 };
 
 /// What happened, by whom, to what.

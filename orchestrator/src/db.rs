@@ -209,3 +209,21 @@ mod tests {
         assert_eq!(parse_ts(&ts(b)).unwrap(), b);
     }
 }
+
+/// `as_str` and `from_column` for a unit enum stored as text.
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident = $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+            pub fn from_column(s: &str) -> Result<Self, sqlx::Error> {
+                match s {
+                    $($text => Ok(Self::$variant),)*
+                    _ => Err(sqlx::Error::Decode(format!("bad {} {s:?}", stringify!($ty)).into())),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;

@@ -17,7 +17,16 @@ use chrono::Duration;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::{app::AppState, db, error::ApiError};
+use crate::{auth::Tokens, clock::SharedClock, config::Config, db, db::Db, error::ApiError};
+
+/// What the idempotency layer uses (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Idempotency {
+    pub db: Db,
+    pub tokens: std::sync::Arc<Tokens>,
+    pub clock: SharedClock,
+    pub config: std::sync::Arc<Config>,
+}
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -25,7 +34,7 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Largest response buffered for replay (API responses are far smaller).
 const MAX_STORED_RESPONSE: usize = 1024 * 1024;
 
-pub async fn layer(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn layer(State(st): State<Idempotency>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST || req.uri().path().starts_with("/api/v1/auth/") && !is_register(&req) {
         return next.run(req).await;
     }
@@ -42,7 +51,7 @@ fn is_register(req: &Request) -> bool {
     req.uri().path() == "/api/v1/auth/register"
 }
 
-async fn handle(st: AppState, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn handle(st: Idempotency, key: HeaderValue, req: Request, next: Next) -> Result<Response, ApiError> {
     let key = key
         .to_str()
         .ok()

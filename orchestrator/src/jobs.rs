@@ -45,7 +45,6 @@ use tokio::sync::{Notify, watch};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{Authed, Staff},
     clock::SharedClock,
@@ -54,6 +53,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     ids::TenantId,
     outbox::Outbox,
+    request::ClientInfo,
 };
 
 /// The `max_attempts` stored by [`enqueue`]; the runner's policy overrides it at the first failure.

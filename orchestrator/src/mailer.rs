@@ -21,7 +21,7 @@ pub mod smtp;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,6 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
-    app::AppState,
     auth::{AnyRole, Authed, Staff},
     db::{self, Db},
     error::{ApiResult, ErrorBody, Json, Query},
@@ -69,12 +68,6 @@ pub type SharedMailer = Arc<dyn Mailer>;
 pub struct Outgoing {
     pub mailer: SharedMailer,
     pub site: notices::Site,
-}
-
-impl FromRef<AppState> for Outgoing {
-    fn from_ref(s: &AppState) -> Self {
-        Outgoing { mailer: s.mailer.clone(), site: notices::Site::from_config(&s.config) }
-    }
 }
 
 /// The embedded mailer: mail stays in the `mailbox` table, readable over the API.

@@ -30,8 +30,9 @@ use crate::{
     config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     ids::{BookingId, ClassId, MeetingId, TenantId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
 };
 
 /// A rejoin within this many seconds of leaving continues the same segment.

@@ -19,11 +19,11 @@ use super::{
 use crate::{
     db::{self, Db},
     error::ApiError,
+    events::DomainEvent,
     ids::{BookingId, PaymentId, RefundId, TenantId, UserId},
     jobs::{Handler, Job, Jobs},
     mailer::{SharedMailer, notices},
-    money,
-    outbox::{self, DomainEvent},
+    money, outbox,
 };
 
 pub const EXPIRE: &str = "booking.expire";

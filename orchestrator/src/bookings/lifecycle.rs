@@ -19,11 +19,11 @@ use crate::{
     consent::{self, ConsentScope},
     db::{self, Db, Tx},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    events::DomainEvent,
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
     jobs::{self, NewJob},
-    money,
-    outbox::{self, DomainEvent},
+    money, outbox,
 };
 
 /// Everything a client needs about one booking.

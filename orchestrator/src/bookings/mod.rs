@@ -25,24 +25,22 @@ pub mod policy;
 pub mod room;
 pub mod tutors;
 
-use axum::extract::FromRef;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
 use crate::{
-    app::AppState,
     auth::AuthUser,
-    classes::text_enum,
     clock::SharedClock,
     db::{self, Db, Tx},
     error::{ApiError, ApiResult},
+    events::DomainEvent,
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
     jobs::Jobs,
+    outbox,
     outbox::Outbox,
-    outbox::{self, DomainEvent},
 };
 
 /// The handles booking handlers use, extracted as one `State<Ctx>`.
@@ -55,18 +53,6 @@ pub struct Ctx {
     pub provider: payments::SharedProvider,
 }
 
-impl FromRef<AppState> for Ctx {
-    fn from_ref(s: &AppState) -> Self {
-        Ctx {
-            db: s.db.clone(),
-            clock: s.clock.clone(),
-            outbox: s.outbox.clone(),
-            jobs: s.jobs.clone(),
-            provider: s.payments.clone(),
-        }
-    }
-}
-
 impl Ctx {
     /// Commits `tx`, then wakes the outbox dispatcher and the job runner for what it wrote.
     pub async fn commit(&self, tx: Tx) -> ApiResult<()> {
@@ -77,51 +63,7 @@ impl Ctx {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BookingStatus {
-    /// The slot is reserved for a short while (the tenant's `hold_minutes`).
-    Hold,
-    /// Checkout started; the slot stays reserved for the payment window.
-    PendingPayment,
-    Confirmed,
-    InProgress,
-    Completed,
-    /// The hold or payment window ran out.
-    Expired,
-    CancelledByStudent,
-    CancelledByTutor,
-    NoShowStudent,
-    NoShowTutor,
-    Refunded,
-}
-
-text_enum!(BookingStatus {
-    Hold = "hold",
-    PendingPayment = "pending_payment",
-    Confirmed = "confirmed",
-    InProgress = "in_progress",
-    Completed = "completed",
-    Expired = "expired",
-    CancelledByStudent = "cancelled_by_student",
-    CancelledByTutor = "cancelled_by_tutor",
-    NoShowStudent = "no_show_student",
-    NoShowTutor = "no_show_tutor",
-    Refunded = "refunded",
-});
-
-impl BookingStatus {
-    /// Statuses whose time the tutor can't give to anyone else (holds only until they expire).
-    pub const OCCUPYING: &'static str = "('confirmed', 'in_progress', 'completed')";
-    pub const HOLDING: &'static str = "('hold', 'pending_payment')";
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Expired | Self::CancelledByStudent | Self::CancelledByTutor | Self::NoShowTutor | Self::Refunded
-        )
-    }
-}
+pub use crate::events::BookingStatus;
 
 /// What moves a booking from one status to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,9 +17,10 @@ use crate::{
     auth::{AnyRole, Authed, Role},
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     identity::users,
     ids::{PackageId, TenantId, UserId},
-    outbox::{self, DomainEvent},
+    outbox,
 };
 
 pub const MAX_LESSONS: i64 = 100;

@@ -17,15 +17,15 @@ use utoipa::ToSchema;
 
 use super::{Ctx, lifecycle, packages};
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{Authed, Staff},
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     ids::{BookingId, PackageId, PaymentId, RefundId, TenantId, UserId},
     jobs::{self, NewJob},
-    money,
-    outbox::{self, DomainEvent},
+    money, outbox,
+    request::ClientInfo,
 };
 
 pub type SharedProvider = Arc<dyn billing::PaymentProvider>;

@@ -21,13 +21,13 @@ use utoipa::ToSchema;
 
 use super::BookingStatus;
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{Admin, AnyRole, Authed},
     clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     ids::TenantId,
+    request::ClientInfo,
 };
 
 /// A tenant's booking rules. Every field has a default, so a partial document is valid.

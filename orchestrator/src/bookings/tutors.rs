@@ -15,7 +15,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::BookingStatus;
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, Role},
     clock::SharedClock,
@@ -23,6 +22,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     identity::users,
     ids::{BookingId, TenantId, UserId},
+    request::ClientInfo,
 };
 
 /// A lesson length a tutor offers, and its price in minor units of the tutor's currency.

@@ -20,7 +20,6 @@ use utoipa::ToSchema;
 
 use super::{Calendar, Event, Method};
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, random_key_hex},
     clock::SharedClock,
@@ -30,6 +29,7 @@ use crate::{
     identity::users,
     ids::{BookingId, TenantId, UserId},
     mailer::notices::{School, Site},
+    request::ClientInfo,
 };
 
 /// How far back and ahead the feed lists.

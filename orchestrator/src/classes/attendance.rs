@@ -22,16 +22,17 @@ use super::{
     meetings_of, relation, require_manager,
 };
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, AuthUser, Authed},
     clock::SharedClock,
     config::Config,
     db::{self, Db, Tx},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    events::DomainEvent,
     identity::users,
     ids::{ClassId, EnrollmentId, MeetingId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]

@@ -11,9 +11,10 @@ use crate::{
     clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     identity::display_name,
     ids::{CourseId, LessonId, TenantId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

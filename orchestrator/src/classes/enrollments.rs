@@ -17,9 +17,10 @@ use crate::{
     consent::{self, ConsentScope},
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     identity::users,
     ids::{ClassId, EnrollmentId, TenantId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -10,14 +10,15 @@ use utoipa::ToSchema;
 
 use super::{AttendanceStatus, LedgerKind, enrollments, load_class, relation, require_member};
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, Staff},
     clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     ids::{EnrollmentId, MeetingId, TenantId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
 /// The ledger movement for an attendance change: `None` when the cost doesn't change

@@ -16,15 +16,16 @@ use super::{
     meetings_of, relation, require_manager, require_member,
 };
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, Role, Staff},
     clock::SharedClock,
     db::{self, Db, Tx},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    events::DomainEvent,
     identity::{display_name, users},
     ids::{ClassId, CourseId, MeetingId, TenantId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
 pub const MAX_MEETINGS: i64 = 500;

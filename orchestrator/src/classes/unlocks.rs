@@ -14,9 +14,10 @@ use crate::{
     clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     identity::users,
     ids::{ClassId, LessonId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
 };
 
 #[derive(Deserialize, ToSchema)]

@@ -25,31 +25,20 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, Role},
-    classes::text_enum,
     clock::SharedClock,
+    db::text_enum,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     identity::users::{self, User},
     ids::{ConsentRequestId, TenantId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentScope {
-    LiveVideo,
-    Chat,
-    Recording,
-}
-
-text_enum!(ConsentScope { LiveVideo = "live_video", Chat = "chat", Recording = "recording" });
-
-impl ConsentScope {
-    pub const ALL: [ConsentScope; 3] = [ConsentScope::LiveVideo, ConsentScope::Chat, ConsentScope::Recording];
-}
+pub use crate::events::ConsentScope;
 
 /// Sorted, without duplicates.
 pub fn normalize(scopes: &[ConsentScope]) -> Vec<ConsentScope> {

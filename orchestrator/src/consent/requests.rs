@@ -9,17 +9,18 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ConsentScope, ConsentState, ConsentStatus, VerificationMethod, normalize, scope_names, state_of, upsert};
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, Role},
-    classes::text_enum,
     clock::SharedClock,
+    db::text_enum,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    events::DomainEvent,
     identity::users::{self, User},
     ids::{ConsentRequestId, TenantId, UserId},
     mailer::{Outgoing, notices},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -10,8 +10,9 @@ use super::{Badge, Mark, XpRules};
 use crate::{
     classes::AttendanceStatus,
     db,
+    events::DomainEvent,
     ids::{ClassId, LessonId, MeetingId, TenantId, UserId},
-    outbox::{self, Consumer, DomainEvent, EventEnvelope},
+    outbox::{self, Consumer, EventEnvelope},
 };
 
 /// The outbox consumer. Its `processed_events` key is `"gamification"`.

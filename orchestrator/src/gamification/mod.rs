@@ -36,8 +36,9 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{Policy, Role},
-    classes::{AttendanceStatus, text_enum},
+    classes::AttendanceStatus,
     config::Config,
+    db::text_enum,
     ids::MeetingId,
 };
 

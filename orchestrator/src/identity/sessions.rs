@@ -18,7 +18,6 @@ use super::{
     users::{self, CreateUser, User},
 };
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{
         Role, Tokens,
@@ -31,6 +30,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json},
     ids::{TenantId, UserId},
     outbox::Outbox,
+    request::ClientInfo,
 };
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -10,15 +10,16 @@ use utoipa::ToSchema;
 
 use super::users::{self, CreateUser, User};
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{Admin, AnyRole, Authed, Role, password},
     clock::SharedClock,
     config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
+    events::DomainEvent,
     ids::TenantId,
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -8,14 +8,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{Email, Password, age_on, display_name};
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{AnyRole, Authed, Role, Staff, password},
     clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    events::DomainEvent,
     ids::{TenantId, UserId},
-    outbox::{self, DomainEvent, Outbox},
+    outbox::{self, Outbox},
+    request::ClientInfo,
 };
 
 /// A user as the API shows it (never the password hash).

@@ -23,9 +23,10 @@ use crate::{
     config::Config,
     consent::ConsentScope,
     error::ApiError,
+    events::DomainEvent,
     identity::users::{self, User},
     ids::{BookingId, ConsentRequestId, PackageId, TenantId, UserId},
-    outbox::{Consumer, DomainEvent, EventEnvelope},
+    outbox::{Consumer, EventEnvelope},
 };
 
 /// What mail needs to know about this server: where links point, and who organizes the calendar events.

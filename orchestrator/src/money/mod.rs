@@ -22,7 +22,6 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::{
-    app::ClientInfo,
     audit,
     auth::{Admin, Authed, Role, Staff},
     clock::SharedClock,
@@ -30,6 +29,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{BookingId, TenantId, UserId},
+    request::ClientInfo,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,6 @@ use signaling::{
 };
 
 use crate::{
-    app::ClientInfo,
     auth::{AuthUser, Role, Tokens},
     bookings::{
         self,
@@ -40,6 +39,7 @@ use crate::{
     identity::users,
     ids::{BookingId, MeetingId, UserId},
     outbox::Outbox,
+    request::ClientInfo,
 };
 
 impl From<ApiError> for Denied {

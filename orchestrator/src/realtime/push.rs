@@ -19,11 +19,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    bookings::BookingStatus,
-    consent::ConsentScope,
-    db::Db,
-    ids::TenantId,
-    outbox::{DomainEvent, EventEnvelope},
+    bookings::BookingStatus, consent::ConsentScope, db::Db, events::DomainEvent, ids::TenantId, outbox::EventEnvelope,
 };
 
 /// Publishes each event's live form until shutdown.

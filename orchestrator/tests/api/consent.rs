@@ -7,8 +7,8 @@ use std::time::Duration;
 use orchestrator::{
     clock::Clock,
     consent::{self, ConsentScope},
+    events::DomainEvent,
     identity::users,
-    outbox::DomainEvent,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};

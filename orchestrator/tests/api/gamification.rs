@@ -8,9 +8,10 @@ use orchestrator::{
     classes::AttendanceStatus::{self, *},
     clock::Clock,
     db,
+    events::DomainEvent,
     gamification::{Awards, XpRules},
     ids::{ClassId, CourseId, EnrollmentId, LessonId, MeetingId, TenantId, UserId},
-    outbox::{self, Consumer, DomainEvent, EventEnvelope},
+    outbox::{self, Consumer, EventEnvelope},
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};

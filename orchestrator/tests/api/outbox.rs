@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orchestrator::outbox::DomainEvent;
+use orchestrator::events::DomainEvent;
 use serde_json::json;
 use sqlx::Row;
 
