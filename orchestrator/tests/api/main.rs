@@ -18,6 +18,7 @@ mod media;
 mod multinode;
 mod outbox;
 mod realtime;
+mod schema;
 mod security;
 mod stripe;
 mod walkthrough;
