@@ -113,6 +113,29 @@ class CheckCyclesTest(unittest.TestCase):
         (tree,) = [c for c in report["crates"] if c["crate"] == "tree"]
         self.assertEqual(tree["modules"], 5)
 
+    def test_a_parent_may_use_its_children_but_siblings_still_cycle(self):
+        self.crate(
+            "facade",
+            {
+                "lib.rs": "pub mod sfu;\n",
+                # The parent calls and re-exports its children, which use the parent's types: no cycle.
+                "sfu/mod.rs": "pub mod engine;\npub mod signal;\npub use signal::router;\n"
+                "pub struct Joining;\npub fn start() { engine::spawn(); }\n",
+                "sfu/engine.rs": "use super::Joining;\npub fn spawn() {}\n",
+                # ... but two children importing each other (one through the parent's path) still is one.
+                "sfu/signal.rs": "use super::{Joining, engine};\npub fn router() { engine::spawn(); }\n",
+                "sfu/extra.rs": "",
+            },
+        )
+        code, report = self.run_check()
+        self.assertEqual(code, 0, report)
+        self.assertEqual(self.cycles(report, "facade"), [])
+        with open(os.path.join(self.root, "facade", "src", "sfu", "engine.rs"), "a", encoding="utf-8") as f:
+            f.write("pub fn back() { crate::sfu::signal::router(); }\n")
+        code, report = self.run_check()
+        self.assertEqual(code, 1, report)
+        self.assertEqual(self.cycles(report, "facade"), [["sfu::engine", "sfu::signal"]])
+
     def test_test_modules_comments_and_strings_are_not_edges(self):
         self.crate(
             "quiet",
