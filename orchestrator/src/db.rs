@@ -196,20 +196,6 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_sort_as_text() {
-        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
-        let b = a + chrono::Duration::microseconds(1);
-        assert!(ts(a) < ts(b));
-        assert_eq!(ts(a), "2026-01-02T03:04:05.000000Z");
-        assert_eq!(parse_ts(&ts(b)).unwrap(), b);
-    }
-}
-
 /// `as_str` and `from_column` for a unit enum stored as text.
 macro_rules! text_enum {
     ($ty:ty { $($variant:ident = $text:literal),* $(,)? }) => {
@@ -227,3 +213,17 @@ macro_rules! text_enum {
     };
 }
 pub(crate) use text_enum;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
+        let b = a + chrono::Duration::microseconds(1);
+        assert!(ts(a) < ts(b));
+        assert_eq!(ts(a), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(parse_ts(&ts(b)).unwrap(), b);
+    }
+}

@@ -2,9 +2,12 @@
 //! stored in the `jobs` table and run by a background runner on every node.
 //!
 //! Layout:
+//! - [`BackgroundJob`]: one struct per kind of job, declared where its domain lives; the struct is the
+//!   payload (stored as JSON under the kind's name) and its `run` is the work.
 //! - [`enqueue`] / [`cancel_queued`] run inside the caller's transaction, so a job exists exactly when
 //!   the change that schedules it commits; a `dedupe_key` makes enqueueing idempotent.
-//! - [`Handler`]s, one per job `kind`, registered on the [`Jobs`] handle (also after the runner started).
+//! - [`Jobs::register`]: each kind with what it needs, on the [`Jobs`] handle (also after the runner
+//!   started); the runner decodes a claimed job into its struct and runs it.
 //! - [`Jobs::run`], the runner loop, and [`Jobs::run_due`], one round of it.
 //! - the admin routes: `GET /api/v1/admin/jobs` and `POST /api/v1/admin/jobs/{id}/retry` (staff).
 //!
@@ -29,6 +32,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
     time::Duration,
@@ -39,7 +43,7 @@ use axum::extract::State;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{FutureExt, future::BoxFuture};
 use scheduling::{Retry, RetryPolicy};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::{AnyConnection, Connection, Row, any::AnyRow};
 use tokio::sync::{Notify, watch};
 use utoipa::{IntoParams, ToSchema};
@@ -63,13 +67,29 @@ const BATCH: usize = 64;
 /// Longest `last_error` kept, in characters.
 const MAX_ERROR_CHARS: usize = 2000;
 
-/// A job to schedule.
+/// A kind of background job. The struct is the job's payload: the runner stores it as JSON with the
+/// kind's name, and decodes it again to run it. Each domain declares its own jobs (`bookings::schedule`,
+/// `money::stripe`, `mailer::smtp`) and `Server::build` registers them with what they need.
+pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The stored kind. Never rename one that may still be queued somewhere.
+    const KIND: &'static str;
+    /// What the job uses beyond its transaction (a mailer, a payment provider, ...), given at registration.
+    type Deps: Send + Sync + 'static;
+    /// Runs inside the transaction that also marks the job done: effects and completion commit together.
+    /// Use only `conn` (on SQLite another write transaction would deadlock). May append outbox events.
+    fn run(
+        self,
+        deps: &Self::Deps,
+        conn: &mut AnyConnection,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// When and under which key a job runs.
 #[derive(Debug, Clone)]
-pub struct NewJob {
+pub struct Schedule {
     pub tenant: TenantId,
-    /// Which [`Handler`] runs it.
-    pub kind: &'static str,
-    pub payload: serde_json::Value,
     /// Not before this time.
     pub run_at: DateTime<Utc>,
     /// At most one job per key, ever (whatever its status): a second enqueue is a no-op.
@@ -78,19 +98,24 @@ pub struct NewJob {
 
 /// Inside the caller's transaction. Returns the new id, or None when a job with the same dedupe_key
 /// already exists (ON CONFLICT DO NOTHING).
-pub async fn enqueue(conn: &mut AnyConnection, now: DateTime<Utc>, job: &NewJob) -> Result<Option<i64>, sqlx::Error> {
-    let payload = serde_json::to_string(&job.payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+pub async fn enqueue<J: BackgroundJob>(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    at: Schedule,
+    job: &J,
+) -> Result<Option<i64>, sqlx::Error> {
+    let payload = serde_json::to_string(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let row = sqlx::query(
         "INSERT INTO jobs (tenant_id, kind, payload, run_at, status, attempts, max_attempts, dedupe_key, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
     )
-    .bind(job.tenant.to_string())
-    .bind(job.kind)
+    .bind(at.tenant.to_string())
+    .bind(J::KIND)
     .bind(payload)
-    .bind(db::ts(job.run_at))
+    .bind(db::ts(at.run_at))
     .bind(DEFAULT_MAX_ATTEMPTS)
-    .bind(job.dedupe_key.as_deref())
+    .bind(at.dedupe_key.as_deref())
     .bind(db::ts(now))
     .fetch_optional(conn)
     .await?;
@@ -119,29 +144,45 @@ pub async fn cancel_queued(conn: &mut AnyConnection, now: DateTime<Utc>, key_pre
     Ok(done.rows_affected())
 }
 
-/// A claimed job, as its handler sees it.
+/// A claimed job, as its [`BackgroundJob::run`] sees it (the payload is the job itself).
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
     pub tenant_id: TenantId,
-    pub kind: String,
-    pub payload: serde_json::Value,
     pub run_at: DateTime<Utc>,
     /// Failures before this run.
     pub attempts: i64,
 }
 
-/// Runs the jobs of one kind.
-pub trait Handler: Send + Sync + 'static {
-    fn kind(&self) -> &'static str;
-    /// Runs inside the transaction that also marks the job done: effects and completion commit together.
-    /// Use only `conn` (on SQLite another write transaction would deadlock). May append outbox events.
+/// One registered kind, its type erased: decodes the stored payload into the job and runs it.
+trait Handler: Send + Sync + 'static {
     fn run<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
         job: &'a Job,
+        payload: &'a str,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+struct Registered<J: BackgroundJob> {
+    deps: Arc<J::Deps>,
+}
+
+impl<J: BackgroundJob> Handler for Registered<J> {
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        job: &'a Job,
+        payload: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let typed: J = serde_json::from_str(payload)
+                .map_err(|e| anyhow!("the payload of a {:?} job doesn't decode: {e}", J::KIND))?;
+            typed.run(&self.deps, conn, job, now).await
+        })
+    }
 }
 
 /// Handle to the queue's runner: register handlers, wake it, or run a round by hand.
@@ -167,7 +208,7 @@ struct Claimed {
     id: i64,
     kind: String,
     attempts: i64,
-    job: Result<Job, String>,
+    job: Result<(Job, String), String>,
 }
 
 impl Jobs {
@@ -188,9 +229,11 @@ impl Jobs {
         )
     }
 
-    /// Adds (or replaces) the handler of its kind; may be called after the runner started.
-    pub fn register(&self, handler: Arc<dyn Handler>) {
-        self.handlers.lock().unwrap_or_else(|e| e.into_inner()).insert(handler.kind(), handler);
+    /// Runs jobs of kind `J` with `deps` from now on (replacing an earlier registration of that kind);
+    /// may be called after the runner started.
+    pub fn register<J: BackgroundJob>(&self, deps: Arc<J::Deps>) {
+        let handler: Arc<dyn Handler> = Arc::new(Registered::<J> { deps });
+        self.handlers.lock().unwrap_or_else(|e| e.into_inner()).insert(J::KIND, handler);
     }
 
     /// Wakes the runner (e.g. after enqueueing a job due now). Jobs due later are found by polling.
@@ -269,9 +312,9 @@ impl Jobs {
         let outcome = match (&claimed.job, handler) {
             (Err(e), _) => Outcome::Failed(anyhow!("undecodable job: {e}")),
             (Ok(_), None) => Outcome::Failed(anyhow!("no handler registered for job kind {:?}", claimed.kind)),
-            (Ok(job), Some(handler)) => {
+            (Ok((job, payload)), Some(handler)) => {
                 let mut sp = tx.conn().begin().await?;
-                let res = match AssertUnwindSafe(handler.run(&mut sp, job, now)).catch_unwind().await {
+                let res = match AssertUnwindSafe(handler.run(&mut sp, job, payload, now)).catch_unwind().await {
                     Ok(res) => res,
                     Err(panic) => Err(anyhow!("handler panicked: {}", panic_message(&*panic))),
                 };
@@ -403,21 +446,20 @@ fn decode(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
     let id: i64 = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     let attempts: i64 = row.try_get("attempts")?;
-    let job = decode_job(row, id, &kind, attempts);
+    let job = decode_job(row, id, attempts);
     Ok(Claimed { id, kind, attempts, job })
 }
 
 /// The parts a bad write (or a newer build's row) could break; such a job fails instead of jamming the queue.
-fn decode_job(row: &AnyRow, id: i64, kind: &str, attempts: i64) -> Result<Job, String> {
+fn decode_job(row: &AnyRow, id: i64, attempts: i64) -> Result<(Job, String), String> {
     let text = |col: &str| row.try_get::<String, _>(col).map_err(|e| format!("{col}: {e}"));
-    Ok(Job {
+    let job = Job {
         id,
         tenant_id: TenantId::from_column(&text("tenant_id")?).map_err(|e| e.to_string())?,
-        kind: kind.to_string(),
-        payload: serde_json::from_str(&text("payload")?).map_err(|e| format!("bad payload: {e}"))?,
         run_at: db::parse_ts(&text("run_at")?).map_err(|e| e.to_string())?,
         attempts,
-    })
+    };
+    Ok((job, text("payload")?))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -56,4 +56,5 @@ pub mod realtime;
 pub mod request;
 pub mod seed;
 pub mod server;
+pub mod webhooks;
 pub mod webui;

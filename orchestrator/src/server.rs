@@ -61,6 +61,7 @@ use crate::{
     money::{self, stripe::SharedStripe},
     outbox::Outbox,
     realtime::{ClassroomGate, chat, push},
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -175,6 +176,7 @@ impl Server {
             media: media.clone(),
         };
         bookings::jobs::register(&jobs, Arc::new(deps));
+        money::stripe::register(&jobs, stripe.clone());
         let config = Arc::new(config);
         let (chat_writer, chat_rx) = chat::ChatWriter::new();
         let gate = Arc::new(ClassroomGate {
@@ -369,7 +371,7 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(booking_policy::get, booking_policy::put))
         .routes(routes!(booking::create, booking::list))
         .routes(routes!(booking::get))
-        .routes(routes!(booking::checkout))
+        .routes(routes!(bookings::checkout::checkout))
         .routes(routes!(booking::cancel))
         .routes(routes!(booking::cancellation_quote))
         .routes(routes!(booking::reschedule))
@@ -382,11 +384,11 @@ pub fn router(st: AppState) -> Router {
         .routes(routes!(classes::room::join))
         .routes(routes!(classes::room::proposal))
         .routes(routes!(media::segments))
-        .routes(routes!(bookings::payments::received))
-        .routes(routes!(packages::buy, packages::list))
+        .routes(routes!(bookings::checkout::received))
+        .routes(routes!(bookings::checkout::buy, packages::list))
         .routes(routes!(packages::get))
         .routes(routes!(money::set_commission))
-        .routes(routes!(money::stripe::webhook))
+        .routes(routes!(webhooks::webhook))
         .routes(routes!(money::stripe::get_account, money::stripe::onboard))
         .routes(routes!(money::paid_by_hand))
         .routes(routes!(money::reports::earnings))

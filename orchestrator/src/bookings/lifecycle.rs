@@ -12,7 +12,7 @@ use super::{
     Action, Booking, BookingStatus, Change, Ctx, HistoryEntry, Party, load, party, payments,
     payments::{Payment, Refund, Subject},
     policy::{self, BookingPolicy, Outcome, Paid, Side},
-    transition, tutors,
+    schedule, transition, tutors,
 };
 use crate::{
     auth::{AnyRole, AuthUser, Authed, Role},
@@ -22,7 +22,6 @@ use crate::{
     events::DomainEvent,
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
-    jobs::{self, NewJob},
     money, outbox,
 };
 
@@ -36,7 +35,7 @@ pub struct BookingView {
     pub refunds: Vec<Refund>,
 }
 
-async fn view(conn: &mut AnyConnection, booking: Booking) -> ApiResult<BookingView> {
+pub(super) async fn view(conn: &mut AnyConnection, booking: Booking) -> ApiResult<BookingView> {
     let history = super::history(conn, booking.id).await?;
     let subject = Subject::Booking(booking.id);
     let payments = payments::of_subject(conn, subject).await?;
@@ -46,7 +45,7 @@ async fn view(conn: &mut AnyConnection, booking: Booking) -> ApiResult<BookingVi
 
 /// A write transaction holding booking `id`'s row lock, the booking, and the caller's part in it (404 for
 /// someone with no part).
-async fn locked(cx: &Ctx, auth: &AuthUser, id: BookingId) -> ApiResult<(Tx, Booking, Party)> {
+pub(super) async fn locked(cx: &Ctx, auth: &AuthUser, id: BookingId) -> ApiResult<(Tx, Booking, Party)> {
     let mut tx = cx.db.begin().await?;
     let b = load(tx.conn(), auth.tenant_id, id, cx.db.for_update()).await?;
     let who = party(tx.conn(), auth, &b).await?;
@@ -54,7 +53,7 @@ async fn locked(cx: &Ctx, auth: &AuthUser, id: BookingId) -> ApiResult<(Tx, Book
 }
 
 /// The booking as committed now (after work done in other transactions).
-async fn fresh_view(cx: &Ctx, tenant: TenantId, id: BookingId) -> ApiResult<BookingView> {
+pub(super) async fn fresh_view(cx: &Ctx, tenant: TenantId, id: BookingId) -> ApiResult<BookingView> {
     let mut conn = cx.db.pool().acquire().await?;
     let b = load(&mut conn, tenant, id, "").await?;
     view(&mut conn, b).await
@@ -174,9 +173,9 @@ pub async fn create(
     if b.package_id.is_some() {
         let change = Change { action: Action::PayWithPackage, actor: Some(auth.user_id), reason: None };
         history.push(transition(tx.conn(), &mut b, change, now).await?);
-        on_confirmed(tx.conn(), &b, &pol, now).await?;
+        schedule::confirmed(tx.conn(), &b, &pol, now).await?;
     } else {
-        schedule_expiry(tx.conn(), &b, now).await?;
+        schedule::expiry(tx.conn(), &b, now).await?;
     }
     cx.commit(tx).await?;
     // A new booking has no payments or refunds yet: the view needs no further reads.
@@ -209,60 +208,7 @@ async fn insert(conn: &mut AnyConnection, b: &Booking) -> ApiResult<()> {
     Ok(())
 }
 
-fn job(b: &Booking, kind: &'static str, run_at: DateTime<Utc>, key: String) -> NewJob {
-    NewJob {
-        tenant: b.tenant_id,
-        kind,
-        payload: serde_json::json!({ "booking_id": b.id, "starts_at": b.starts_at }),
-        run_at,
-        dedupe_key: Some(key),
-    }
-}
-
-/// Job keys of a booking's schedule (cancelled together when the lesson moves or ends early).
-fn schedule_prefix(id: BookingId) -> String {
-    format!("booking:{id}:sched:")
-}
-
-async fn schedule_expiry(conn: &mut AnyConnection, b: &Booking, now: DateTime<Utc>) -> ApiResult<()> {
-    if let Some(at) = b.expires_at {
-        let key = format!("booking:{}:expire:{}", b.id, db::ts(at));
-        jobs::enqueue(conn, now, &job(b, super::jobs::EXPIRE, at, key)).await?;
-    }
-    Ok(())
-}
-
-/// What a confirmed lesson needs: its room, reminders, the no-show check and the auto-end.
-async fn schedule_lesson(
-    conn: &mut AnyConnection,
-    b: &Booking,
-    pol: &BookingPolicy,
-    now: DateTime<Utc>,
-) -> ApiResult<()> {
-    let prefix = schedule_prefix(b.id);
-    let start = db::ts(b.starts_at);
-    for &minutes in &pol.reminder_minutes {
-        let at = b.starts_at - Duration::minutes(minutes);
-        if at > now {
-            let mut j = job(b, super::jobs::REMIND, at, format!("{prefix}remind:{minutes}:{start}"));
-            j.payload["minutes_before"] = minutes.into();
-            jobs::enqueue(conn, now, &j).await?;
-        }
-    }
-    let at = b.starts_at + Duration::minutes(pol.no_show_grace_minutes);
-    jobs::enqueue(conn, now, &job(b, super::jobs::NO_SHOW_CHECK, at, format!("{prefix}noshow:{start}"))).await?;
-    let at = b.ends_at + Duration::minutes(pol.auto_end_grace_minutes);
-    jobs::enqueue(conn, now, &job(b, super::jobs::AUTO_END, at, format!("{prefix}autoend:{start}"))).await?;
-    Ok(())
-}
-
-/// Called in the transaction that confirmed `b`.
-async fn on_confirmed(conn: &mut AnyConnection, b: &Booking, pol: &BookingPolicy, now: DateTime<Utc>) -> ApiResult<()> {
-    jobs::enqueue(conn, now, &job(b, super::jobs::OPEN_ROOM, now, format!("booking:{}:room", b.id))).await?;
-    schedule_lesson(conn, b, pol, now).await
-}
-
-/// The payment for booking `id` arrived (see `payments::succeeded`). Confirms it if it is still waiting
+/// The payment for booking `id` arrived (see `checkout::succeeded`). Confirms it if it is still waiting
 /// for the money and its hold hasn't lapsed; false otherwise (the caller refunds).
 pub async fn payment_arrived(
     conn: &mut AnyConnection,
@@ -282,7 +228,7 @@ pub async fn payment_arrived(
     }
     let pol = policy::load(conn, tenant).await?;
     transition(conn, &mut b, Change { action: Action::PaymentSucceeded, actor, reason: None }, now).await?;
-    on_confirmed(conn, &b, &pol, now).await?;
+    schedule::confirmed(conn, &b, &pol, now).await?;
     Ok(true)
 }
 
@@ -291,103 +237,6 @@ pub async fn expire(conn: &mut AnyConnection, b: &mut Booking, now: DateTime<Utc
     transition(conn, b, Change { action: Action::Expire, actor: None, reason: Some("reservation lapsed") }, now)
         .await?;
     payments::cancel_pending(conn, Subject::Booking(b.id)).await
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Checkout {
-    pub booking: BookingView,
-    pub payment: Option<Payment>,
-}
-
-/// Starts paying for a held booking: the slot stays reserved for the tenant's `payment_minutes`, and the
-/// payment provider says how to pay (offline: staff record the money; the booking confirms then). A free
-/// lesson confirms at once. Repeating checkout returns the same pending payment.
-#[utoipa::path(post, path = "/api/v1/bookings/{id}/checkout", tag = "bookings", params(("id" = BookingId, Path)),
-    security(("bearer" = [])),
-    responses((status = 200, body = Checkout), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn checkout(
-    State(cx): State<Ctx>,
-    auth: Authed<AnyRole>,
-    Path(id): Path<BookingId>,
-) -> ApiResult<Json<Checkout>> {
-    let now = cx.clock.now();
-    let (mut tx, mut b, who) = locked(&cx, &auth, id).await?;
-    if who == Party::Tutor {
-        return Err(ApiError::forbidden("forbidden", "the student's side pays"));
-    }
-    if b.expires_at.is_some_and(|t| t <= now) && matches!(b.status, BookingStatus::Hold | BookingStatus::PendingPayment)
-    {
-        expire(tx.conn(), &mut b, now).await?;
-        cx.commit(tx).await?;
-        return Err(ApiError::conflict("hold_expired", "the reservation lapsed; pick a slot again"));
-    }
-    if b.status == BookingStatus::PendingPayment {
-        let pending = payments::pending_of(tx.conn(), Subject::Booking(b.id)).await?;
-        return match pending {
-            // The provider never answered last time, or the payer's client needs the online payment's
-            // client secret again (a reload: it is never stored): ask again, with the same idempotency key,
-            // which gives the same payment back.
-            Some(p) if p.provider_ref.is_none() || cx.provider.name() != "offline" => {
-                tx.commit().await?;
-                let description = description(&b);
-                let payment = payments::start(&cx, auth.tenant_id, p, description).await?;
-                Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
-            }
-            Some(p) => Ok(Json(Checkout { booking: view(tx.conn(), b).await?, payment: Some(p) })),
-            // The last attempt failed (declined): a new payment, within the same payment window.
-            None => {
-                let subject = Subject::Booking(b.id);
-                let p = payments::create_pending(
-                    tx.conn(),
-                    auth.tenant_id,
-                    subject,
-                    cx.provider.name(),
-                    b.price_minor,
-                    &b.currency,
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                let payment = payments::start(&cx, auth.tenant_id, p, description(&b)).await?;
-                Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
-            }
-        };
-    }
-    let pol = policy::load(tx.conn(), auth.tenant_id).await?;
-    if b.price_minor == 0 && b.status == BookingStatus::Hold {
-        transition(
-            tx.conn(),
-            &mut b,
-            Change { action: Action::PaymentSucceeded, actor: Some(auth.user_id), reason: Some("free lesson") },
-            now,
-        )
-        .await?;
-        on_confirmed(tx.conn(), &b, &pol, now).await?;
-        let booking = view(tx.conn(), b).await?;
-        cx.commit(tx).await?;
-        return Ok(Json(Checkout { booking, payment: None }));
-    }
-    b.expires_at = Some(now + Duration::minutes(pol.payment_minutes));
-    transition(tx.conn(), &mut b, Change { action: Action::Checkout, actor: Some(auth.user_id), reason: None }, now)
-        .await?;
-    schedule_expiry(tx.conn(), &b, now).await?;
-    let payment = payments::create_pending(
-        tx.conn(),
-        auth.tenant_id,
-        Subject::Booking(b.id),
-        cx.provider.name(),
-        b.price_minor,
-        &b.currency,
-        now,
-    )
-    .await?;
-    cx.commit(tx).await?;
-    let payment = payments::start(&cx, auth.tenant_id, payment, description(&b)).await?;
-    Ok(Json(Checkout { booking: fresh_view(&cx, auth.tenant_id, id).await?, payment: Some(payment) }))
-}
-
-fn description(b: &Booking) -> String {
-    format!("{}-minute lesson on {}", b.minutes, b.starts_at.format("%Y-%m-%d %H:%M UTC"))
 }
 
 /// Applies an early ending's money and credit outcome to `b` (already moved to `outcome.status`).
@@ -423,7 +272,7 @@ async fn settle(
     b.refund_minor = outcome.refund_minor;
     b.credit_returned = outcome.return_credit;
     b.cancel_reason = Some(reason.to_string());
-    jobs::cancel_queued(conn, now, &schedule_prefix(b.id)).await?;
+    schedule::cancel_lesson(conn, b.id, now).await?;
     Ok(())
 }
 
@@ -435,14 +284,7 @@ pub async fn schedule_payout(
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     let pol = policy::load(conn, b.tenant_id).await?;
-    let mut j = job(
-        b,
-        super::jobs::RELEASE_PAYOUT,
-        now + Duration::hours(pol.dispute_window_hours),
-        format!("payout:{}", b.id),
-    );
-    j.payload["gross_minor"] = gross_minor.into();
-    jobs::enqueue(conn, now, &j).await?;
+    schedule::payout(conn, b, gross_minor, now + Duration::hours(pol.dispute_window_hours), now).await?;
     Ok(())
 }
 
@@ -594,8 +436,8 @@ pub async fn reschedule(
     b.starts_at = body.starts_at;
     b.ends_at = end;
     b.reschedules += counted;
-    jobs::cancel_queued(tx.conn(), now, &schedule_prefix(b.id)).await?;
-    schedule_lesson(tx.conn(), &b, &pol, now).await?;
+    schedule::cancel_lesson(tx.conn(), b.id, now).await?;
+    schedule::lesson(tx.conn(), &b, &pol, now).await?;
     let event = DomainEvent::BookingRescheduled {
         booking_id: b.id,
         tutor_id: b.tutor_id,
@@ -722,7 +564,7 @@ pub async fn complete_lesson(
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     transition(conn, b, Change { action: Action::Complete, actor, reason: None }, now).await?;
-    jobs::cancel_queued(conn, now, &schedule_prefix(b.id)).await?;
+    schedule::cancel_lesson(conn, b.id, now).await?;
     schedule_payout(conn, b, b.price_minor, now).await
 }
 

@@ -6,23 +6,28 @@
 //! - `policy` — the tenant's [`policy::BookingPolicy`] and the pure cancellation / no-show outcomes;
 //! - `tutors` — tutors' availability and booking rules, and the slot listing (through the `scheduling` crate);
 //! - `lifecycle` — hold, checkout, cancel, reschedule, start, complete, no-show, refund; listing;
-//! - `payments` — payment and refund records, the `PaymentProvider` calls, staff recording money received;
+//! - `payments` — payment and refund records;
+//! - `checkout` — paying: checkout, buying a package, the provider call, and settling money that arrived
+//!   (staff recording it, or the provider's webhook) into a confirmed booking or an active package;
 //! - `packages` — prepaid lessons with one tutor;
 //! - `room` — who may enter a lesson's room with which rights (one rule for the real-time room and for
 //!   media join tokens), and `POST /bookings/{id}/join`;
-//! - `jobs` — the durable jobs bookings schedule (hold expiry, reminders, no-show check, auto-end, room
-//!   creation, refunds, payout release) and their handlers.
+//! - `schedule` — the durable jobs bookings schedule (hold expiry, reminders, no-show check, auto-end, room
+//!   creation, refunds, payout release), as data, enqueued with the change that causes them;
+//! - `jobs` — what each of those jobs does when it runs (on top: it drives `lifecycle`).
 //!
 //! The guarantee that a slot is never booked twice: every change to a tutor's calendar first locks the
 //! tutor's `tutor_profiles` row (`FOR UPDATE` on PostgreSQL; SQLite's single writer on SQLite), then checks
 //! for conflicts against the same busy set the slot listing uses, then writes.
 
+pub mod checkout;
 pub mod jobs;
 pub mod lifecycle;
 pub mod packages;
 pub mod payments;
 pub mod policy;
 pub mod room;
+pub mod schedule;
 pub mod tutors;
 
 use chrono::{DateTime, Utc};

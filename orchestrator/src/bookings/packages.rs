@@ -2,17 +2,13 @@
 //! lesson. Bought `pending_payment`, `active` once paid; a booking made with the package spends a credit
 //! instead of a payment, and a cancellation in the free window gives it back.
 
-use axum::{extract::State, http::StatusCode};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
-use super::{
-    Ctx,
-    payments::{self, Payment, Subject},
-    tutors,
-};
+use super::{Ctx, payments::Payment};
 use crate::{
     auth::{AnyRole, Authed, Role},
     db::{self, Db},
@@ -59,7 +55,7 @@ fn from_row(r: &AnyRow) -> Result<Package, sqlx::Error> {
     })
 }
 
-async fn load(conn: &mut AnyConnection, tenant: TenantId, id: PackageId, lock: &str) -> ApiResult<Package> {
+pub(super) async fn load(conn: &mut AnyConnection, tenant: TenantId, id: PackageId, lock: &str) -> ApiResult<Package> {
     let sql = format!("SELECT {COLUMNS} FROM lesson_packages WHERE tenant_id = $1 AND id = $2{lock}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant.to_string())
@@ -156,77 +152,6 @@ pub struct NewPackage {
 pub struct Purchase {
     pub package: Package,
     pub payment: Payment,
-}
-
-/// Buys a package of lessons with a tutor: priced at the tutor's price per lesson times `lessons`, paid
-/// through the payment provider (offline: staff record the money), active once paid. Who may buy for whom
-/// is as for booking: students themselves, parents their children, staff anyone; minors need consent.
-#[utoipa::path(post, path = "/api/v1/packages", tag = "bookings", request_body = NewPackage, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
-    responses((status = 201, body = Purchase), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
-pub async fn buy(
-    State(cx): State<Ctx>,
-    auth: Authed<AnyRole>,
-    Json(body): Json<NewPackage>,
-) -> ApiResult<(StatusCode, Json<Purchase>)> {
-    let now = cx.clock.now();
-    if !(1..=MAX_LESSONS).contains(&body.lessons) {
-        return Err(ApiError::unprocessable("invalid_lessons", format!("a package has 1 to {MAX_LESSONS} lessons")));
-    }
-    let mut tx = cx.db.begin().await?;
-    // Packages are for live lessons: a minor needs the same consent as for booking one.
-    let student_id = super::lifecycle::student_for(tx.conn(), &auth, body.student_id, now).await?.id;
-    let profile = tutors::load_profile(tx.conn(), auth.tenant_id, body.tutor_id, "").await?;
-    let price = profile.price(body.minutes)?.checked_mul(body.lessons).ok_or_else(ApiError::internal)?;
-    if price == 0 {
-        return Err(ApiError::unprocessable("free_lessons", "free lessons need no package"));
-    }
-    let package = Package {
-        id: PackageId::new(),
-        student_id,
-        tutor_id: body.tutor_id,
-        minutes: i64::from(body.minutes),
-        lessons: body.lessons,
-        remaining: body.lessons,
-        price_minor: price,
-        currency: profile.doc.currency.clone(),
-        status: "pending_payment".into(),
-        created_at: now,
-    };
-    sqlx::query(
-        "INSERT INTO lesson_packages (id, tenant_id, student_id, tutor_id, minutes, lessons, remaining, price_minor,
-             currency, status, bought_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'pending_payment', $9, $10)",
-    )
-    .bind(package.id.to_string())
-    .bind(auth.tenant_id.to_string())
-    .bind(student_id.to_string())
-    .bind(body.tutor_id.to_string())
-    .bind(package.minutes)
-    .bind(package.lessons)
-    .bind(price)
-    .bind(&package.currency)
-    .bind(auth.user_id.to_string())
-    .bind(db::ts(now))
-    .execute(tx.conn())
-    .await?;
-    let payment = payments::create_pending(
-        tx.conn(),
-        auth.tenant_id,
-        Subject::Package(package.id),
-        cx.provider.name(),
-        price,
-        &package.currency,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    let description = format!("{} lessons of {} minutes", package.lessons, package.minutes);
-    let payment = payments::start(&cx, auth.tenant_id, payment, description).await?;
-    let mut conn = cx.db.pool().acquire().await?;
-    let package = load(&mut conn, auth.tenant_id, package.id, "").await?;
-    Ok((StatusCode::CREATED, Json(Purchase { package, payment })))
 }
 
 /// A package: its student, the student's parents, its tutor, staff.

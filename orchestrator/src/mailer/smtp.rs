@@ -32,17 +32,15 @@ use lettre::{
         extension::ClientId,
     },
 };
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::{Mail, Mailer};
 use crate::{
     config::Config,
     db::{self, Db},
-    jobs::{self, Handler, Job, Jobs, NewJob},
+    jobs::{self, BackgroundJob, Job, Jobs, Schedule},
 };
-
-/// The job kind that sends one stored message.
-pub const SEND: &str = "mail.send";
 
 /// How the connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,14 +210,8 @@ impl Mailer for SmtpMailer {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let id = super::store(conn, now, mail).await?;
-            let job = NewJob {
-                tenant: mail.tenant,
-                kind: SEND,
-                payload: serde_json::json!({ "mail_id": id }),
-                run_at: now,
-                dedupe_key: Some(format!("mail:{id}")),
-            };
-            let job_id = jobs::enqueue(conn, now, &job).await?;
+            let at = Schedule { tenant: mail.tenant, run_at: now, dedupe_key: Some(format!("mail:{id}")) };
+            let job_id = jobs::enqueue(conn, now, at, &SendMail { mail_id: id }).await?;
             sqlx::query("UPDATE mailbox SET job_id = $1 WHERE id = $2").bind(job_id).bind(id).execute(conn).await?;
             Ok(())
         })
@@ -229,60 +221,59 @@ impl Mailer for SmtpMailer {
 /// Registers the `mail.send` handler. Without a transport (no `smtp_url`) it is still registered, so mail
 /// queued while SMTP was configured fails with a reason instead of "no handler".
 pub fn register(jobs: &Jobs, transport: Option<Arc<Transport>>) {
-    jobs.register(Arc::new(SendJob { transport }));
+    jobs.register::<SendMail>(Arc::new(transport));
 }
 
-pub struct SendJob {
-    transport: Option<Arc<Transport>>,
+/// Sends one mailbox row by SMTP, once (its `sent_at` is set in the same transaction).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendMail {
+    pub mail_id: i64,
 }
 
-impl Handler for SendJob {
-    fn kind(&self) -> &'static str {
-        SEND
-    }
+impl BackgroundJob for SendMail {
+    const KIND: &'static str = "mail.send";
+    type Deps = Option<Arc<Transport>>;
 
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        job: &'a Job,
+    async fn run(
+        self,
+        transport: &Option<Arc<Transport>>,
+        conn: &mut AnyConnection,
+        job: &Job,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            let transport =
-                self.transport.as_ref().ok_or_else(|| anyhow!("no SMTP transport is configured (smtp_url)"))?;
-            let id = job.payload["mail_id"].as_i64().ok_or_else(|| anyhow!("job payload lacks mail_id"))?;
-            let sql = format!(
-                "SELECT to_email, subject, body, html, ics, sent_at FROM mailbox WHERE tenant_id = $1 AND id = $2{}",
-                Db::lock_clause(conn)
-            );
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(job.tenant_id.to_string())
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| anyhow!("mail {id} is not in the mailbox"))?;
-            if row.try_get::<Option<String>, _>("sent_at")?.is_some() {
-                return Ok(());
-            }
-            let stored = Stored {
-                id,
-                tenant: job.tenant_id.to_string(),
-                to_email: row.try_get("to_email")?,
-                subject: row.try_get("subject")?,
-                body: row.try_get("body")?,
-                html: row.try_get("html")?,
-                ics: row.try_get("ics")?,
-            };
-            let message = message(&transport.from, &transport.domain, &stored, now)?;
-            transport.send(message).await?;
-            sqlx::query("UPDATE mailbox SET sent_at = $1 WHERE id = $2")
-                .bind(db::ts(now))
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            tracing::info!(mail_id = id, "mail sent");
-            Ok(())
-        })
+    ) -> anyhow::Result<()> {
+        let transport = transport.as_ref().ok_or_else(|| anyhow!("no SMTP transport is configured (smtp_url)"))?;
+        let id = self.mail_id;
+        let sql = format!(
+            "SELECT to_email, subject, body, html, ics, sent_at FROM mailbox WHERE tenant_id = $1 AND id = $2{}",
+            Db::lock_clause(conn)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(job.tenant_id.to_string())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| anyhow!("mail {id} is not in the mailbox"))?;
+        if row.try_get::<Option<String>, _>("sent_at")?.is_some() {
+            return Ok(());
+        }
+        let stored = Stored {
+            id,
+            tenant: job.tenant_id.to_string(),
+            to_email: row.try_get("to_email")?,
+            subject: row.try_get("subject")?,
+            body: row.try_get("body")?,
+            html: row.try_get("html")?,
+            ics: row.try_get("ics")?,
+        };
+        let message = message(&transport.from, &transport.domain, &stored, now)?;
+        transport.send(message).await?;
+        sqlx::query("UPDATE mailbox SET sent_at = $1 WHERE id = $2")
+            .bind(db::ts(now))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(mail_id = id, "mail sent");
+        Ok(())
     }
 }
 

@@ -29,6 +29,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{BookingId, TenantId, UserId},
+    jobs::{self, Schedule},
     request::ClientInfo,
 };
 
@@ -301,14 +302,8 @@ pub async fn refund_released(
     let paid_by_transfer = r.try_get::<Option<String>, _>("paid_at")?.is_some()
         && r.try_get::<Option<String>, _>("transfer_ref")?.is_some_and(|t| t.starts_with("tr_"));
     if paid_by_transfer {
-        let job = crate::jobs::NewJob {
-            tenant,
-            kind: stripe::REVERSE,
-            payload: serde_json::json!({ "booking_id": booking, "amount_minor": share_back }),
-            run_at: now,
-            dedupe_key: Some(format!("reversal:{booking}")),
-        };
-        crate::jobs::enqueue(conn, now, &job).await?;
+        let at = Schedule { tenant, run_at: now, dedupe_key: Some(format!("reversal:{booking}")) };
+        jobs::enqueue(conn, now, at, &stripe::Reverse { booking_id: booking, amount_minor: share_back }).await?;
     }
     Ok(share_back)
 }

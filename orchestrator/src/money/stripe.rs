@@ -1,18 +1,11 @@
-//! Stripe on the orchestrator's side: the signed webhook endpoint, tutors' connected accounts
-//! (onboarding), and paying tutors out by transfer.
-//!
-//! Webhooks are the only way money confirms a booking with Stripe (never the client's word). A delivery is
-//! verified exactly as Stripe signs (`billing::webhook`), then handled in one transaction that first claims
-//! its event id in `webhook_events`: a repeated or concurrent delivery of the same event finds the id taken
-//! and changes nothing. Unknown event types are acknowledged and ignored.
+//! Stripe Connect on the orchestrator's side: tutors' connected accounts (onboarding, and their state as
+//! Stripe's `account.updated` webhook reports it through `webhooks`), and paying tutors out by transfer
+//! (the `Transfer` and `Reverse` jobs).
 
 use std::sync::Arc;
 
-use axum::{
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-};
+use anyhow::anyhow;
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
@@ -20,171 +13,104 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{AnyRole, Authed, Role},
-    bookings::payments,
     clock::SharedClock,
     config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
-    ids::{BookingId, PaymentId, TenantId, UserId},
-    jobs::{self, Jobs, NewJob},
-    outbox::Outbox,
+    ids::{BookingId, TenantId, UserId},
+    jobs::{self, BackgroundJob, Job, Jobs, Schedule},
 };
 
 pub type SharedStripe = Option<Arc<billing::Stripe>>;
 
-/// Stripe's default tolerance for a signature's timestamp.
-const TOLERANCE_SECS: i64 = 300;
-
-pub const TRANSFER: &str = "payout.transfer";
-pub const REVERSE: &str = "payout.reverse";
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WebhookAck {
-    pub received: bool,
-    /// The event id was seen before: nothing was done again.
-    pub duplicate: bool,
+/// Transfers a released share to the tutor's connected account (nothing without Stripe: staff settle by hand).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transfer {
+    pub booking_id: BookingId,
 }
 
-/// Stripe's webhook endpoint. The `Stripe-Signature` header must verify against the raw body with the
-/// configured endpoint secret (HMAC-SHA256 of `t.body`, any `v1`, within 300 s); otherwise 400 and nothing
-/// changes. Each event id has its effect once.
-#[utoipa::path(post, path = "/api/v1/webhooks/stripe", tag = "money", request_body(content = String, content_type = "application/json"),
-    params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
-    responses((status = 200, body = WebhookAck), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn webhook(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
-    State(config): State<Arc<Config>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<WebhookAck>> {
-    let secret = config
-        .stripe_webhook_secret
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("stripe_not_configured", "this server doesn't use Stripe"))?;
-    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let now = clock.now();
-    let event = billing::webhook::verify_event(header, &body, secret.expose(), now.timestamp(), TOLERANCE_SECS)
-        .map_err(|e| ApiError::bad_request("invalid_signature", e.to_string()))?;
-    let mut tx = db.begin().await?;
-    let fresh = crate::idempotency::first_webhook_delivery(tx.conn(), "stripe", &event.id, &event.kind, now).await?;
-    if fresh {
-        handle(tx.conn(), &event, now).await?;
+/// Takes `amount_minor` of a transferred share back (a refund after the payout).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reverse {
+    pub booking_id: BookingId,
+    pub amount_minor: i64,
+}
+
+impl BackgroundJob for Transfer {
+    const KIND: &'static str = "payout.transfer";
+    type Deps = SharedStripe;
+
+    async fn run(
+        self,
+        stripe: &SharedStripe,
+        conn: &mut AnyConnection,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let Some(stripe) = stripe else { return Ok(()) };
+        transfer(conn, stripe, job.tenant_id, self.booking_id, now)
+            .await
+            .map_err(|e| anyhow!("{}: {}", e.code, e.message))
     }
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
-    Ok(Json(WebhookAck { received: true, duplicate: !fresh }))
 }
 
-fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(|x| x.as_str())
+impl BackgroundJob for Reverse {
+    const KIND: &'static str = "payout.reverse";
+    type Deps = SharedStripe;
+
+    async fn run(
+        self,
+        stripe: &SharedStripe,
+        conn: &mut AnyConnection,
+        job: &Job,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let Some(stripe) = stripe else { return Ok(()) };
+        reverse(conn, stripe, job.tenant_id, self.booking_id, self.amount_minor, now)
+            .await
+            .map_err(|e| anyhow!("{}: {}", e.code, e.message))
+    }
 }
 
-async fn handle(conn: &mut AnyConnection, event: &billing::webhook::Event, now: DateTime<Utc>) -> ApiResult<()> {
-    let object = &event.object;
-    match event.kind.as_str() {
-        "payment_intent.succeeded" => {
-            let Some((tenant, id, amount, currency)) = payment_by_ref(conn, str_of(object, "id")).await? else {
-                tracing::warn!(event = event.id, "payment_intent.succeeded for a payment we don't know");
-                return Ok(());
-            };
-            let received = object.get("amount_received").or_else(|| object.get("amount")).and_then(|a| a.as_i64());
-            let same_currency = str_of(object, "currency").is_some_and(|c| c.eq_ignore_ascii_case(&currency));
-            if received != Some(amount) || !same_currency {
-                tracing::error!(
-                    event = event.id,
-                    ?received,
-                    amount,
-                    "payment_intent amount or currency differs; not confirming"
-                );
-                return Ok(());
-            }
-            payments::succeeded(conn, tenant, id, None, Some("stripe"), now).await?;
-        }
-        // A failed attempt leaves the PaymentIntent waiting for another card (`requires_payment_method`): the
-        // payer may try again on the same intent, so the payment stays pending. Only a cancelled intent is over.
-        "payment_intent.payment_failed" => {
-            tracing::info!(event = event.id, "a payment attempt failed; the intent waits for another card");
-        }
-        "payment_intent.canceled" => {
-            if let Some((_, id, _, _)) = payment_by_ref(conn, str_of(object, "id")).await? {
-                sqlx::query(
-                    "UPDATE payments SET status = 'failed', settled_at = $1 WHERE id = $2 AND status = 'pending'",
-                )
-                .bind(db::ts(now))
-                .bind(id.to_string())
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        "account.updated" => {
-            let Some(account) = str_of(object, "id") else { return Ok(()) };
-            let enabled = object.get("payouts_enabled").and_then(|v| v.as_bool()).unwrap_or(false);
-            let submitted = object.get("details_submitted").and_then(|v| v.as_bool()).unwrap_or(false);
-            let row = sqlx::query(
-                "UPDATE tutor_billing SET payouts_enabled = $1, details_submitted = $2, updated_at = $3
-                 WHERE stripe_account = $4 RETURNING tutor_id, tenant_id",
-            )
-            .bind(i64::from(enabled))
-            .bind(i64::from(submitted))
-            .bind(db::ts(now))
-            .bind(account)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let (Some(r), true) = (row, enabled) {
-                // Shares released while the account couldn't receive them go out now.
-                let tutor = UserId::from_column(&r.try_get::<String, _>("tutor_id")?)?;
-                let tenant = TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?;
-                enqueue_owed_transfers(conn, tenant, tutor, &event.id, now).await?;
-            }
-        }
-        "refund.updated" | "refund.created" => {
-            if let (Some(id), Some(status)) = (str_of(object, "id"), str_of(object, "status")) {
-                let status = match billing::refund_state(status) {
-                    billing::PaymentState::Succeeded => "succeeded",
-                    billing::PaymentState::Pending => "pending",
-                    billing::PaymentState::Failed => "failed",
-                };
-                sqlx::query("UPDATE refunds SET status = $1 WHERE provider_ref = $2")
-                    .bind(status)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        other => tracing::debug!(kind = other, "ignoring a Stripe event type we don't handle"),
+/// Registers the payout jobs with `jobs`.
+pub fn register(jobs: &Jobs, stripe: SharedStripe) {
+    let stripe = Arc::new(stripe);
+    jobs.register::<Transfer>(stripe.clone());
+    jobs.register::<Reverse>(stripe);
+}
+
+/// Stripe says a connected account changed (`account.updated`): record whether it can receive payouts,
+/// and send what was owed to it once it can.
+pub async fn account_updated(
+    conn: &mut AnyConnection,
+    account: &str,
+    enabled: bool,
+    submitted: bool,
+    cause: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let row = sqlx::query(
+        "UPDATE tutor_billing SET payouts_enabled = $1, details_submitted = $2, updated_at = $3
+         WHERE stripe_account = $4 RETURNING tutor_id, tenant_id",
+    )
+    .bind(i64::from(enabled))
+    .bind(i64::from(submitted))
+    .bind(db::ts(now))
+    .bind(account)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let (Some(r), true) = (row, enabled) {
+        // Shares released while the account couldn't receive them go out now.
+        let tutor = UserId::from_column(&r.try_get::<String, _>("tutor_id")?)?;
+        let tenant = TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?;
+        enqueue_owed_transfers(conn, tenant, tutor, cause, now).await?;
     }
     Ok(())
 }
 
-/// The Stripe payment with provider reference `pi`: (tenant, id, amount, currency).
-async fn payment_by_ref(
-    conn: &mut AnyConnection,
-    pi: Option<&str>,
-) -> ApiResult<Option<(TenantId, PaymentId, i64, String)>> {
-    let Some(pi) = pi else { return Ok(None) };
-    let row = sqlx::query(
-        "SELECT tenant_id, id, amount_minor, currency FROM payments WHERE provider = 'stripe' AND provider_ref = $1",
-    )
-    .bind(pi)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| {
-        Ok((
-            TenantId::from_column(&r.try_get::<String, _>("tenant_id")?)?,
-            PaymentId::from_column(&r.try_get::<String, _>("id")?)?,
-            r.try_get("amount_minor")?,
-            r.try_get("currency")?,
-        ))
-    })
-    .transpose()
-}
-
-async fn enqueue_owed_transfers(
+/// Shares released while `tutor`'s account couldn't receive them: their transfers, now.
+pub async fn enqueue_owed_transfers(
     conn: &mut AnyConnection,
     tenant: TenantId,
     tutor: UserId,
@@ -212,14 +138,8 @@ pub async fn enqueue_transfer(
     cause: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let job = NewJob {
-        tenant,
-        kind: TRANSFER,
-        payload: serde_json::json!({ "booking_id": booking }),
-        run_at: now,
-        dedupe_key: Some(format!("transfer:{booking}:{cause}")),
-    };
-    jobs::enqueue(conn, now, &job).await?;
+    let at = Schedule { tenant, run_at: now, dedupe_key: Some(format!("transfer:{booking}:{cause}")) };
+    jobs::enqueue(conn, now, at, &Transfer { booking_id: booking }).await?;
     Ok(())
 }
 

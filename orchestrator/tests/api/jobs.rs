@@ -13,128 +13,148 @@ use std::{
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use futures::future::BoxFuture;
 use orchestrator::{
     clock::{Clock, ManualClock, SharedClock},
     db::{Backend, Db},
     ids::TenantId,
-    jobs::{self, Handler, Job, Jobs, NewJob},
+    jobs::{self, BackgroundJob, Job, Jobs, Schedule},
     outbox::Outbox,
 };
 use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
 use crate::helpers::TestApp;
 
-const ONCE: &str = "test.once";
+/// What every test job writes: `settings[key] = value or the job id`, so a second run of the same job fails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Effect {
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+}
 
-/// Writes `settings[payload.key] = payload.value or the job id`: a second run of the same job fails.
-struct Once {
+impl Effect {
+    fn key(key: impl Into<String>) -> Self {
+        Effect { key: key.into(), value: None }
+    }
+}
+
+/// Writes its effect (counting its runs); held for `pause` while running, so concurrent runners overlap.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Once(Effect);
+
+struct Counted {
     runs: Arc<AtomicUsize>,
-    /// Held while running, so concurrent runners overlap.
     pause: StdDuration,
 }
 
-impl Once {
-    fn new(runs: &Arc<AtomicUsize>) -> Arc<Self> {
-        Arc::new(Self { runs: runs.clone(), pause: StdDuration::ZERO })
+fn counted(runs: &Arc<AtomicUsize>) -> Arc<Counted> {
+    Arc::new(Counted { runs: runs.clone(), pause: StdDuration::ZERO })
+}
+
+fn once(key: impl Into<String>) -> Once {
+    Once(Effect::key(key))
+}
+
+impl BackgroundJob for Once {
+    const KIND: &'static str = "test.once";
+    type Deps = Counted;
+
+    async fn run(self, deps: &Counted, conn: &mut AnyConnection, job: &Job, _now: DateTime<Utc>) -> anyhow::Result<()> {
+        deps.runs.fetch_add(1, SeqCst);
+        write_effect(conn, job, &self.0).await?;
+        if !deps.pause.is_zero() {
+            tokio::time::sleep(deps.pause).await;
+        }
+        Ok(())
     }
 }
 
-impl Handler for Once {
-    fn kind(&self) -> &'static str {
-        ONCE
-    }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        job: &'a Job,
-        _now: DateTime<Utc>,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            self.runs.fetch_add(1, SeqCst);
-            write_effect(conn, job).await?;
-            if !self.pause.is_zero() {
-                tokio::time::sleep(self.pause).await;
-            }
-            Ok(())
-        })
-    }
-}
-
-async fn write_effect(conn: &mut AnyConnection, job: &Job) -> anyhow::Result<()> {
-    let key = job.payload["key"].as_str().context("payload.key")?;
-    let value = job.payload["value"].as_str().map(String::from).unwrap_or_else(|| job.id.to_string());
-    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)").bind(key).bind(value).execute(conn).await?;
+async fn write_effect(conn: &mut AnyConnection, job: &Job, effect: &Effect) -> anyhow::Result<()> {
+    let value = effect.value.clone().unwrap_or_else(|| job.id.to_string());
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
+        .bind(&effect.key)
+        .bind(value)
+        .execute(conn)
+        .await
+        .context("writing the effect")?;
     Ok(())
 }
 
-/// Fails until `healthy`, then behaves like [`Once`].
-struct Flaky {
-    healthy: Arc<AtomicBool>,
-}
+/// Fails until `healthy` (its deps), then behaves like [`Once`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Flaky(Effect);
 
-impl Handler for Flaky {
-    fn kind(&self) -> &'static str {
-        "test.flaky"
-    }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        job: &'a Job,
-        _now: DateTime<Utc>,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            if !self.healthy.load(SeqCst) {
-                anyhow::bail!("boom after {} failures", job.attempts);
-            }
-            write_effect(conn, job).await
-        })
+impl BackgroundJob for Flaky {
+    const KIND: &'static str = "test.flaky";
+    type Deps = AtomicBool;
+
+    async fn run(
+        self,
+        healthy: &AtomicBool,
+        conn: &mut AnyConnection,
+        job: &Job,
+        _: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if !healthy.load(SeqCst) {
+            anyhow::bail!("boom after {} failures", job.attempts);
+        }
+        write_effect(conn, job, &self.0).await
     }
 }
 
 /// Writes its effect, then panics: the effect must not survive.
-struct Panics;
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Panics(Effect);
 
-impl Handler for Panics {
-    fn kind(&self) -> &'static str {
-        "test.panic"
-    }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        job: &'a Job,
-        _now: DateTime<Utc>,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            write_effect(conn, job).await?;
-            panic!("kaboom");
-        })
+impl BackgroundJob for Panics {
+    const KIND: &'static str = "test.panic";
+    type Deps = ();
+
+    async fn run(self, _: &(), conn: &mut AnyConnection, job: &Job, _: DateTime<Utc>) -> anyhow::Result<()> {
+        write_effect(conn, job, &self.0).await?;
+        panic!("kaboom");
     }
 }
 
-/// Writes its effect, says so, then never finishes: the node "crashes" while it waits.
-struct Hangs {
-    wrote: tokio::sync::mpsc::Sender<()>,
+/// A kind no runner registers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Nobody {}
+
+impl BackgroundJob for Nobody {
+    const KIND: &'static str = "test.nobody";
+    type Deps = ();
+
+    async fn run(self, _: &(), _: &mut AnyConnection, _: &Job, _: DateTime<Utc>) -> anyhow::Result<()> {
+        unreachable!("never registered")
+    }
 }
 
-impl Handler for Hangs {
-    fn kind(&self) -> &'static str {
-        ONCE
-    }
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        job: &'a Job,
-        _now: DateTime<Utc>,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            write_effect(conn, job).await?;
-            let _ = self.wrote.send(()).await;
-            std::future::pending::<()>().await;
-            Ok(())
-        })
+/// A [`Once`] run that writes its effect, says so, then never finishes: the node "crashes" while it waits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Hangs(Effect);
+
+impl BackgroundJob for Hangs {
+    const KIND: &'static str = Once::KIND;
+    type Deps = tokio::sync::mpsc::Sender<()>;
+
+    async fn run(
+        self,
+        wrote: &Self::Deps,
+        conn: &mut AnyConnection,
+        job: &Job,
+        _: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        write_effect(conn, job, &self.0).await?;
+        let _ = wrote.send(()).await;
+        std::future::pending::<()>().await;
+        Ok(())
     }
 }
 
@@ -148,17 +168,16 @@ fn tenant(id: &str) -> TenantId {
     id.parse().unwrap()
 }
 
-async fn enqueue(
+async fn enqueue<J: BackgroundJob>(
     app: &TestApp,
     tenant_id: &str,
-    kind: &'static str,
-    payload: Value,
+    job: J,
     run_at: DateTime<Utc>,
     key: Option<&str>,
 ) -> Option<i64> {
     let mut tx = app.state.db.begin().await.unwrap();
-    let job = NewJob { tenant: tenant(tenant_id), kind, payload, run_at, dedupe_key: key.map(String::from) };
-    let id = jobs::enqueue(tx.conn(), app.clock.now(), &job).await.unwrap();
+    let at = Schedule { tenant: tenant(tenant_id), run_at, dedupe_key: key.map(String::from) };
+    let id = jobs::enqueue(tx.conn(), app.clock.now(), at, &job).await.unwrap();
     tx.commit().await.unwrap();
     app.state.jobs.notify();
     id
@@ -218,9 +237,9 @@ async fn a_job_waits_for_its_time_then_runs_exactly_once() {
     let app = TestApp::spawn_with(quick).await;
     let t = app.tenant("jobs-due").await;
     let runs = Arc::new(AtomicUsize::new(0));
-    app.state.jobs.register(Once::new(&runs));
+    app.state.jobs.register::<Once>(counted(&runs));
     let run_at = app.clock.now() + Duration::hours(1);
-    let id = enqueue(&app, &t.id, ONCE, json!({"key": "due-once"}), run_at, None).await.unwrap();
+    let id = enqueue(&app, &t.id, once("due-once"), run_at, None).await.unwrap();
 
     assert_eq!(run_now(&app).await, 0, "not due yet");
     let j = job(&app, &t.admin.access, id).await;
@@ -244,16 +263,16 @@ async fn dedupe_keys_and_prefix_cancel() {
     let app = TestApp::spawn_with(quick).await;
     let t = app.tenant("jobs-dedupe").await;
     let runs = Arc::new(AtomicUsize::new(0));
-    app.state.jobs.register(Once::new(&runs));
+    app.state.jobs.register::<Once>(counted(&runs));
     let later = app.clock.now() + Duration::hours(1);
 
-    let first = enqueue(&app, &t.id, ONCE, json!({"key": "d1"}), later, Some("reminder:1:a")).await;
+    let first = enqueue(&app, &t.id, once("d1"), later, Some("reminder:1:a")).await;
     assert!(first.is_some());
-    let again = enqueue(&app, &t.id, ONCE, json!({"key": "d1-again"}), later, Some("reminder:1:a")).await;
+    let again = enqueue(&app, &t.id, once("d1-again"), later, Some("reminder:1:a")).await;
     assert_eq!(again, None, "same dedupe key: no second job");
-    let b = enqueue(&app, &t.id, ONCE, json!({"key": "d2"}), later, Some("reminder:1:b")).await.unwrap();
-    let other = enqueue(&app, &t.id, ONCE, json!({"key": "d3"}), later, Some("reminder:2:a")).await.unwrap();
-    let upper = enqueue(&app, &t.id, ONCE, json!({"key": "d4"}), later, Some("REMINDER:1:c")).await.unwrap();
+    let b = enqueue(&app, &t.id, once("d2"), later, Some("reminder:1:b")).await.unwrap();
+    let other = enqueue(&app, &t.id, once("d3"), later, Some("reminder:2:a")).await.unwrap();
+    let upper = enqueue(&app, &t.id, once("d4"), later, Some("REMINDER:1:c")).await.unwrap();
     let res = app.get("/api/v1/admin/jobs", &t.admin.access).await;
     assert_eq!(res.body["jobs"].as_array().unwrap().len(), 4, "{res:?}");
 
@@ -301,9 +320,9 @@ async fn failures_back_off_then_die_and_an_admin_retry_requeues() {
     .await;
     let t = app.tenant("jobs-retry").await;
     let healthy = Arc::new(AtomicBool::new(false));
-    app.state.jobs.register(Arc::new(Flaky { healthy: healthy.clone() }));
+    app.state.jobs.register::<Flaky>(healthy.clone());
     let t0 = app.clock.now();
-    let id = enqueue(&app, &t.id, "test.flaky", json!({"key": "flaky"}), t0, None).await.unwrap();
+    let id = enqueue(&app, &t.id, Flaky(Effect::key("flaky")), t0, None).await.unwrap();
 
     // First failure: retry after the base delay.
     let j = wait_for(&app, &t.admin.access, id, |j| j["attempts"] == 1).await;
@@ -354,12 +373,12 @@ async fn a_panicking_or_unknown_job_does_not_stop_the_others() {
     let app = TestApp::spawn_with(quick).await;
     let t = app.tenant("jobs-panic").await;
     let runs = Arc::new(AtomicUsize::new(0));
-    app.state.jobs.register(Arc::new(Panics));
-    app.state.jobs.register(Once::new(&runs));
+    app.state.jobs.register::<Panics>(Arc::new(()));
+    app.state.jobs.register::<Once>(counted(&runs));
     let now = app.clock.now();
-    let bad = enqueue(&app, &t.id, "test.panic", json!({"key": "panic-effect"}), now, None).await.unwrap();
-    let unknown = enqueue(&app, &t.id, "test.nobody", json!({}), now, None).await.unwrap();
-    let good = enqueue(&app, &t.id, ONCE, json!({"key": "after-panic"}), now, None).await.unwrap();
+    let bad = enqueue(&app, &t.id, Panics(Effect::key("panic-effect")), now, None).await.unwrap();
+    let unknown = enqueue(&app, &t.id, Nobody {}, now, None).await.unwrap();
+    let good = enqueue(&app, &t.id, once("after-panic"), now, None).await.unwrap();
 
     wait_for(&app, &t.admin.access, good, |j| j["status"] == "done").await;
     let j = wait_for(&app, &t.admin.access, bad, |j| j["attempts"] == 1).await;
@@ -370,7 +389,7 @@ async fn a_panicking_or_unknown_job_does_not_stop_the_others() {
     assert!(j["last_error"].as_str().unwrap().contains("no handler"), "{j}");
 
     // The runner is still alive: a later job runs too.
-    let later = enqueue(&app, &t.id, ONCE, json!({"key": "after-panic-2"}), app.clock.now(), None).await.unwrap();
+    let later = enqueue(&app, &t.id, once("after-panic-2"), app.clock.now(), None).await.unwrap();
     wait_for(&app, &t.admin.access, later, |j| j["status"] == "done").await;
     assert_eq!(runs.load(SeqCst), 2);
     assert!(!app.server.as_ref().unwrap().is_finished());
@@ -384,10 +403,10 @@ async fn admin_endpoints_are_staff_only_and_tenant_scoped() {
     let student = app.user(&t, "student", "stu", Some("2000-01-01")).await;
     let staff = app.user(&t, "staff", "sta", None).await;
     let runs = Arc::new(AtomicUsize::new(0));
-    app.state.jobs.register(Once::new(&runs));
+    app.state.jobs.register::<Once>(counted(&runs));
     let now = app.clock.now();
-    let mine = enqueue(&app, &t.id, ONCE, json!({"key": "admin-mine"}), now, None).await.unwrap();
-    let theirs = enqueue(&app, &other.id, ONCE, json!({"key": "admin-theirs"}), now, None).await.unwrap();
+    let mine = enqueue(&app, &t.id, once("admin-mine"), now, None).await.unwrap();
+    let theirs = enqueue(&app, &other.id, once("admin-theirs"), now, None).await.unwrap();
     wait_for(&app, &staff.access, mine, |j| j["status"] == "done").await;
 
     let res = app.request(Method::GET, "/api/v1/admin/jobs", None, None, &[]).await;
@@ -411,7 +430,7 @@ async fn admin_endpoints_are_staff_only_and_tenant_scoped() {
     assert_eq!((res.status, res.code()), (StatusCode::CONFLICT, "job_not_retryable"), "{res:?}");
 
     // Filters and paging.
-    let second = enqueue(&app, &t.id, ONCE, json!({"key": "admin-2"}), now + Duration::days(1), None).await.unwrap();
+    let second = enqueue(&app, &t.id, once("admin-2"), now + Duration::days(1), None).await.unwrap();
     let res = app.get("/api/v1/admin/jobs?status=done&kind=test.once", &staff.access).await;
     assert_eq!(res.body["jobs"].as_array().unwrap().len(), 1, "{res:?}");
     let res = app.get("/api/v1/admin/jobs?kind=test.other", &staff.access).await;
@@ -430,9 +449,11 @@ async fn a_crash_mid_run_and_a_restart_run_the_job_exactly_once() {
     let app = TestApp::spawn_with(quick).await;
     let t = app.tenant("jobs-restart").await;
     let first_runs = Arc::new(AtomicUsize::new(0));
-    app.state.jobs.register(Once::new(&first_runs));
+    app.state.jobs.register::<Once>(counted(&first_runs));
     let run_at = app.clock.now() + Duration::hours(1);
-    let id = enqueue(&app, &t.id, ONCE, json!({"key": "restart", "value": "effect"}), run_at, None).await.unwrap();
+    let id = enqueue(&app, &t.id, Once(Effect { key: "restart".into(), value: Some("effect".into()) }), run_at, None)
+        .await
+        .unwrap();
 
     // A node whose clock is past the due time claims the job, writes its effect and dies mid-run.
     let crashing = Db::connect(&app.database_url, 2).await.unwrap();
@@ -441,7 +462,7 @@ async fn a_crash_mid_run_and_a_restart_run_the_job_exactly_once() {
         scheduling::RetryPolicy { base: Duration::seconds(5), max_delay: Duration::seconds(5), max_attempts: 3 },
         StdDuration::from_millis(20),
     );
-    doomed.register(Arc::new(Hangs { wrote: wrote_tx }));
+    doomed.register::<Hangs>(Arc::new(wrote_tx));
     let late: SharedClock = Arc::new(ManualClock::new(run_at + Duration::minutes(1)));
     let node = {
         let (db, doomed) = (crashing.clone(), doomed.clone());
@@ -462,7 +483,7 @@ async fn a_crash_mid_run_and_a_restart_run_the_job_exactly_once() {
 
     let second = TestApp::spawn_on(&app.database_url, quick).await;
     let runs = Arc::new(AtomicUsize::new(0));
-    second.state.jobs.register(Once::new(&runs));
+    second.state.jobs.register::<Once>(counted(&runs));
     assert_eq!(run_now(&second).await, 0, "still not due on the new server's clock");
     second.advance(Duration::hours(2));
     let j = wait_for(&second, &t.admin.access, id, |j| j["status"] != "queued").await;
@@ -478,21 +499,15 @@ async fn two_runners_share_the_queue_and_run_each_job_once() {
     let t = a.tenant("jobs-shared").await;
     let (runs_a, runs_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let pause = StdDuration::from_millis(1);
-    a.state.jobs.register(Arc::new(Once { runs: runs_a.clone(), pause }));
-    b.state.jobs.register(Arc::new(Once { runs: runs_b.clone(), pause }));
+    a.state.jobs.register::<Once>(Arc::new(Counted { runs: runs_a.clone(), pause }));
+    b.state.jobs.register::<Once>(Arc::new(Counted { runs: runs_b.clone(), pause }));
 
     const N: usize = 200;
     let run_at = a.clock.now() + Duration::minutes(1);
     let mut tx = a.state.db.begin().await.unwrap();
     for i in 0..N {
-        let job = NewJob {
-            tenant: tenant(&t.id),
-            kind: ONCE,
-            payload: json!({"key": format!("shared-{i}")}),
-            run_at,
-            dedupe_key: Some(format!("shared:{i}")),
-        };
-        jobs::enqueue(tx.conn(), a.clock.now(), &job).await.unwrap().unwrap();
+        let at = Schedule { tenant: tenant(&t.id), run_at, dedupe_key: Some(format!("shared:{i}")) };
+        jobs::enqueue(tx.conn(), a.clock.now(), at, &once(format!("shared-{i}"))).await.unwrap().unwrap();
     }
     tx.commit().await.unwrap();
 
