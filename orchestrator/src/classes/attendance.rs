@@ -18,8 +18,8 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    AttendanceStatus, Class, ClassStatus, LedgerKind, Meeting, Relation, enrollments, ledger, load_class, load_meeting,
-    meetings_of, relation, require_manager,
+    AttendanceStatus, Class, ClassStatus, LedgerKind, Meeting, Relation, ledger, load_class, load_meeting, meetings_of,
+    relation, require_manager,
 };
 use crate::{
     audit,
@@ -115,7 +115,7 @@ async fn apply_mark(
         ApiError::unprocessable("not_enrolled", format!("student {} is not enrolled", mark.student_id))
     })?;
     // Serialises marks for this student (PostgreSQL); SQLite already holds the writer slot.
-    enrollments::load(tx.conn(), auth.tenant_id, enrollment_id, db.for_update()).await?;
+    super::load_enrollment(tx.conn(), auth.tenant_id, enrollment_id, db.for_update()).await?;
     let previous = current_mark(tx.conn(), meeting.id, mark.student_id).await?;
     if previous == Some(mark.status) {
         let balance = ledger::balance(tx.conn(), enrollment_id).await?;
@@ -471,7 +471,7 @@ pub async fn class_report(
         return Ok(csv(&records, &format!("attendance-{id}.csv")));
     }
     let mut students = Vec::new();
-    for e in enrollments::list(&mut conn, id).await? {
+    for e in super::list_enrollments(&mut conn, id).await? {
         let mut tally = Tally::default();
         let mut name = String::new();
         for r in records.iter().filter(|r| r.student_id == e.student_id) {

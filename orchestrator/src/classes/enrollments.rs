@@ -3,87 +3,24 @@
 //! time before they end; minors need a parent's `live_video` consent first.
 
 use axum::{extract::State, http::StatusCode};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row, any::AnyRow};
+use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{
-    ClassKind, ClassStatus, LedgerKind, Relation, ledger, load_class, load_student, relation, require_manager,
-};
+use super::{ClassKind, ClassStatus, LedgerKind, ledger, load_class, load_student, relation, require_manager};
 use crate::{
-    auth::{AuthUser, Authed, Staff},
+    auth::{Authed, Staff},
     clock::SharedClock,
     consent::{self, ConsentScope},
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     identity::users,
-    ids::{ClassId, EnrollmentId, TenantId, UserId},
+    ids::{ClassId, EnrollmentId, UserId},
     outbox::{self, Outbox},
 };
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Enrollment {
-    pub id: EnrollmentId,
-    pub class_id: ClassId,
-    pub student_id: UserId,
-    /// Payment or grant reference given at enrollment.
-    pub reference: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-fn from_row(r: &AnyRow) -> Result<Enrollment, sqlx::Error> {
-    Ok(Enrollment {
-        id: EnrollmentId::from_column(&r.try_get::<String, _>("id")?)?,
-        class_id: ClassId::from_column(&r.try_get::<String, _>("class_id")?)?,
-        student_id: UserId::from_column(&r.try_get::<String, _>("student_id")?)?,
-        reference: r.try_get("reference")?,
-        created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
-    })
-}
-
-/// Loads an enrollment of `tenant`; `lock` is the backend's row lock (see `Db::for_update`).
-pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: EnrollmentId, lock: &str) -> ApiResult<Enrollment> {
-    let sql = format!(
-        "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE tenant_id = $1 AND id = $2{lock}"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("enrollment_not_found", "no such enrollment"))?;
-    Ok(from_row(&row)?)
-}
-
-pub async fn list(conn: &mut AnyConnection, class: ClassId) -> Result<Vec<Enrollment>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE class_id = $1 ORDER BY id",
-    )
-    .bind(class.to_string())
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
-}
-
-pub async fn count(conn: &mut AnyConnection, class: ClassId) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) AS n FROM enrollments WHERE class_id = $1")
-        .bind(class.to_string())
-        .fetch_one(conn)
-        .await?
-        .try_get("n")
-}
-
-/// Whether the caller may see this enrollment's details: managers, the student, their parents.
-pub async fn may_view(
-    conn: &mut AnyConnection,
-    auth: &AuthUser,
-    rel: Relation,
-    e: &Enrollment,
-) -> Result<bool, sqlx::Error> {
-    Ok(rel.manages() || users::is_self_parent_or_staff(conn, auth, e.student_id).await?)
-}
+pub use super::Enrollment;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +73,7 @@ pub async fn enroll(
         return Err(ApiError::conflict("already_enrolled", "the student is already enrolled"));
     }
     let capacity = class.capacity.unwrap_or(1);
-    if count(tx.conn(), id).await? >= capacity {
+    if super::count_enrollments(tx.conn(), id).await? >= capacity {
         return Err(ApiError::conflict("class_full", format!("the class is full ({capacity} students)")));
     }
     consent::ensure(tx.conn(), &student, &[ConsentScope::LiveVideo]).await?;
@@ -183,7 +120,7 @@ pub async fn enroll(
     for e in &events {
         outbox::append(tx.conn(), auth.tenant_id, now, e).await?;
     }
-    let enrollment = load(tx.conn(), auth.tenant_id, enrollment_id, "").await?;
+    let enrollment = super::load_enrollment(tx.conn(), auth.tenant_id, enrollment_id, "").await?;
     tx.commit().await?;
     outbox.notify();
     Ok((StatusCode::CREATED, Json(EnrollmentView { enrollment, balance })))
@@ -265,7 +202,7 @@ pub async fn roster(
     let class = load_class(&mut conn, auth.tenant_id, id, "").await?;
     require_manager(relation(&mut conn, &auth, &class).await?)?;
     let mut out = Vec::new();
-    for e in list(&mut conn, id).await? {
+    for e in super::list_enrollments(&mut conn, id).await? {
         let student = users::get_or_404(&mut conn, auth.tenant_id, e.student_id, now).await?;
         let attended: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM attendance WHERE enrollment_id = $1 AND status IN ('present', 'late')",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::{AttendanceStatus, LedgerKind, enrollments, load_class, relation, require_member};
+use super::{AttendanceStatus, LedgerKind, load_class, relation, require_member};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Staff},
@@ -160,11 +160,11 @@ pub async fn get_ledger(
     Path(id): Path<EnrollmentId>,
 ) -> ApiResult<Json<Ledger>> {
     let mut conn = db.pool().acquire().await?;
-    let enrollment = enrollments::load(&mut conn, auth.tenant_id, id, "").await?;
+    let enrollment = super::load_enrollment(&mut conn, auth.tenant_id, id, "").await?;
     let class = load_class(&mut conn, auth.tenant_id, enrollment.class_id, "").await?;
     let rel = relation(&mut conn, &auth, &class).await?;
     require_member(rel)?;
-    if !enrollments::may_view(&mut conn, &auth, rel, &enrollment).await? {
+    if !super::may_view_enrollment(&mut conn, &auth, rel, &enrollment).await? {
         return Err(ApiError::forbidden("forbidden", "you may not view this student's credits"));
     }
     let entries = history(&mut conn, id).await?;
@@ -218,7 +218,7 @@ pub async fn adjust(
     };
     let now = clock.now();
     let mut tx = db.begin().await?;
-    let enrollment = enrollments::load(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
+    let enrollment = super::load_enrollment(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
     let before = balance(tx.conn(), id).await?;
     let movement = Movement {
         kind,

@@ -12,8 +12,8 @@ use sqlx::AnyConnection;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Class, ClassKind, ClassStatus, LedgerKind, Meeting, Relation, courses, enrollments, ledger, load_class,
-    meetings_of, relation, require_manager, require_member,
+    Class, ClassKind, ClassStatus, LedgerKind, Meeting, Relation, courses, ledger, load_class, meetings_of, relation,
+    require_manager, require_member,
 };
 use crate::{
     audit,
@@ -67,7 +67,7 @@ pub struct ClassView {
 
 pub async fn view(conn: &mut AnyConnection, class: Class) -> ApiResult<ClassView> {
     let meetings = meetings_of(conn, &class).await?;
-    let enrolled = enrollments::count(conn, class.id).await?;
+    let enrolled = super::count_enrollments(conn, class.id).await?;
     Ok(ClassView { class, meetings, enrolled })
 }
 
@@ -322,7 +322,7 @@ pub async fn change_package(
     }
     let delta = body.total_meetings - class.total_meetings;
     let scheduled = meetings_of(tx.conn(), &class).await?.len() as i64;
-    let enrolled = enrollments::list(tx.conn(), id).await?;
+    let enrolled = super::list_enrollments(tx.conn(), id).await?;
     if body.total_meetings < scheduled || (delta < 0 && !enrolled.is_empty()) {
         return Err(ApiError::conflict(
             "package_shrink_not_allowed",
@@ -347,7 +347,7 @@ pub async fn change_package(
     let reason = format!("package changed to {} meetings", body.total_meetings);
     for e in &enrolled {
         // The ledger is appended under the enrollment's row lock, like marks and adjustments.
-        enrollments::load(tx.conn(), auth.tenant_id, e.id, db.for_update()).await?;
+        super::load_enrollment(tx.conn(), auth.tenant_id, e.id, db.for_update()).await?;
         let movement = ledger::Movement {
             kind: LedgerKind::Grant,
             delta,
@@ -448,9 +448,9 @@ async fn refund_all(
     class: &Class,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    for e in enrollments::list(tx.conn(), class.id).await? {
+    for e in super::list_enrollments(tx.conn(), class.id).await? {
         // Under the enrollment's row lock, so a racing mark can't overdraw between read and append.
-        enrollments::load(tx.conn(), auth.tenant_id, e.id, lock).await?;
+        super::load_enrollment(tx.conn(), auth.tenant_id, e.id, lock).await?;
         let balance = ledger::balance(tx.conn(), e.id).await?;
         if balance <= 0 {
             continue;

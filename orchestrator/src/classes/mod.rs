@@ -37,6 +37,74 @@ use crate::{
     ids::{ClassId, CourseId, EnrollmentId, MeetingId, TenantId, UserId},
 };
 
+/// A student's place in a class (its credits are on the ledger, `ledger`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Enrollment {
+    pub id: EnrollmentId,
+    pub class_id: ClassId,
+    pub student_id: UserId,
+    /// Payment or grant reference given at enrollment.
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn enrollment_from_row(r: &AnyRow) -> Result<Enrollment, sqlx::Error> {
+    Ok(Enrollment {
+        id: EnrollmentId::from_column(&r.try_get::<String, _>("id")?)?,
+        class_id: ClassId::from_column(&r.try_get::<String, _>("class_id")?)?,
+        student_id: UserId::from_column(&r.try_get::<String, _>("student_id")?)?,
+        reference: r.try_get("reference")?,
+        created_at: db::parse_ts(&r.try_get::<String, _>("created_at")?)?,
+    })
+}
+
+/// Loads an enrollment of `tenant`; `lock` is the backend's row lock (see `Db::for_update`).
+pub async fn load_enrollment(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: EnrollmentId,
+    lock: &str,
+) -> ApiResult<Enrollment> {
+    let sql = format!(
+        "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE tenant_id = $1 AND id = $2{lock}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("enrollment_not_found", "no such enrollment"))?;
+    Ok(enrollment_from_row(&row)?)
+}
+
+pub async fn list_enrollments(conn: &mut AnyConnection, class: ClassId) -> Result<Vec<Enrollment>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE class_id = $1 ORDER BY id",
+    )
+    .bind(class.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(enrollment_from_row).collect()
+}
+
+pub async fn count_enrollments(conn: &mut AnyConnection, class: ClassId) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM enrollments WHERE class_id = $1")
+        .bind(class.to_string())
+        .fetch_one(conn)
+        .await?
+        .try_get("n")
+}
+
+/// Whether the caller may see this enrollment's details: managers, the student, their parents.
+pub async fn may_view_enrollment(
+    conn: &mut AnyConnection,
+    auth: &AuthUser,
+    rel: Relation,
+    e: &Enrollment,
+) -> Result<bool, sqlx::Error> {
+    Ok(rel.manages() || users::is_self_parent_or_staff(conn, auth, e.student_id).await?)
+}
+
 /// A class as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Class {
