@@ -31,7 +31,7 @@ use str0m::{
 use tokio::{net::UdpSocket, sync::mpsc};
 
 use super::{
-    Command, SERVER_PROTOCOL, SERVER_VERSION, SfuConfig, SfuEvent, SfuStats, now_ms, sdp, sid, signal::Joining,
+    Command, Joining, SERVER_PROTOCOL, SERVER_VERSION, SfuConfig, SfuEvent, SfuStats, leave_message, now_ms, sdp, sid,
 };
 use crate::RoomSpec;
 
@@ -1121,13 +1121,4 @@ impl Engine {
         }
         let _ = self.events.send(SfuEvent::ParticipantLeft { room: c.room.clone(), identity: c.identity, sid: c.sid });
     }
-}
-
-pub(super) fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action) -> Resp {
-    Resp::Leave(lk::LeaveRequest {
-        can_reconnect: action != lk::leave_request::Action::Disconnect,
-        reason: reason as i32,
-        action: action as i32,
-        regions: None,
-    })
 }

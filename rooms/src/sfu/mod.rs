@@ -25,11 +25,12 @@ use std::{
 
 use futures::future::BoxFuture;
 use livekit_protocol as lk;
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use signal::router;
 
-use crate::{Credentials, Join, JoinRequest, MediaBackend, MediaError, RoomInfo, RoomSpec};
+use crate::{Credentials, Join, JoinRequest, MediaBackend, MediaError, RoomInfo, RoomSpec, token::Times};
 
 /// The version we advertise in `JoinResponse.server_info`. Clients gate features on it (the Rust SDK: RPC from
 /// 1.8.0, which is data packets we relay), so it is a promise about what we speak.
@@ -73,10 +74,58 @@ pub enum SfuEvent {
     RoomFinished { room: String },
 }
 
+/// A token's claims as LiveKit writes them: a missing `canPublish`, `canSubscribe` or `canPublishData`
+/// means allowed, and `nbf` may be absent.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Claims {
+    pub iss: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub metadata: String,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    pub exp: i64,
+    #[serde(default)]
+    pub video: Grant,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Grant {
+    #[serde(default)]
+    pub room: String,
+    #[serde(default)]
+    pub room_join: bool,
+    pub can_publish: Option<bool>,
+    pub can_subscribe: Option<bool>,
+    pub can_publish_data: Option<bool>,
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+impl Times for Claims {
+    fn window(&self) -> (i64, i64) {
+        (self.nbf.unwrap_or(i64::MIN), self.exp)
+    }
+}
+
+/// A participant on its way in: everything the engine needs to seat it.
+#[derive(Debug)]
+pub(crate) struct Joining {
+    pub id: u64,
+    pub claims: Claims,
+    pub request: lk::JoinRequest,
+    pub auto_subscribe: bool,
+    pub out: mpsc::UnboundedSender<lk::signal_response::Message>,
+}
+
 /// Work for the engine.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Join(Box<signal::Joining>),
+    Join(Box<Joining>),
     Signal(u64, Box<lk::signal_request::Message>),
     /// The client's WebSocket closed.
     Gone(u64),
@@ -239,4 +288,17 @@ pub(crate) fn sid(prefix: &str) -> String {
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A `LeaveRequest` telling a client why it is out and whether to come back.
+pub(crate) fn leave_message(
+    reason: lk::DisconnectReason,
+    action: lk::leave_request::Action,
+) -> lk::signal_response::Message {
+    lk::signal_response::Message::Leave(lk::LeaveRequest {
+        can_reconnect: action != lk::leave_request::Action::Disconnect,
+        reason: reason as i32,
+        action: action as i32,
+        regions: None,
+    })
 }
