@@ -11,7 +11,8 @@
 //! engine reports participants joining and leaving as [`SfuEvent`]s, which the orchestrator treats like
 //! LiveKit's webhooks. See docs/decisions/0006 for why str0m.
 
-mod engine;
+mod core;
+mod driver;
 pub mod sdp;
 mod signal;
 
@@ -181,7 +182,7 @@ impl Sfu {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SfuStats::default());
         let config = Arc::new(config);
-        engine::spawn(socket, media_addr, config.clone(), rx, events_tx, stats.clone())?;
+        driver::spawn(socket, media_addr, config.clone(), rx, events_tx, stats.clone())?;
         let sfu = Sfu {
             config,
             commands: tx,
