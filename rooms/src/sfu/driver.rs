@@ -1,11 +1,18 @@
 //! The engine's IO: one thread with a single-threaded runtime that owns the UDP socket and feeds the
-//! [`Core`].
+//! [`Core`]; and [`Sfu`], the handle that starts it and sends it [`Command`]s.
 //!
 //! The loop waits for a [`Command`], a datagram or the core's next timeout; hands the input to the core
 //! with the time it arrived; gives the core the time again (due timeouts, room sweep, settling); then
 //! sends the datagrams and reports the events the core has for it. Nothing here decides anything.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use tokio::{net::UdpSocket, sync::mpsc};
 
@@ -15,10 +22,70 @@ use super::{
     now_ms,
 };
 
+/// A running SFU: cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    pub(crate) config: Arc<SfuConfig>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) next_client: Arc<AtomicU64>,
+    listen_url: Arc<OnceLock<String>>,
+    pub stats: Arc<SfuStats>,
+    /// The UDP address media goes to.
+    pub media_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu").field("url", &self.url()).field("media_addr", &self.media_addr).finish()
+    }
+}
+
+impl Sfu {
+    /// Binds the UDP socket and starts the engine thread. Events arrive on the returned receiver.
+    pub fn start(config: SfuConfig) -> std::io::Result<(Sfu, mpsc::UnboundedReceiver<SfuEvent>)> {
+        let socket = std::net::UdpSocket::bind(config.udp_bind)?;
+        socket.set_nonblocking(true)?;
+        let bound = socket.local_addr()?;
+        let media_addr = SocketAddr::new(config.advertise_ip, bound.port());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(SfuStats::default());
+        let config = Arc::new(config);
+        spawn(socket, media_addr, config.clone(), rx, events_tx, stats.clone())?;
+        let sfu = Sfu {
+            config,
+            commands: tx,
+            next_client: Arc::new(AtomicU64::new(1)),
+            listen_url: Arc::default(),
+            stats,
+            media_addr,
+        };
+        Ok((sfu, events_rx))
+    }
+
+    /// Where clients connect when no URL was configured (the first call wins).
+    pub fn set_listen_url(&self, url: String) {
+        let _ = self.listen_url.set(url);
+    }
+
+    /// The URL clients connect to, once known.
+    pub fn url(&self) -> Option<String> {
+        self.config.url.clone().or_else(|| self.listen_url.get().cloned())
+    }
+
+    pub(crate) fn send(&self, c: Command) {
+        let _ = self.commands.send(c);
+    }
+
+    pub(crate) fn client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 /// Datagrams read per wake-up before the touched peers are polled.
 const READ_BATCH: usize = 64;
 
-pub(super) fn spawn(
+fn spawn(
     socket: std::net::UdpSocket,
     media_addr: SocketAddr,
     config: Arc<SfuConfig>,

@@ -13,25 +13,24 @@
 
 mod core;
 mod driver;
+mod embedded;
 pub mod sdp;
 mod signal;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
 };
 
-use futures::future::BoxFuture;
 use livekit_protocol as lk;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub use driver::Sfu;
+pub use embedded::Embedded;
 pub use signal::router;
 
-use crate::{Credentials, Join, JoinRequest, MediaBackend, MediaError, RoomInfo, RoomSpec, token::Times};
+use crate::{Credentials, RoomSpec, token::Times};
 
 /// The version we advertise in `JoinResponse.server_info`. Clients gate features on it (the Rust SDK: RPC from
 /// 1.8.0, which is data packets we relay), so it is a promise about what we speak.
@@ -151,131 +150,6 @@ pub struct SfuStats {
     pub received_datagrams: AtomicU64,
     pub sent_datagrams: AtomicU64,
     pub participants: AtomicU64,
-}
-
-/// A running SFU: cheap to clone.
-#[derive(Clone)]
-pub struct Sfu {
-    pub(crate) config: Arc<SfuConfig>,
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    pub(crate) next_client: Arc<AtomicU64>,
-    listen_url: Arc<std::sync::OnceLock<String>>,
-    pub stats: Arc<SfuStats>,
-    /// The UDP address media goes to.
-    pub media_addr: SocketAddr,
-}
-
-impl std::fmt::Debug for Sfu {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sfu").field("url", &self.url()).field("media_addr", &self.media_addr).finish()
-    }
-}
-
-impl Sfu {
-    /// Binds the UDP socket and starts the engine thread. Events arrive on the returned receiver.
-    pub fn start(config: SfuConfig) -> std::io::Result<(Sfu, mpsc::UnboundedReceiver<SfuEvent>)> {
-        let socket = std::net::UdpSocket::bind(config.udp_bind)?;
-        socket.set_nonblocking(true)?;
-        let bound = socket.local_addr()?;
-        let media_addr = SocketAddr::new(config.advertise_ip, bound.port());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(SfuStats::default());
-        let config = Arc::new(config);
-        driver::spawn(socket, media_addr, config.clone(), rx, events_tx, stats.clone())?;
-        let sfu = Sfu {
-            config,
-            commands: tx,
-            next_client: Arc::new(AtomicU64::new(1)),
-            listen_url: Arc::default(),
-            stats,
-            media_addr,
-        };
-        Ok((sfu, events_rx))
-    }
-
-    /// Where clients connect when no URL was configured (the first call wins).
-    pub fn set_listen_url(&self, url: String) {
-        let _ = self.listen_url.set(url);
-    }
-
-    /// The URL clients connect to, once known.
-    pub fn url(&self) -> Option<String> {
-        self.config.url.clone().or_else(|| self.listen_url.get().cloned())
-    }
-
-    pub(crate) fn send(&self, c: Command) {
-        let _ = self.commands.send(c);
-    }
-
-    pub(crate) fn client_id(&self) -> u64 {
-        self.next_client.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// The embedded SFU as the media backend: tokens signed with its key pair, `url` = this server.
-#[derive(Debug, Clone)]
-pub struct Embedded {
-    pub sfu: Sfu,
-}
-
-impl MediaBackend for Embedded {
-    fn name(&self) -> &'static str {
-        "embedded"
-    }
-    fn join(&self, req: &JoinRequest<'_>) -> Join {
-        let (token, expires_at_unix) = self.sfu.config.credentials.mint(req);
-        Join { backend: self.name(), url: self.sfu.url(), token, expires_at_unix }
-    }
-    fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
-        Box::pin(async move {
-            crate::named(spec)?;
-            self.sfu.send(Command::CreateRoom(spec.clone()));
-            Ok(RoomInfo { name: spec.name.clone(), backend: self.name() })
-        })
-    }
-    fn close_room<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async move {
-            self.sfu.send(Command::CloseRoom(name.to_string()));
-            Ok(())
-        })
-    }
-    fn participants<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, MediaError>> {
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.sfu.send(Command::Participants(room.to_string(), tx));
-            rx.await.map_err(|_| MediaError::Unavailable("the SFU engine stopped".into()))
-        })
-    }
-    fn remove_participant<'a>(&'a self, room: &'a str, identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async move {
-            self.sfu.send(Command::Remove(room.to_string(), identity.to_string()));
-            Ok(())
-        })
-    }
-    fn mute_track<'a>(
-        &'a self,
-        room: &'a str,
-        identity: &'a str,
-        track_sid: &'a str,
-        muted: bool,
-    ) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async move {
-            let (done, rx) = oneshot::channel();
-            self.sfu.send(Command::Mute {
-                room: room.to_string(),
-                identity: identity.to_string(),
-                track: track_sid.to_string(),
-                muted,
-                done,
-            });
-            match rx.await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(MediaError::NotFound),
-                Err(_) => Err(MediaError::Unavailable("the SFU engine stopped".into())),
-            }
-        })
-    }
 }
 
 /// A LiveKit-style id: `PA_`, `TR_`, `RM_` and 12 random alphanumerics.

@@ -22,7 +22,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{Claims, Command, Joining, Sfu, leave_message, now_ms};
+use super::{Claims, Command, Joining, driver::Sfu, leave_message, now_ms};
 use crate::token;
 
 /// `/rtc/v1`, `/rtc/v1/validate` and `/rtc/validate`; `/rtc` (two PeerConnections) is not served, so SDKs
