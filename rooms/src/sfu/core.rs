@@ -1144,3 +1144,6 @@ impl Core {
         self.report(SfuEvent::ParticipantLeft { room: c.room.clone(), identity: c.identity, sid: c.sid });
     }
 }
+
+#[cfg(test)]
+mod tests;
