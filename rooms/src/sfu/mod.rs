@@ -1,15 +1,24 @@
 //! The embedded SFU: LiveKit's client protocol (v1, one PeerConnection per client) served by liveclass
 //! itself, so the official LiveKit SDKs connect to `ws://<our address>` exactly as to a LiveKit server.
 //!
-//! Layout: `signal` — the HTTP side (`/rtc/v1` WebSocket with binary protobuf `SignalRequest` /
-//! `SignalResponse`, `/rtc/v1/validate`, token checks; the old two-PeerConnection `/rtc` answers 404 so SDKs
-//! know it isn't served). `engine` — one thread that owns every peer connection (str0m, sans-IO) and the UDP
-//! socket, and forwards media and data between the participants of a room. `sdp` — the SDP reading and
-//! rewriting LiveKit's single-PC mode needs. [`Embedded`] is the [`crate::MediaBackend`] over it.
+//! Layout, in layers read top to bottom — each module imports only from the ones below it, never back:
+//! - `signal` — the HTTP side (`/rtc/v1` WebSocket with binary protobuf `SignalRequest` / `SignalResponse`,
+//!   `/rtc/v1/validate`, token checks; the old two-PeerConnection `/rtc` answers 404 so SDKs know it isn't
+//!   served); and `embedded` — [`Embedded`], the [`crate::MediaBackend`] over the engine. Both only send
+//!   `Command`s through the [`Sfu`] handle.
+//! - `driver` — the engine's IO: [`Sfu`] (start, handle) and one thread that owns the UDP socket and feeds
+//!   the core datagrams, commands and the time, then sends what it says to send. It decides nothing.
+//! - `core` — the engine's state machine, sans-IO as str0m is: every room and peer connection (str0m), the
+//!   forwarding of media and data between participants of a room; `now` in, datagrams, [`SfuEvent`]s and the
+//!   next timeout out, so its tests run in simulated time. `sdp` — the SDP reading and rewriting LiveKit's
+//!   single-PC mode needs.
+//! - this file — what the layers share: config, `Command`, `Joining` and the token `Claims` it
+//!   carries, [`SfuEvent`], stats, ids, `leave_message`.
 //!
-//! Seams: the signal tasks and the backend talk to the engine only through [`Command`]s on a channel; the
+//! Seams: the signal tasks and the backend talk to the engine only through `Command`s on a channel; the
 //! engine reports participants joining and leaving as [`SfuEvent`]s, which the orchestrator treats like
-//! LiveKit's webhooks. See docs/decisions/0006 for why str0m.
+//! LiveKit's webhooks. Inside the engine, `core` ↔ `driver` is the sans-IO seam: `Core::handle_*` and
+//! `Core::poll_*`. See docs/decisions/0006 for why str0m.
 
 mod core;
 mod driver;
