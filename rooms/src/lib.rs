@@ -1,17 +1,19 @@
 //! liveclass rooms: media rooms for lessons and meetings.
 //!
-//! Layout: this file holds the [`MediaBackend`] seam and two of its backends: [`NoMedia`] (media turned off: a
-//! lesson's room is a name — also the real-time room that carries chat, whiteboard and presence — and join
-//! tokens are minted but no server consumes them) and [`LiveKit`] (`livekit`: a LiveKit server, its
-//! RoomService over Twirp with JSON bodies). `sfu` — the embedded SFU (the default backend,
-//! [`sfu::Embedded`]): LiveKit's client protocol v1 served by this process, media forwarded by one str0m
-//! engine thread. `fake` (feature `fake`) — `FakeLiveKit`, a local RoomService for tests. `token` — LiveKit
-//! access tokens (HS256, `video` grants), encoded and verified; `webhook` — LiveKit webhook deliveries verified
-//! as LiveKit signs them.
+//! Layout: this file holds the [`MediaBackend`] seam and two of its backends: [`NoMedia`] (media turned off: a lesson's
+//! room is a name — also the real-time room that carries chat, whiteboard and presence — and join tokens are minted but
+//! no server consumes them) and [`LiveKit`] (`livekit`: a LiveKit server, its RoomService over Twirp with JSON bodies).
+//! `sfu` — the embedded SFU (the default backend, [`sfu::Embedded`]): LiveKit's client protocol v1 served by this
+//! process, media forwarded by one str0m engine thread; its layers, top to bottom: `signal` and `embedded` (the
+//! WebSocket and the backend, which send commands) → `driver` (the thread and UDP socket) → `core` (the sans-IO state
+//! machine, tested in simulated time) → `sfu/mod.rs`'s shared types. `fake` (feature `fake`) — `FakeLiveKit`, a local
+//! RoomService for tests. `token` — LiveKit access tokens (HS256, `video` grants), encoded and verified; `webhook` —
+//! LiveKit webhook deliveries verified as LiveKit signs them.
 //!
 //! Seams: `MediaBackend` — create/close a room, mint a join token for an identity with grants, list and remove
 //! participants, mute a track. Participant events arrive as LiveKit webhooks, or as `sfu::SfuEvent`s from the
-//! embedded SFU, which the orchestrator handles alike. Not built yet: recording.
+//! embedded SFU, which the orchestrator handles alike. Inside `sfu`, the engine's core and its driver meet at a
+//! sans-IO seam (input and `now` in, output out). Not built yet: recording.
 
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -1,35 +1,45 @@
 //! The embedded SFU: LiveKit's client protocol (v1, one PeerConnection per client) served by liveclass
 //! itself, so the official LiveKit SDKs connect to `ws://<our address>` exactly as to a LiveKit server.
 //!
-//! Layout: `signal` — the HTTP side (`/rtc/v1` WebSocket with binary protobuf `SignalRequest` /
-//! `SignalResponse`, `/rtc/v1/validate`, token checks; the old two-PeerConnection `/rtc` answers 404 so SDKs
-//! know it isn't served). `engine` — one thread that owns every peer connection (str0m, sans-IO) and the UDP
-//! socket, and forwards media and data between the participants of a room. `sdp` — the SDP reading and
-//! rewriting LiveKit's single-PC mode needs. [`Embedded`] is the [`crate::MediaBackend`] over it.
+//! Layout, in layers read top to bottom — each module imports only from the ones below it, never back:
+//! - `signal` — the HTTP side (`/rtc/v1` WebSocket with binary protobuf `SignalRequest` / `SignalResponse`,
+//!   `/rtc/v1/validate`, token checks; the old two-PeerConnection `/rtc` answers 404 so SDKs know it isn't
+//!   served); and `embedded` — [`Embedded`], the [`crate::MediaBackend`] over the engine. Both only send
+//!   `Command`s through the [`Sfu`] handle.
+//! - `driver` — the engine's IO: [`Sfu`] (start, handle) and one thread that owns the UDP socket and feeds
+//!   the core datagrams, commands and the time, then sends what it says to send. It decides nothing.
+//! - `core` — the engine's state machine, sans-IO as str0m is: every room and peer connection (str0m), the
+//!   forwarding of media and data between participants of a room; `now` in, datagrams, [`SfuEvent`]s and the
+//!   next timeout out, so its tests run in simulated time. `sdp` — the SDP reading and rewriting LiveKit's
+//!   single-PC mode needs.
+//! - this file — what the layers share: config, `Command`, `Joining` and the token `Claims` it
+//!   carries, [`SfuEvent`], stats, ids, `leave_message`.
 //!
-//! Seams: the signal tasks and the backend talk to the engine only through [`Command`]s on a channel; the
+//! Seams: the signal tasks and the backend talk to the engine only through `Command`s on a channel; the
 //! engine reports participants joining and leaving as [`SfuEvent`]s, which the orchestrator treats like
-//! LiveKit's webhooks. See docs/decisions/0006 for why str0m.
+//! LiveKit's webhooks. Inside the engine, `core` ↔ `driver` is the sans-IO seam: `Core::handle_*` and
+//! `Core::poll_*`. See docs/decisions/0006 for why str0m.
 
-mod engine;
+mod core;
+mod driver;
+mod embedded;
 pub mod sdp;
 mod signal;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
 };
 
-use futures::future::BoxFuture;
 use livekit_protocol as lk;
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub use driver::Sfu;
+pub use embedded::Embedded;
 pub use signal::router;
 
-use crate::{Credentials, Join, JoinRequest, MediaBackend, MediaError, RoomInfo, RoomSpec};
+use crate::{Credentials, RoomSpec, token::Times};
 
 /// The version we advertise in `JoinResponse.server_info`. Clients gate features on it (the Rust SDK: RPC from
 /// 1.8.0, which is data packets we relay), so it is a promise about what we speak.
@@ -73,10 +83,58 @@ pub enum SfuEvent {
     RoomFinished { room: String },
 }
 
+/// A token's claims as LiveKit writes them: a missing `canPublish`, `canSubscribe` or `canPublishData`
+/// means allowed, and `nbf` may be absent.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Claims {
+    pub iss: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub metadata: String,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    pub exp: i64,
+    #[serde(default)]
+    pub video: Grant,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Grant {
+    #[serde(default)]
+    pub room: String,
+    #[serde(default)]
+    pub room_join: bool,
+    pub can_publish: Option<bool>,
+    pub can_subscribe: Option<bool>,
+    pub can_publish_data: Option<bool>,
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+impl Times for Claims {
+    fn window(&self) -> (i64, i64) {
+        (self.nbf.unwrap_or(i64::MIN), self.exp)
+    }
+}
+
+/// A participant on its way in: everything the engine needs to seat it.
+#[derive(Debug)]
+pub(crate) struct Joining {
+    pub id: u64,
+    pub claims: Claims,
+    pub request: lk::JoinRequest,
+    pub auto_subscribe: bool,
+    pub out: mpsc::UnboundedSender<lk::signal_response::Message>,
+}
+
 /// Work for the engine.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Join(Box<signal::Joining>),
+    Join(Box<Joining>),
     Signal(u64, Box<lk::signal_request::Message>),
     /// The client's WebSocket closed.
     Gone(u64),
@@ -103,131 +161,6 @@ pub struct SfuStats {
     pub participants: AtomicU64,
 }
 
-/// A running SFU: cheap to clone.
-#[derive(Clone)]
-pub struct Sfu {
-    pub(crate) config: Arc<SfuConfig>,
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    pub(crate) next_client: Arc<AtomicU64>,
-    listen_url: Arc<std::sync::OnceLock<String>>,
-    pub stats: Arc<SfuStats>,
-    /// The UDP address media goes to.
-    pub media_addr: SocketAddr,
-}
-
-impl std::fmt::Debug for Sfu {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sfu").field("url", &self.url()).field("media_addr", &self.media_addr).finish()
-    }
-}
-
-impl Sfu {
-    /// Binds the UDP socket and starts the engine thread. Events arrive on the returned receiver.
-    pub fn start(config: SfuConfig) -> std::io::Result<(Sfu, mpsc::UnboundedReceiver<SfuEvent>)> {
-        let socket = std::net::UdpSocket::bind(config.udp_bind)?;
-        socket.set_nonblocking(true)?;
-        let bound = socket.local_addr()?;
-        let media_addr = SocketAddr::new(config.advertise_ip, bound.port());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(SfuStats::default());
-        let config = Arc::new(config);
-        engine::spawn(socket, media_addr, config.clone(), rx, events_tx, stats.clone())?;
-        let sfu = Sfu {
-            config,
-            commands: tx,
-            next_client: Arc::new(AtomicU64::new(1)),
-            listen_url: Arc::default(),
-            stats,
-            media_addr,
-        };
-        Ok((sfu, events_rx))
-    }
-
-    /// Where clients connect when no URL was configured (the first call wins).
-    pub fn set_listen_url(&self, url: String) {
-        let _ = self.listen_url.set(url);
-    }
-
-    /// The URL clients connect to, once known.
-    pub fn url(&self) -> Option<String> {
-        self.config.url.clone().or_else(|| self.listen_url.get().cloned())
-    }
-
-    pub(crate) fn send(&self, c: Command) {
-        let _ = self.commands.send(c);
-    }
-
-    pub(crate) fn client_id(&self) -> u64 {
-        self.next_client.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// The embedded SFU as the media backend: tokens signed with its key pair, `url` = this server.
-#[derive(Debug, Clone)]
-pub struct Embedded {
-    pub sfu: Sfu,
-}
-
-impl MediaBackend for Embedded {
-    fn name(&self) -> &'static str {
-        "embedded"
-    }
-    fn join(&self, req: &JoinRequest<'_>) -> Join {
-        let (token, expires_at_unix) = self.sfu.config.credentials.mint(req);
-        Join { backend: self.name(), url: self.sfu.url(), token, expires_at_unix }
-    }
-    fn create_room<'a>(&'a self, spec: &'a RoomSpec) -> BoxFuture<'a, Result<RoomInfo, MediaError>> {
-        Box::pin(async move {
-            crate::named(spec)?;
-            self.sfu.send(Command::CreateRoom(spec.clone()));
-            Ok(RoomInfo { name: spec.name.clone(), backend: self.name() })
-        })
-    }
-    fn close_room<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async move {
-            self.sfu.send(Command::CloseRoom(name.to_string()));
-            Ok(())
-        })
-    }
-    fn participants<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<Vec<String>, MediaError>> {
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.sfu.send(Command::Participants(room.to_string(), tx));
-            rx.await.map_err(|_| MediaError::Unavailable("the SFU engine stopped".into()))
-        })
-    }
-    fn remove_participant<'a>(&'a self, room: &'a str, identity: &'a str) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async move {
-            self.sfu.send(Command::Remove(room.to_string(), identity.to_string()));
-            Ok(())
-        })
-    }
-    fn mute_track<'a>(
-        &'a self,
-        room: &'a str,
-        identity: &'a str,
-        track_sid: &'a str,
-        muted: bool,
-    ) -> BoxFuture<'a, Result<(), MediaError>> {
-        Box::pin(async move {
-            let (done, rx) = oneshot::channel();
-            self.sfu.send(Command::Mute {
-                room: room.to_string(),
-                identity: identity.to_string(),
-                track: track_sid.to_string(),
-                muted,
-                done,
-            });
-            match rx.await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(MediaError::NotFound),
-                Err(_) => Err(MediaError::Unavailable("the SFU engine stopped".into())),
-            }
-        })
-    }
-}
-
 /// A LiveKit-style id: `PA_`, `TR_`, `RM_` and 12 random alphanumerics.
 pub(crate) fn sid(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -239,4 +172,17 @@ pub(crate) fn sid(prefix: &str) -> String {
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A `LeaveRequest` telling a client why it is out and whether to come back.
+pub(crate) fn leave_message(
+    reason: lk::DisconnectReason,
+    action: lk::leave_request::Action,
+) -> lk::signal_response::Message {
+    lk::signal_response::Message::Leave(lk::LeaveRequest {
+        can_reconnect: action != lk::leave_request::Action::Disconnect,
+        reason: reason as i32,
+        action: action as i32,
+        regions: None,
+    })
 }

@@ -22,8 +22,8 @@ use prost::Message as _;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{Command, Sfu, now_ms};
-use crate::token::{self, Times};
+use super::{Claims, Command, Joining, driver::Sfu, leave_message, now_ms};
+use crate::token;
 
 /// `/rtc/v1`, `/rtc/v1/validate` and `/rtc/validate`; `/rtc` (two PeerConnections) is not served, so SDKs
 /// that try it first get the 404 that tells them so.
@@ -34,54 +34,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(sfu: Sfu) -> Router<S> {
         .route("/rtc/validate", get(validate))
         .route("/rtc", get(not_served))
         .with_state(sfu)
-}
-
-/// A token's claims as LiveKit writes them: a missing `canPublish`, `canSubscribe` or `canPublishData`
-/// means allowed, and `nbf` may be absent.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Claims {
-    pub iss: String,
-    #[serde(default)]
-    pub sub: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub metadata: String,
-    #[serde(default)]
-    pub nbf: Option<i64>,
-    pub exp: i64,
-    #[serde(default)]
-    pub video: Grant,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Grant {
-    #[serde(default)]
-    pub room: String,
-    #[serde(default)]
-    pub room_join: bool,
-    pub can_publish: Option<bool>,
-    pub can_subscribe: Option<bool>,
-    pub can_publish_data: Option<bool>,
-    #[serde(default)]
-    pub hidden: bool,
-}
-
-impl Times for Claims {
-    fn window(&self) -> (i64, i64) {
-        (self.nbf.unwrap_or(i64::MIN), self.exp)
-    }
-}
-
-/// A participant on its way in: everything the engine needs to seat it.
-#[derive(Debug)]
-pub(crate) struct Joining {
-    pub id: u64,
-    pub claims: Claims,
-    pub request: lk::JoinRequest,
-    pub auto_subscribe: bool,
-    pub out: mpsc::UnboundedSender<lk::signal_response::Message>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,8 +156,7 @@ async fn session(sfu: Sfu, mut socket: WebSocket, claims: Claims, request: lk::J
     let (out, mut outgoing) = mpsc::unbounded_channel();
     if request.reconnect {
         // Resuming a session isn't served: the client is told to join from scratch.
-        let leave =
-            super::engine::leave_message(lk::DisconnectReason::StateMismatch, lk::leave_request::Action::Reconnect);
+        let leave = leave_message(lk::DisconnectReason::StateMismatch, lk::leave_request::Action::Reconnect);
         let frame = lk::SignalResponse { message: Some(leave) }.encode_to_vec();
         let _ = socket.send(Message::Binary(frame.into())).await;
         close(&mut socket).await;

@@ -1,10 +1,17 @@
-//! The media engine: one thread, one UDP socket, every peer connection (str0m `Rtc`, sans-IO).
+//! The media engine's state machine: every room and peer connection (str0m `Rtc`), sans-IO as str0m is.
 //!
-//! A loop waits for a datagram, a [`Command`] or the earliest peer timeout; feeds the input to the one
-//! peer it belongs to (found by source address, or by ICE credentials for a new address); then polls the
-//! peers that were touched until each has nothing more to say. Polling yields work — a media frame to
-//! forward, a keyframe request to pass upstream, a data packet to relay — which writes into other peers
-//! of the same room and touches them in turn, until everything has settled.
+//! Input in, output out, time passed in: [`Core::handle_command`], [`Core::handle_datagram`] and
+//! [`Core::handle_timeout`] take `now`; [`Core::poll_output`] gives datagrams to send and [`SfuEvent`]s;
+//! [`Core::poll_timeout`] says when to call again. It never reads a clock or touches a socket, so tests
+//! drive it in simulated time; `driver` feeds it from the UDP socket and the command channel. Replies to
+//! clients go on the channel each [`Joining`] brings, and answers to commands on the `oneshot` each carries:
+//! both are plain sends that never wait.
+//!
+//! An input goes to the one peer it belongs to (a datagram: found by source address, or by ICE credentials
+//! for a new address); then the peers that were touched are polled until each has nothing more to say.
+//! Polling yields work — a media frame to forward, a keyframe request to pass upstream, a data packet to
+//! relay — which writes into other peers of the same room and touches them in turn, until everything has
+//! settled.
 //!
 //! Rooms follow LiveKit's single-PeerConnection mode: a client's offer carries its own tracks (`sendonly`,
 //! linked to `AddTrackRequest`s by msid = cid) and `recvonly` slots; when a track of someone else should
@@ -22,61 +29,23 @@ use livekit_protocol as lk;
 use lk::signal_response::Message as Resp;
 use prost::Message as _;
 use str0m::{
-    Candidate, Event, IceConnectionState, Input, Output, Rtc,
+    Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc,
     change::SdpOffer,
     channel::ChannelId,
     media::{KeyframeRequestKind, MediaData, Mid, Rid},
     net::{Protocol, Receive},
 };
-use tokio::{net::UdpSocket, sync::mpsc};
+use tokio::sync::mpsc;
 
 use super::{
-    Command, SERVER_PROTOCOL, SERVER_VERSION, SfuConfig, SfuEvent, SfuStats, now_ms, sdp, sid, signal::Joining,
+    Command, Joining, SERVER_PROTOCOL, SERVER_VERSION, SfuConfig, SfuEvent, SfuStats, leave_message, sdp, sid,
 };
 use crate::RoomSpec;
 
-/// Datagrams read per wake-up before the touched peers are polled.
-const READ_BATCH: usize = 64;
 /// How often empty rooms are checked for their timeout.
 const ROOM_SWEEP: Duration = Duration::from_secs(1);
 /// At most one keyframe request per track in this long.
 const KEYFRAME_GAP: Duration = Duration::from_millis(300);
-
-pub(super) fn spawn(
-    socket: std::net::UdpSocket,
-    media_addr: SocketAddr,
-    config: Arc<SfuConfig>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<SfuEvent>,
-    stats: Arc<SfuStats>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new().name("sfu".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => return tracing::error!(error = %e, "the SFU engine could not start"),
-        };
-        rt.block_on(async move {
-            let socket = match UdpSocket::from_std(socket) {
-                Ok(s) => s,
-                Err(e) => return tracing::error!(error = %e, "the SFU socket could not be registered"),
-            };
-            let mut engine = Engine {
-                socket,
-                media_addr,
-                config,
-                events,
-                stats,
-                clients: HashMap::new(),
-                by_addr: HashMap::new(),
-                rooms: HashMap::new(),
-                dirty: HashSet::new(),
-                work: VecDeque::new(),
-            };
-            engine.run(commands).await;
-        });
-    })?;
-    Ok(())
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -225,61 +194,106 @@ enum Work {
     Connected(u64),
 }
 
-struct Engine {
-    socket: UdpSocket,
+/// What the core has for the outside world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Output {
+    /// A datagram to send from the media socket.
+    Transmit {
+        destination: SocketAddr,
+        contents: Vec<u8>,
+    },
+    Event(SfuEvent),
+}
+
+pub(super) struct Core {
     media_addr: SocketAddr,
-    config: Arc<SfuConfig>,
-    events: mpsc::UnboundedSender<SfuEvent>,
+    ping_interval_secs: i32,
+    ping_timeout_secs: i32,
     stats: Arc<SfuStats>,
     clients: HashMap<u64, Client>,
     by_addr: HashMap<SocketAddr, u64>,
     rooms: HashMap<String, Room>,
     dirty: HashSet<u64>,
     work: VecDeque<Work>,
+    outputs: VecDeque<Output>,
+    /// The latest `now` given; every rule reads time from here.
+    now: Instant,
+    /// An instant and the unix milliseconds it was, for the wall-clock times clients are shown.
+    epoch: (Instant, i64),
+    last_sweep: Instant,
 }
 
-impl Engine {
-    async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut buf = vec![0u8; 2048];
-        let mut last_sweep = Instant::now();
-        loop {
-            let next = self.clients.values().map(|c| c.next_timeout).min();
-            let sweep = last_sweep + ROOM_SWEEP;
-            let sleep_until = next.map_or(sweep, |n| n.min(sweep));
-            tokio::select! {
-                cmd = commands.recv() => {
-                    let Some(cmd) = cmd else { return };
-                    self.command(cmd);
-                }
-                r = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, source)) = r {
-                        self.datagram(&buf[..n], source);
-                        for _ in 1..READ_BATCH {
-                            match self.socket.try_recv_from(&mut buf) {
-                                Ok((n, source)) => self.datagram(&buf[..n], source),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(sleep_until.into()) => {}
-            }
-            let now = Instant::now();
-            let due: Vec<u64> = self.clients.iter().filter(|(_, c)| c.next_timeout <= now).map(|(id, _)| *id).collect();
-            for id in due {
-                if let Some(c) = self.clients.get_mut(&id) {
-                    if c.rtc.handle_input(Input::Timeout(now)).is_err() {
-                        c.rtc.disconnect();
-                    }
-                    self.dirty.insert(id);
-                }
-            }
-            if now >= last_sweep + ROOM_SWEEP {
-                last_sweep = now;
-                self.close_empty_rooms(now);
-            }
+impl Core {
+    /// A core with no rooms; `unix_ms` is the wall-clock time at `now`.
+    pub(super) fn new(
+        config: &SfuConfig,
+        media_addr: SocketAddr,
+        stats: Arc<SfuStats>,
+        now: Instant,
+        unix_ms: i64,
+    ) -> Core {
+        Core {
+            media_addr,
+            ping_interval_secs: config.ping_interval_secs,
+            ping_timeout_secs: config.ping_timeout_secs,
+            stats,
+            clients: HashMap::new(),
+            by_addr: HashMap::new(),
+            rooms: HashMap::new(),
+            dirty: HashSet::new(),
+            work: VecDeque::new(),
+            outputs: VecDeque::new(),
+            now,
+            epoch: (now, unix_ms),
+            last_sweep: now,
+        }
+    }
+
+    /// When [`Core::handle_timeout`] is next due: the earliest peer timeout, or the next empty-room sweep.
+    pub(super) fn poll_timeout(&self) -> Instant {
+        let sweep = self.last_sweep + ROOM_SWEEP;
+        self.clients.values().map(|c| c.next_timeout).min().map_or(sweep, |n| n.min(sweep))
+    }
+
+    /// The next datagram to send or event to report, once the peers touched by earlier input have settled.
+    pub(super) fn poll_output(&mut self) -> Option<Output> {
+        if !self.dirty.is_empty() || !self.work.is_empty() {
             self.settle();
         }
+        self.outputs.pop_front()
+    }
+
+    /// Time has passed: peers whose timeout is due get it, empty rooms past their `empty_timeout` close,
+    /// and everything settles. Calling it early does no harm (nothing is due yet).
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        let due: Vec<u64> = self.clients.iter().filter(|(_, c)| c.next_timeout <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            if let Some(c) = self.clients.get_mut(&id) {
+                if c.rtc.handle_input(Input::Timeout(now)).is_err() {
+                    c.rtc.disconnect();
+                }
+                self.dirty.insert(id);
+            }
+        }
+        if now >= self.last_sweep + ROOM_SWEEP {
+            self.last_sweep = now;
+            self.close_empty_rooms(now);
+        }
+        self.settle();
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// Unix milliseconds at the latest `now`.
+    fn unix_ms(&self) -> i64 {
+        self.epoch.1 + self.now.saturating_duration_since(self.epoch.0).as_millis() as i64
+    }
+
+    fn report(&mut self, e: SfuEvent) {
+        self.outputs.push_back(Output::Event(e));
     }
 
     /// Rooms empty for longer than their `empty_timeout` close (`RoomFinished`); a later join opens the room
@@ -295,17 +309,18 @@ impl Engine {
             .collect();
         for name in expired {
             self.rooms.remove(&name);
-            let _ = self.events.send(SfuEvent::RoomFinished { room: name });
+            self.report(SfuEvent::RoomFinished { room: name });
         }
     }
 
-    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+    /// A datagram from `source` arrived on the media socket. Its effects come out of [`Core::poll_output`];
+    /// the driver feeds a batch of datagrams before it polls, so each touched peer is polled once per batch.
+    pub(super) fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.tick(now);
         self.stats.received_datagrams.fetch_add(1, Ordering::Relaxed);
         let Ok(contents) = data.try_into() else { return };
-        let input = Input::Receive(
-            Instant::now(),
-            Receive { proto: Protocol::Udp, source, destination: self.media_addr, contents },
-        );
+        let input =
+            Input::Receive(now, Receive { proto: Protocol::Udp, source, destination: self.media_addr, contents });
         let id = match self.by_addr.get(&source) {
             Some(id) if self.clients.get(id).is_some_and(|c| c.rtc.accepts(&input)) => *id,
             _ => {
@@ -362,15 +377,16 @@ impl Engine {
                 }
             };
             match out {
-                Output::Timeout(t) => {
+                RtcOutput::Timeout(t) => {
                     c.next_timeout = t;
                     return;
                 }
-                Output::Transmit(t) => {
+                RtcOutput::Transmit(t) => {
                     self.stats.sent_datagrams.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    self.outputs
+                        .push_back(Output::Transmit { destination: t.destination, contents: t.contents.into() });
                 }
-                Output::Event(e) => match e {
+                RtcOutput::Event(e) => match e {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => c.rtc.disconnect(),
                     Event::Connected if !c.connected => {
                         c.connected = true;
@@ -475,11 +491,13 @@ impl Engine {
     fn request_keyframe(&mut self, publisher: u64, track: &str) {
         let Some(c) = self.clients.get_mut(&publisher) else { return };
         let Some(p) = c.published.iter_mut().find(|p| p.sid == track) else { return };
-        if p.kind != Kind::Video || p.last_keyframe_request.is_some_and(|t| t.elapsed() < KEYFRAME_GAP) {
+        if p.kind != Kind::Video
+            || p.last_keyframe_request.is_some_and(|t| self.now.saturating_duration_since(t) < KEYFRAME_GAP)
+        {
             return;
         }
         let Some(mid) = p.mid else { return };
-        p.last_keyframe_request = Some(Instant::now());
+        p.last_keyframe_request = Some(self.now);
         let rid = p.layer;
         if let Some(mut w) = c.rtc.writer(mid) {
             let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
@@ -524,7 +542,10 @@ impl Engine {
         }
     }
 
-    fn command(&mut self, cmd: Command) {
+    /// A command from the signal side or the backend; it is answered, and its effects settled, before this
+    /// returns.
+    pub(super) fn handle_command(&mut self, now: Instant, cmd: Command) {
+        self.tick(now);
         match cmd {
             Command::Join(j) => self.join(*j),
             Command::Signal(id, m) => self.signal(id, *m),
@@ -541,7 +562,7 @@ impl Engine {
                     self.leave(id);
                 }
                 if self.rooms.remove(&name).is_some() {
-                    let _ = self.events.send(SfuEvent::RoomFinished { room: name });
+                    self.report(SfuEvent::RoomFinished { room: name });
                 }
             }
             Command::Participants(room, reply) => {
@@ -575,15 +596,16 @@ impl Engine {
 
     fn room(&mut self, name: &str, spec: Option<&RoomSpec>) -> &mut Room {
         if !self.rooms.contains_key(name) {
-            let _ = self.events.send(SfuEvent::RoomStarted { room: name.to_string() });
+            self.report(SfuEvent::RoomStarted { room: name.to_string() });
         }
+        let (now, unix_ms) = (self.now, self.unix_ms());
         let room = self.rooms.entry(name.to_string()).or_insert_with(|| Room {
             sid: sid("RM_"),
-            created_ms: now_ms(),
+            created_ms: unix_ms,
             max_participants: 0,
             empty_timeout: 300,
             members: Vec::new(),
-            empty_since: Some(Instant::now()),
+            empty_since: Some(now),
         });
         if let Some(s) = spec {
             room.max_participants = s.max_participants;
@@ -625,7 +647,7 @@ impl Engine {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            .build(Instant::now());
+            .build(self.now);
         if let Ok(c) = Candidate::host(self.media_addr, "udp") {
             rtc.add_local_candidate(c);
         }
@@ -649,12 +671,12 @@ impl Engine {
             room: room_name.clone(),
             auto_subscribe: j.auto_subscribe && permission.can_subscribe,
             permission,
-            joined_at_ms: now_ms(),
+            joined_at_ms: self.unix_ms(),
             version: 1,
             state: lk::participant_info::State::Joined,
             rtc,
             out: j.out,
-            next_timeout: Instant::now(),
+            next_timeout: self.now,
             published: Vec::new(),
             slots: Vec::new(),
             wanted: Vec::new(),
@@ -674,8 +696,8 @@ impl Engine {
             participant: Some(client.info()),
             other_participants: other_infos,
             server_version: SERVER_VERSION.into(),
-            ping_interval: self.config.ping_interval_secs,
-            ping_timeout: self.config.ping_timeout_secs,
+            ping_interval: self.ping_interval_secs,
+            ping_timeout: self.ping_timeout_secs,
             server_info: Some(lk::ServerInfo {
                 edition: lk::server_info::Edition::Standard as i32,
                 version: SERVER_VERSION.into(),
@@ -705,7 +727,7 @@ impl Engine {
             c.wanted = wanted;
         }
         self.stats.participants.fetch_add(1, Ordering::Relaxed);
-        let _ = self.events.send(SfuEvent::ParticipantJoined { room: room_name, identity, sid });
+        self.report(SfuEvent::ParticipantJoined { room: room_name, identity, sid });
         if !hidden {
             self.broadcast_update(j.id);
         }
@@ -976,7 +998,7 @@ impl Engine {
         let room = p.room.clone();
         let identity = p.identity.clone();
         for t in tracks {
-            let _ = self.events.send(SfuEvent::TrackPublished {
+            self.report(SfuEvent::TrackPublished {
                 room: room.clone(),
                 identity: identity.clone(),
                 track_sid: t.clone(),
@@ -1083,7 +1105,7 @@ impl Engine {
         if let Some(r) = self.rooms.get_mut(&c.room) {
             r.members.retain(|m| *m != id);
             if r.members.is_empty() {
-                r.empty_since = Some(Instant::now());
+                r.empty_since = Some(self.now);
             }
         }
         // Its subscriptions.
@@ -1119,15 +1141,9 @@ impl Engine {
                 }
             }
         }
-        let _ = self.events.send(SfuEvent::ParticipantLeft { room: c.room.clone(), identity: c.identity, sid: c.sid });
+        self.report(SfuEvent::ParticipantLeft { room: c.room.clone(), identity: c.identity, sid: c.sid });
     }
 }
 
-pub(super) fn leave_message(reason: lk::DisconnectReason, action: lk::leave_request::Action) -> Resp {
-    Resp::Leave(lk::LeaveRequest {
-        can_reconnect: action != lk::leave_request::Action::Disconnect,
-        reason: reason as i32,
-        action: action as i32,
-        regions: None,
-    })
-}
+#[cfg(test)]
+mod tests;
