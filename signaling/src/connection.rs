@@ -19,18 +19,10 @@ use crate::{
     Signaling,
     bus::{BusError, Publish},
     gate::{Identity, RoomGrant},
-    hub::{Drained, MemberHandle, Outbox, Outgoing, Verdict},
+    hub::{Drained, MemberHandle, Outbox, Outgoing},
     presence::{PresenceEntry, PresenceSummary},
-    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION},
+    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION, Verdict},
 };
-
-/// Close codes (4000-4999 are the application's).
-pub mod close {
-    pub const UNAUTHORIZED: u16 = 4001;
-    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
-    pub const SLOW_CONSUMER: u16 = 4008;
-    pub const GOING_AWAY: u16 = 1001;
-}
 
 struct Joined {
     grant: RoomGrant,

@@ -21,8 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     bus::{Bus, BusError, BusHandler, Publication},
-    connection::close,
-    protocol::publication_frame,
+    protocol::{Verdict, publication_frame},
 };
 
 pub type ConnId = u64;
@@ -73,24 +72,6 @@ struct OutboxState {
     /// Set once: the connection must close with this verdict; nothing more is queued.
     killed: Option<Verdict>,
     closed: bool,
-}
-
-/// Why a connection must close: the close frame's code and reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-impl Verdict {
-    pub const SLOW_CONSUMER: Verdict = Verdict { code: close::SLOW_CONSUMER, reason: "slow consumer" };
-    pub const SHUTTING_DOWN: Verdict = Verdict { code: close::GOING_AWAY, reason: "server shutting down" };
-    pub const UNAUTHORIZED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "unauthorized" };
-    /// The connection's sign-in session was signed out.
-    pub const SESSION_REVOKED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "session revoked" };
-    pub const HEARTBEAT_TIMEOUT: Verdict = Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" };
-    /// The connection couldn't join its user channel (the bus is unavailable).
-    pub const UNAVAILABLE: Verdict = Verdict { code: close::GOING_AWAY, reason: "temporarily unavailable" };
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -179,7 +179,7 @@ impl Signaling {
     pub fn shutdown(&self) {
         // The flag first: a connection that registers after `close_all` looked finds it set.
         self.shutdown_tx.send_replace(true);
-        self.hub.close_all(hub::Verdict::SHUTTING_DOWN);
+        self.hub.close_all(protocol::Verdict::SHUTTING_DOWN);
     }
 
     fn shutting_down(&self) -> bool {
