@@ -1,7 +1,7 @@
 //! One WebSocket connection: authentication, the read loop (client messages, rate limit, frame
 //! checks), and the write side (the bounded outgoing queue, drained in batches and flushed once per
 //! batch, so queued frames leave in few socket writes). One task owns all of it; nothing is shared
-//! but the queue (`hub::Outbox`), into which the hub pushes.
+//! but the queue (`hub::SendQueue`), into which the hub pushes.
 //!
 //! Joins don't lose or duplicate: the member is registered (live frames start queueing) before the
 //! history is read; frames at or below the offset the join reply covered are then skipped.
@@ -19,7 +19,7 @@ use crate::{
     Signaling,
     bus::{BusError, Publish},
     gate::{Identity, RoomGrant},
-    hub::{Drained, MemberHandle, Outbox, Outgoing},
+    hub::{Drained, MemberHandle, Outgoing, SendQueue},
     presence::{PresenceEntry, PresenceSummary},
     protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION, Verdict},
 };
@@ -91,7 +91,7 @@ struct Conn {
     who: Identity,
     presence_key: String,
     rooms: Rooms,
-    outbox: Arc<Outbox>,
+    queue: Arc<SendQueue>,
     tokens: f64,
     refilled: Instant,
 }
@@ -189,7 +189,7 @@ fn serve(
             id,
             who,
             rooms: Rooms::default(),
-            outbox: Arc::new(Outbox::new(cfg.queue_capacity)),
+            queue: Arc::new(SendQueue::new(cfg.queue_capacity)),
             tokens: cfg.burst as f64,
             refilled: Instant::now(),
         };
@@ -212,8 +212,8 @@ fn serve(
             conn.cleanup().await;
             return close_with(sink, Verdict::UNAVAILABLE).await;
         }
-        // Shutdown kills the outbox of every connection in the hub; this one registered just now, perhaps
-        // after that sweep: then the flag (set before the sweep) tells.
+        // Shutdown kills the send queue of every connection in the hub; this one registered just now,
+        // perhaps after that sweep: then the flag (set before the sweep) tells.
         if sig.shutting_down() {
             conn.cleanup().await;
             return close_with(sink, Verdict::SHUTTING_DOWN).await;
@@ -236,13 +236,13 @@ fn serve(
         let mut last_seen = Instant::now();
         // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
         let mut batch = Vec::new();
-        let outbox = conn.outbox.clone();
-        // Shutdown and slow consumers both come through the outbox (a kill with a verdict): one registration
-        // per wait, instead of re-subscribing to a shutdown signal on every pass.
+        let queue = conn.queue.clone();
+        // Shutdown and slow consumers both come through the send queue (a kill with a verdict): one
+        // registration per wait, instead of re-subscribing to a shutdown signal on every pass.
         let outcome: Option<Verdict> = loop {
             tokio::select! {
                 biased;
-                drained = outbox.drain(&mut batch, 64) => {
+                drained = queue.drain(&mut batch, 64) => {
                     if let Drained::Killed(verdict) = drained {
                         break Some(verdict);
                     }
@@ -251,7 +251,7 @@ fn serve(
                     // Boxed: the write's state lives only while writing, not in every idle connection's task.
                     tokio::select! {
                         written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
-                        verdict = outbox.killed() => break Some(verdict),
+                        verdict = queue.killed() => break Some(verdict),
                     }
                     if batch.capacity() > 64 {
                         batch = Vec::new();
@@ -300,7 +300,7 @@ fn serve(
 
 impl Conn {
     fn member(&self) -> MemberHandle {
-        MemberHandle { conn: self.id, outbox: self.outbox.clone() }
+        MemberHandle { conn: self.id, queue: self.queue.clone() }
     }
 
     fn presence_entry(&self) -> PresenceEntry {
@@ -348,7 +348,7 @@ impl Conn {
             if let Some(session) = &k.session {
                 // A sign-out ends the connections of that session only; the user's other devices stay.
                 if self.who.session.as_deref() == Some(&**session) {
-                    self.outbox.kill(Verdict::SESSION_REVOKED);
+                    self.queue.kill(Verdict::SESSION_REVOKED);
                 }
                 continue;
             }
@@ -637,7 +637,7 @@ impl Conn {
         // A join that failed half way may have registered the member: remove it everywhere.
         let user_room: Arc<str> = Arc::from(format!("user:{}", self.who.user_id));
         self.sig.hub.leave(&user_room, self.id).await;
-        self.outbox.close();
+        self.queue.close();
     }
 }
 

@@ -2,7 +2,7 @@
 //! publications into their bounded outgoing queues, and the node's bus subscriptions (a room is
 //! subscribed while it has a local member, and only then).
 //!
-//! Fan-out never waits: a publication's frame is built once and pushed to each member's [`Outbox`]. A
+//! Fan-out never waits: a publication's frame is built once and pushed to each member's [`SendQueue`]. A
 //! member whose queue is full is a slow consumer: its connection is told to close, rather than letting its
 //! backlog grow.
 
@@ -60,14 +60,14 @@ pub enum Outgoing {
 /// drain takes everything queued in one lock. The kill switch lives here too, so the hub's slow-consumer
 /// verdict and the frames wake the same task through one waker.
 #[derive(Debug)]
-pub struct Outbox {
+pub struct SendQueue {
     capacity: usize,
-    state: std::sync::Mutex<OutboxState>,
+    state: std::sync::Mutex<SendQueueState>,
     waker: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
-struct OutboxState {
+struct SendQueueState {
     items: VecDeque<Outgoing>,
     /// Set once: the connection must close with this verdict; nothing more is queued.
     killed: Option<Verdict>,
@@ -91,12 +91,12 @@ pub enum Drained {
     Killed(Verdict),
 }
 
-impl Outbox {
+impl SendQueue {
     pub fn new(capacity: usize) -> Self {
         Self { capacity: capacity.max(1), state: Default::default(), waker: AtomicWaker::new() }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+    fn state(&self) -> std::sync::MutexGuard<'_, SendQueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -183,7 +183,7 @@ impl Outbox {
 #[derive(Clone)]
 pub struct MemberHandle {
     pub conn: ConnId,
-    pub outbox: Arc<Outbox>,
+    pub queue: Arc<SendQueue>,
 }
 
 /// Control publications on a user channel start with this; they are handled by the hub, not sent.
@@ -285,7 +285,7 @@ impl Hub {
     pub fn close_all(&self, verdict: Verdict) {
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         for m in rooms.values().flatten() {
-            m.outbox.kill(verdict);
+            m.queue.kill(verdict);
         }
     }
 }
@@ -313,11 +313,11 @@ impl BusHandler for Hub {
         };
         let mut delivered = 0;
         for m in members {
-            match m.outbox.push(message.clone()) {
+            match m.queue.push(message.clone()) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
                     self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    m.outbox.kill(Verdict::SLOW_CONSUMER);
+                    m.queue.kill(Verdict::SLOW_CONSUMER);
                 }
                 Err(PushError::Closed) => {}
             }
@@ -350,50 +350,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_outbox_is_bounded_drains_in_order_and_wakes_its_reader() {
-        let outbox = Arc::new(Outbox::new(3));
+    async fn a_send_queue_is_bounded_drains_in_order_and_wakes_its_reader() {
+        let queue = Arc::new(SendQueue::new(3));
         for i in 1..=3 {
-            outbox.push(item(i)).unwrap();
+            queue.push(item(i)).unwrap();
         }
-        assert_eq!(outbox.push(item(4)), Err(PushError::Full));
+        assert_eq!(queue.push(item(4)), Err(PushError::Full));
         let mut batch = Vec::new();
-        assert_eq!(outbox.drain(&mut batch, 2).await, Drained::Items(2));
-        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Items(1));
+        assert_eq!(queue.drain(&mut batch, 2).await, Drained::Items(2));
+        assert_eq!(queue.drain(&mut batch, 64).await, Drained::Items(1));
         assert_eq!(offsets(&batch), [1, 2, 3]);
-        assert!(outbox.is_empty());
+        assert!(queue.is_empty());
 
         // A reader waiting on an empty queue is woken by the next push.
         let reader = tokio::spawn({
-            let outbox = outbox.clone();
+            let queue = queue.clone();
             async move {
                 let mut batch = Vec::new();
-                let got = outbox.drain(&mut batch, 64).await;
+                let got = queue.drain(&mut batch, 64).await;
                 (got, offsets(&batch))
             }
         });
         tokio::task::yield_now().await;
-        outbox.push(item(9)).unwrap();
+        queue.push(item(9)).unwrap();
         assert_eq!(reader.await.unwrap(), (Drained::Items(1), vec![9]));
     }
 
     #[tokio::test]
-    async fn a_killed_outbox_drops_its_backlog_and_refuses_more() {
-        let outbox = Arc::new(Outbox::new(8));
-        outbox.push(item(1)).unwrap();
+    async fn a_killed_send_queue_drops_its_backlog_and_refuses_more() {
+        let queue = Arc::new(SendQueue::new(8));
+        queue.push(item(1)).unwrap();
         let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.killed().await }
+            let queue = queue.clone();
+            async move { queue.killed().await }
         });
         tokio::task::yield_now().await;
-        outbox.kill(Verdict::SLOW_CONSUMER);
-        outbox.kill(Verdict::SHUTTING_DOWN);
+        queue.kill(Verdict::SLOW_CONSUMER);
+        queue.kill(Verdict::SHUTTING_DOWN);
         assert_eq!(waiter.await.unwrap(), Verdict::SLOW_CONSUMER, "the first verdict wins");
-        assert!(outbox.is_empty());
-        assert_eq!(outbox.push(item(2)), Err(PushError::Closed));
+        assert!(queue.is_empty());
+        assert_eq!(queue.push(item(2)), Err(PushError::Closed));
         let mut batch = Vec::new();
-        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Killed(Verdict::SLOW_CONSUMER));
+        assert_eq!(queue.drain(&mut batch, 64).await, Drained::Killed(Verdict::SLOW_CONSUMER));
 
-        let closed = Outbox::new(8);
+        let closed = SendQueue::new(8);
         closed.close();
         assert_eq!(closed.push(item(1)), Err(PushError::Closed));
     }
