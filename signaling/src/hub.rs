@@ -1,6 +1,8 @@
-//! The node's room registry: which local connections are in which room, the fan-out of live
-//! publications into their bounded outgoing queues, and the node's bus subscriptions (a room is
-//! subscribed while it has a local member, and only then).
+//! The node's room registry: which local connections are in which room and the fan-out of live
+//! publications into their bounded outgoing queues ([`Fanout`], the bus's handler), and the node's bus
+//! subscriptions ([`Hub`]: a room is subscribed while it has a local member, and only then).
+//!
+//! Built in this order: the `Fanout`, the bus delivering into it, then `Hub::new(fanout, bus)`.
 //!
 //! Fan-out never waits: a publication's frame is built once and pushed to each member's [`SendQueue`]. A
 //! member whose queue is full is a slow consumer: its connection is told to close, rather than letting its
@@ -9,7 +11,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{
-        Arc, OnceLock, RwLock,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     task::Poll,
@@ -195,67 +197,19 @@ pub struct HubStats {
     pub slow_consumers: AtomicU64,
 }
 
-pub struct Hub {
+/// This node's local rooms, room → members, and the fan-out of live publications into the members'
+/// send queues. It is the bus's [`BusHandler`]: built first and given to the bus, then to the [`Hub`]
+/// with that bus. It never touches the bus itself, so the bus and it don't need each other at birth.
+#[derive(Default)]
+pub struct Fanout {
     rooms: RwLock<HashMap<Arc<str>, Vec<MemberHandle>>>,
-    /// Rooms this node is subscribed to on the bus. Changes are serialised so a subscribe and an
-    /// unsubscribe of one room can't cross.
-    subscriptions: Mutex<HashSet<Arc<str>>>,
-    bus: OnceLock<Arc<dyn Bus>>,
-    pub stats: HubStats,
+    stats: Arc<HubStats>,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
-        Self {
-            rooms: RwLock::new(HashMap::new()),
-            subscriptions: Mutex::new(HashSet::new()),
-            bus: OnceLock::new(),
-            stats: HubStats::default(),
-        }
-    }
-}
-
-impl Hub {
-    pub fn set_bus(&self, bus: Arc<dyn Bus>) {
-        let _ = self.bus.set(bus);
-    }
-
-    pub fn bus(&self) -> &Arc<dyn Bus> {
-        self.bus.get().expect("hub bus set at start")
-    }
-
-    /// Adds a member and makes sure the node receives the room's live publications before returning
-    /// (so history read afterwards plus live deliveries leave no gap).
-    pub async fn join(&self, room: &Arc<str>, member: MemberHandle) -> Result<(), BusError> {
-        {
-            let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-            rooms.entry(room.clone()).or_default().push(member.clone());
-        }
-        let mut subs = self.subscriptions.lock().await;
-        if !subs.contains(room) {
-            if let Err(e) = self.bus().subscribe(room).await {
-                drop(subs);
-                self.remove(room, member.conn);
-                return Err(e);
-            }
-            subs.insert(room.clone());
-        }
-        Ok(())
-    }
-
-    /// Removes a member; unsubscribes the node when it was the room's last local member.
-    pub async fn leave(&self, room: &Arc<str>, conn: ConnId) {
-        if !self.remove(room, conn) {
-            return;
-        }
-        let mut subs = self.subscriptions.lock().await;
-        let still_empty = !self.rooms.read().unwrap_or_else(|e| e.into_inner()).contains_key(room);
-        if still_empty
-            && subs.remove(room)
-            && let Err(e) = self.bus().unsubscribe(room).await
-        {
-            tracing::warn!(error = %e, room = %room, "unsubscribe failed");
-        }
+impl Fanout {
+    fn add(&self, room: &Arc<str>, member: MemberHandle) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        rooms.entry(room.clone()).or_default().push(member);
     }
 
     /// Removes the member; true when the room has no local member left.
@@ -271,6 +225,10 @@ impl Hub {
         }
     }
 
+    fn has_members(&self, room: &str) -> bool {
+        self.rooms.read().unwrap_or_else(|e| e.into_inner()).contains_key(room)
+    }
+
     /// Local member count of a room.
     pub fn local_members(&self, room: &str) -> usize {
         self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(room).map_or(0, Vec::len)
@@ -280,8 +238,7 @@ impl Hub {
         self.rooms.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Tells every local connection to close. Each is in its user channel from its first frame on, so
-    /// none is missed; a connection registering meanwhile checks the shutdown flag after registering.
+    /// Tells every local connection to close.
     pub fn close_all(&self, verdict: Verdict) {
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         for m in rooms.values().flatten() {
@@ -290,7 +247,7 @@ impl Hub {
     }
 }
 
-impl BusHandler for Hub {
+impl BusHandler for Fanout {
     fn deliver(&self, room: &str, publication: Publication) {
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         let Some((room_key, members)) = rooms.get_key_value(room) else { return };
@@ -323,6 +280,77 @@ impl BusHandler for Hub {
             }
         }
         self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+/// Joins and leaves: the local rooms of a [`Fanout`], and the node's subscriptions on the bus that
+/// delivers into it.
+pub struct Hub {
+    fanout: Arc<Fanout>,
+    bus: Arc<dyn Bus>,
+    /// Rooms this node is subscribed to on the bus. Changes are serialised so a subscribe and an
+    /// unsubscribe of one room can't cross.
+    subscriptions: Mutex<HashSet<Arc<str>>>,
+    /// The fan-out's counters.
+    pub stats: Arc<HubStats>,
+}
+
+impl Hub {
+    /// `fanout` must be `bus`'s handler: the rooms the hub subscribes on `bus` are delivered to it.
+    pub fn new(fanout: Arc<Fanout>, bus: Arc<dyn Bus>) -> Self {
+        let stats = fanout.stats.clone();
+        Self { fanout, bus, subscriptions: Mutex::new(HashSet::new()), stats }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Adds a member and makes sure the node receives the room's live publications before returning
+    /// (so history read afterwards plus live deliveries leave no gap).
+    pub async fn join(&self, room: &Arc<str>, member: MemberHandle) -> Result<(), BusError> {
+        let conn = member.conn;
+        self.fanout.add(room, member);
+        let mut subs = self.subscriptions.lock().await;
+        if !subs.contains(room) {
+            if let Err(e) = self.bus.subscribe(room).await {
+                drop(subs);
+                self.fanout.remove(room, conn);
+                return Err(e);
+            }
+            subs.insert(room.clone());
+        }
+        Ok(())
+    }
+
+    /// Removes a member; unsubscribes the node when it was the room's last local member.
+    pub async fn leave(&self, room: &Arc<str>, conn: ConnId) {
+        if !self.fanout.remove(room, conn) {
+            return;
+        }
+        let mut subs = self.subscriptions.lock().await;
+        let still_empty = !self.fanout.has_members(room);
+        if still_empty
+            && subs.remove(room)
+            && let Err(e) = self.bus.unsubscribe(room).await
+        {
+            tracing::warn!(error = %e, room = %room, "unsubscribe failed");
+        }
+    }
+
+    /// Local member count of a room.
+    pub fn local_members(&self, room: &str) -> usize {
+        self.fanout.local_members(room)
+    }
+
+    pub fn local_rooms(&self) -> usize {
+        self.fanout.local_rooms()
+    }
+
+    /// Tells every local connection to close. Each is in its user channel from its first frame on, so
+    /// none is missed; a connection registering meanwhile checks the shutdown flag after registering.
+    pub fn close_all(&self, verdict: Verdict) {
+        self.fanout.close_all(verdict);
     }
 }
 

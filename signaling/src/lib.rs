@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use crate::{
     bus::{Bus, BusError, Publish},
     gate::Gate,
-    hub::Hub,
+    hub::{Fanout, Hub},
     presence::PresenceStore,
 };
 
@@ -107,19 +107,12 @@ pub struct Signaling {
 }
 
 impl Signaling {
-    /// `hub` must be the bus's handler (see `MemoryBus::set_handler`).
-    pub fn new(
-        hub: Arc<Hub>,
-        bus: Arc<dyn Bus>,
-        presence: Arc<dyn PresenceStore>,
-        gate: Arc<dyn Gate>,
-        config: Config,
-    ) -> Self {
-        hub.set_bus(bus.clone());
+    /// The layer over `hub` and its bus (see [`Hub::new`]).
+    pub fn new(hub: Hub, presence: Arc<dyn PresenceStore>, gate: Arc<dyn Gate>, config: Config) -> Self {
         let (tx, rx) = watch::channel(false);
         Self {
-            hub,
-            bus,
+            bus: hub.bus().clone(),
+            hub: Arc::new(hub),
             presence,
             gate,
             config: Arc::new(config),
@@ -133,10 +126,10 @@ impl Signaling {
     /// A single-node layer on the in-process bus and presence.
     /// Must be called inside a Tokio runtime: it starts the task that frees idle rooms.
     pub fn in_process(gate: Arc<dyn Gate>, config: Config, window: bus::Window) -> Self {
-        let hub = Arc::new(Hub::default());
-        let bus = Arc::new(bus::MemoryBus::new(window));
-        bus.set_handler(hub.clone());
-        let sig = Self::new(hub, bus.clone(), Arc::new(presence::MemoryPresence::default()), gate, config);
+        let fanout = Arc::new(Fanout::default());
+        let bus = Arc::new(bus::MemoryBus::new(window, fanout.clone()));
+        let hub = Hub::new(fanout, bus.clone());
+        let sig = Self::new(hub, Arc::new(presence::MemoryPresence::default()), gate, config);
         // Rooms idle past the history age hold nothing recoverable: free them.
         let mut stop = sig.shutdown.clone();
         tokio::spawn(async move {
