@@ -1,25 +1,32 @@
-//! One WebSocket connection: authentication, the read loop (client messages, rate limit, frame
-//! checks), and the write side (the bounded outgoing queue, drained in batches and flushed once per
-//! batch, so queued frames leave in few socket writes). One task owns all of it; nothing is shared
-//! but the queue (`hub::SendQueue`), into which the hub pushes.
+//! One WebSocket connection: the `/ws` upgrade, authentication, the read loop (client messages, rate
+//! limit, frame checks), and the write side (the bounded outgoing queue, drained in batches and flushed
+//! once per batch, so queued frames leave in few socket writes). One task owns all of it; nothing is
+//! shared but the queue (`hub::SendQueue`), into which the hub pushes.
 //!
 //! Joins don't lose or duplicate: the member is registered (live frames start queueing) before the
 //! history is read; frames at or below the offset the join reply covered are then skipped.
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::{
+    extract::{
+        Query, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+    },
+    response::Response,
+};
 use futures::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::{
-    Signaling,
     bus::{BusError, Publish},
     gate::{Identity, RoomGrant},
     hub::{Drained, MemberHandle, Outgoing, SendQueue},
+    node::Signaling,
     presence::{PresenceEntry, PresenceSummary},
     protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION, Verdict},
 };
@@ -126,6 +133,25 @@ async fn close_with(mut sink: Sink, Verdict { code, reason }: Verdict) {
         let _ = sink.close().await;
     })
     .await;
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    /// The access token; alternatively sent in an `auth` first frame.
+    pub token: Option<String>,
+    /// A room to join as the connection opens (its `joined` follows the personal channel's in the same write).
+    pub join: Option<String>,
+}
+
+/// `GET /ws`: upgrades to the protocol.
+pub async fn upgrade(State(sig): State<Signaling>, Query(q): Query<WsQuery>, ws: WebSocketUpgrade) -> Response {
+    let cfg = sig.config.clone();
+    ws.read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(cfg.write_buffer_bytes)
+        .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_message_bytes) * 64)
+        .max_message_size(cfg.max_message_bytes)
+        .max_frame_size(cfg.max_message_bytes)
+        .on_upgrade(move |socket| run(sig, socket, q.token, q.join))
 }
 
 /// Serves one upgraded socket until it closes.
