@@ -1,8 +1,7 @@
-//! The node's room registry: which local connections are in which room and the fan-out of live
-//! publications into their bounded outgoing queues ([`Fanout`], the bus's handler), and the node's bus
-//! subscriptions ([`Hub`]: a room is subscribed while it has a local member, and only then).
-//!
-//! Built in this order: the `Fanout`, the bus delivering into it, then `Hub::new(fanout, bus)`.
+//! The node's room registry. [`Fanout`], the bus's handler, knows which local connections are in which
+//! room and pushes live publications into their bounded outgoing queues; [`Hub`] adds and removes members
+//! and keeps the node's bus subscriptions (a room is subscribed while it has a local member, and only
+//! then). Built in this order: the `Fanout`, the bus delivering into it, then `Hub::new(fanout, bus)`.
 //!
 //! Fan-out never waits: a publication's frame is built once and pushed to each member's [`SendQueue`]. A
 //! member whose queue is full is a slow consumer: its connection is told to close, rather than letting its
