@@ -630,12 +630,14 @@ async fn connect_redis(
     ws: signaling::Config,
     window: signaling::bus::Window,
 ) -> anyhow::Result<signaling::Signaling> {
-    use signaling::redis_bus::{RedisBus, RedisPresence};
-    let hub = Arc::new(signaling::hub::Hub::default());
-    let bus = RedisBus::connect(url, window, &signaling::bus::new_epoch()).await?;
-    bus.set_handler(hub.clone());
+    use signaling::{
+        hub::{Fanout, Hub},
+        redis_bus::{RedisBus, RedisPresence},
+    };
+    let fanout = Arc::new(Fanout::default());
+    let bus = RedisBus::connect(url, window, &signaling::bus::new_epoch(), fanout.clone()).await?;
     let presence = Arc::new(RedisPresence::connect(url).await?);
-    Ok(signaling::Signaling::new(hub, bus, presence, gate, ws))
+    Ok(signaling::Signaling::new(Hub::new(fanout, bus), presence, gate, ws))
 }
 
 type MediaParts =

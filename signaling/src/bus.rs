@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -235,23 +235,19 @@ pub struct MemoryBus {
     generation: std::sync::atomic::AtomicU64,
     window: Window,
     streams: Mutex<HashMap<String, Arc<Mutex<Stream>>>>,
-    handler: OnceLock<Arc<dyn BusHandler>>,
+    handler: Arc<dyn BusHandler>,
 }
 
 impl MemoryBus {
-    pub fn new(window: Window) -> Self {
+    /// A bus that delivers live publications to `handler`.
+    pub fn new(window: Window, handler: Arc<dyn BusHandler>) -> Self {
         Self {
             epoch: new_epoch(),
             generation: std::sync::atomic::AtomicU64::new(0),
             window,
             streams: Mutex::new(HashMap::new()),
-            handler: OnceLock::new(),
+            handler,
         }
-    }
-
-    /// Where live publications go. Set once, before the first publish.
-    pub fn set_handler(&self, handler: Arc<dyn BusHandler>) {
-        let _ = self.handler.set(handler);
     }
 
     fn stream(&self, room: &str) -> Arc<Mutex<Stream>> {
@@ -342,9 +338,7 @@ impl Bus for MemoryBus {
                 Publication { offset: 0, epoch: Arc::from(""), data: Arc::from(data) }
             };
             // Delivered under the stream lock, so concurrent publishers can't reorder a room.
-            if let Some(h) = self.handler.get() {
-                h.deliver(room, publication.clone());
-            }
+            self.handler.deliver(room, publication.clone());
             Ok(publication.offset)
         })
     }
@@ -413,10 +407,8 @@ mod tests {
     }
 
     fn bus(size: usize, ttl: Duration) -> (MemoryBus, Arc<Collect>) {
-        let bus = MemoryBus::new(Window { size, ttl });
         let c = Arc::new(Collect(Mutex::new(Vec::new())));
-        bus.set_handler(c.clone());
-        (bus, c)
+        (MemoryBus::new(Window { size, ttl }, c.clone()), c)
     }
 
     #[tokio::test]

@@ -1,36 +1,35 @@
-//! One WebSocket connection: authentication, the read loop (client messages, rate limit, frame
-//! checks), and the write side (the bounded outgoing queue, drained in batches and flushed once per
-//! batch, so queued frames leave in few socket writes). One task owns all of it; nothing is shared
-//! but the queue (`hub::Outbox`), into which the hub pushes.
+//! One WebSocket connection: the `/ws` upgrade, authentication, the read loop (client messages, rate
+//! limit, frame checks), and the write side (the bounded outgoing queue, drained in batches and flushed
+//! once per batch, so queued frames leave in few socket writes). One task owns all of it; nothing is
+//! shared but the queue (`hub::SendQueue`), into which the hub pushes.
 //!
 //! Joins don't lose or duplicate: the member is registered (live frames start queueing) before the
 //! history is read; frames at or below the offset the join reply covered are then skipped.
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::{
+    extract::{
+        Query, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+    },
+    response::Response,
+};
 use futures::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::{
-    Signaling,
     bus::{BusError, Publish},
     gate::{Identity, RoomGrant},
-    hub::{Drained, MemberHandle, Outbox, Outgoing, Verdict},
+    hub::{Drained, MemberHandle, Outgoing, SendQueue},
+    node::Signaling,
     presence::{PresenceEntry, PresenceSummary},
-    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION},
+    protocol::{BoardSnapshot, ClientMessage, HistoryItem, ServerMessage, StreamPosition, VERSION, Verdict},
 };
-
-/// Close codes (4000-4999 are the application's).
-pub mod close {
-    pub const UNAUTHORIZED: u16 = 4001;
-    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
-    pub const SLOW_CONSUMER: u16 = 4008;
-    pub const GOING_AWAY: u16 = 1001;
-}
 
 struct Joined {
     grant: RoomGrant,
@@ -99,7 +98,7 @@ struct Conn {
     who: Identity,
     presence_key: String,
     rooms: Rooms,
-    outbox: Arc<Outbox>,
+    queue: Arc<SendQueue>,
     tokens: f64,
     refilled: Instant,
 }
@@ -134,6 +133,25 @@ async fn close_with(mut sink: Sink, Verdict { code, reason }: Verdict) {
         let _ = sink.close().await;
     })
     .await;
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    /// The access token; alternatively sent in an `auth` first frame.
+    pub token: Option<String>,
+    /// A room to join as the connection opens (its `joined` follows the personal channel's in the same write).
+    pub join: Option<String>,
+}
+
+/// `GET /ws`: upgrades to the protocol.
+pub async fn upgrade(State(sig): State<Signaling>, Query(q): Query<WsQuery>, ws: WebSocketUpgrade) -> Response {
+    let cfg = sig.config.clone();
+    ws.read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(cfg.write_buffer_bytes)
+        .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_message_bytes) * 64)
+        .max_message_size(cfg.max_message_bytes)
+        .max_frame_size(cfg.max_message_bytes)
+        .on_upgrade(move |socket| run(sig, socket, q.token, q.join))
 }
 
 /// Serves one upgraded socket until it closes.
@@ -197,7 +215,7 @@ fn serve(
             id,
             who,
             rooms: Rooms::default(),
-            outbox: Arc::new(Outbox::new(cfg.queue_capacity)),
+            queue: Arc::new(SendQueue::new(cfg.queue_capacity)),
             tokens: cfg.burst as f64,
             refilled: Instant::now(),
         };
@@ -220,8 +238,8 @@ fn serve(
             conn.cleanup().await;
             return close_with(sink, Verdict::UNAVAILABLE).await;
         }
-        // Shutdown kills the outbox of every connection in the hub; this one registered just now, perhaps
-        // after that sweep: then the flag (set before the sweep) tells.
+        // Shutdown kills the send queue of every connection in the hub; this one registered just now,
+        // perhaps after that sweep: then the flag (set before the sweep) tells.
         if sig.shutting_down() {
             conn.cleanup().await;
             return close_with(sink, Verdict::SHUTTING_DOWN).await;
@@ -244,13 +262,13 @@ fn serve(
         let mut last_seen = Instant::now();
         // Grown on first use and trimmed after bursts: idle connections hold no batch buffer.
         let mut batch = Vec::new();
-        let outbox = conn.outbox.clone();
-        // Shutdown and slow consumers both come through the outbox (a kill with a verdict): one registration
-        // per wait, instead of re-subscribing to a shutdown signal on every pass.
+        let queue = conn.queue.clone();
+        // Shutdown and slow consumers both come through the send queue (a kill with a verdict): one
+        // registration per wait, instead of re-subscribing to a shutdown signal on every pass.
         let outcome: Option<Verdict> = loop {
             tokio::select! {
                 biased;
-                drained = outbox.drain(&mut batch, 64) => {
+                drained = queue.drain(&mut batch, 64) => {
                     if let Drained::Killed(verdict) = drained {
                         break Some(verdict);
                     }
@@ -259,7 +277,7 @@ fn serve(
                     // Boxed: the write's state lives only while writing, not in every idle connection's task.
                     tokio::select! {
                         written = Box::pin(conn.write_batch(&mut sink, &mut batch)) => if written.is_err() { break None },
-                        verdict = outbox.killed() => break Some(verdict),
+                        verdict = queue.killed() => break Some(verdict),
                     }
                     if batch.capacity() > 64 {
                         batch = Vec::new();
@@ -308,7 +326,7 @@ fn serve(
 
 impl Conn {
     fn member(&self) -> MemberHandle {
-        MemberHandle { conn: self.id, outbox: self.outbox.clone() }
+        MemberHandle { conn: self.id, queue: self.queue.clone() }
     }
 
     fn presence_entry(&self) -> PresenceEntry {
@@ -356,7 +374,7 @@ impl Conn {
             if let Some(session) = &k.session {
                 // A sign-out ends the connections of that session only; the user's other devices stay.
                 if self.who.session.as_deref() == Some(&**session) {
-                    self.outbox.kill(Verdict::SESSION_REVOKED);
+                    self.queue.kill(Verdict::SESSION_REVOKED);
                 }
                 continue;
             }
@@ -645,7 +663,7 @@ impl Conn {
         // A join that failed half way may have registered the member: remove it everywhere.
         let user_room: Arc<str> = Arc::from(format!("user:{}", self.who.user_id));
         self.sig.hub.leave(&user_room, self.id).await;
-        self.outbox.close();
+        self.queue.close();
     }
 }
 

@@ -1,15 +1,16 @@
-//! The node's room registry: which local connections are in which room, the fan-out of live
-//! publications into their bounded outgoing queues, and the node's bus subscriptions (a room is
-//! subscribed while it has a local member, and only then).
+//! The node's room registry. [`Fanout`], the bus's handler, knows which local connections are in which
+//! room and pushes live publications into their bounded outgoing queues; [`Hub`] adds and removes members
+//! and keeps the node's bus subscriptions (a room is subscribed while it has a local member, and only
+//! then). Built in this order: the `Fanout`, the bus delivering into it, then `Hub::new(fanout, bus)`.
 //!
-//! Fan-out never waits: a publication's frame is built once and pushed to each member's [`Outbox`]. A
+//! Fan-out never waits: a publication's frame is built once and pushed to each member's [`SendQueue`]. A
 //! member whose queue is full is a slow consumer: its connection is told to close, rather than letting its
 //! backlog grow.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{
-        Arc, OnceLock, RwLock,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     task::Poll,
@@ -21,8 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     bus::{Bus, BusError, BusHandler, Publication},
-    connection::close,
-    protocol::publication_frame,
+    protocol::{Verdict, publication_frame},
 };
 
 pub type ConnId = u64;
@@ -61,36 +61,18 @@ pub enum Outgoing {
 /// drain takes everything queued in one lock. The kill switch lives here too, so the hub's slow-consumer
 /// verdict and the frames wake the same task through one waker.
 #[derive(Debug)]
-pub struct Outbox {
+pub struct SendQueue {
     capacity: usize,
-    state: std::sync::Mutex<OutboxState>,
+    state: std::sync::Mutex<SendQueueState>,
     waker: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
-struct OutboxState {
+struct SendQueueState {
     items: VecDeque<Outgoing>,
     /// Set once: the connection must close with this verdict; nothing more is queued.
     killed: Option<Verdict>,
     closed: bool,
-}
-
-/// Why a connection must close: the close frame's code and reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-impl Verdict {
-    pub const SLOW_CONSUMER: Verdict = Verdict { code: close::SLOW_CONSUMER, reason: "slow consumer" };
-    pub const SHUTTING_DOWN: Verdict = Verdict { code: close::GOING_AWAY, reason: "server shutting down" };
-    pub const UNAUTHORIZED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "unauthorized" };
-    /// The connection's sign-in session was signed out.
-    pub const SESSION_REVOKED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "session revoked" };
-    pub const HEARTBEAT_TIMEOUT: Verdict = Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" };
-    /// The connection couldn't join its user channel (the bus is unavailable).
-    pub const UNAVAILABLE: Verdict = Verdict { code: close::GOING_AWAY, reason: "temporarily unavailable" };
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -110,12 +92,12 @@ pub enum Drained {
     Killed(Verdict),
 }
 
-impl Outbox {
+impl SendQueue {
     pub fn new(capacity: usize) -> Self {
         Self { capacity: capacity.max(1), state: Default::default(), waker: AtomicWaker::new() }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+    fn state(&self) -> std::sync::MutexGuard<'_, SendQueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -202,7 +184,7 @@ impl Outbox {
 #[derive(Clone)]
 pub struct MemberHandle {
     pub conn: ConnId,
-    pub outbox: Arc<Outbox>,
+    pub queue: Arc<SendQueue>,
 }
 
 /// Control publications on a user channel start with this; they are handled by the hub, not sent.
@@ -214,67 +196,19 @@ pub struct HubStats {
     pub slow_consumers: AtomicU64,
 }
 
-pub struct Hub {
+/// This node's local rooms, room → members, and the fan-out of live publications into the members'
+/// send queues. It is the bus's [`BusHandler`]: built first and given to the bus, then to the [`Hub`]
+/// with that bus. It never touches the bus itself, so the bus and it don't need each other at birth.
+#[derive(Default)]
+pub struct Fanout {
     rooms: RwLock<HashMap<Arc<str>, Vec<MemberHandle>>>,
-    /// Rooms this node is subscribed to on the bus. Changes are serialised so a subscribe and an
-    /// unsubscribe of one room can't cross.
-    subscriptions: Mutex<HashSet<Arc<str>>>,
-    bus: OnceLock<Arc<dyn Bus>>,
-    pub stats: HubStats,
+    stats: Arc<HubStats>,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
-        Self {
-            rooms: RwLock::new(HashMap::new()),
-            subscriptions: Mutex::new(HashSet::new()),
-            bus: OnceLock::new(),
-            stats: HubStats::default(),
-        }
-    }
-}
-
-impl Hub {
-    pub fn set_bus(&self, bus: Arc<dyn Bus>) {
-        let _ = self.bus.set(bus);
-    }
-
-    pub fn bus(&self) -> &Arc<dyn Bus> {
-        self.bus.get().expect("hub bus set at start")
-    }
-
-    /// Adds a member and makes sure the node receives the room's live publications before returning
-    /// (so history read afterwards plus live deliveries leave no gap).
-    pub async fn join(&self, room: &Arc<str>, member: MemberHandle) -> Result<(), BusError> {
-        {
-            let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-            rooms.entry(room.clone()).or_default().push(member.clone());
-        }
-        let mut subs = self.subscriptions.lock().await;
-        if !subs.contains(room) {
-            if let Err(e) = self.bus().subscribe(room).await {
-                drop(subs);
-                self.remove(room, member.conn);
-                return Err(e);
-            }
-            subs.insert(room.clone());
-        }
-        Ok(())
-    }
-
-    /// Removes a member; unsubscribes the node when it was the room's last local member.
-    pub async fn leave(&self, room: &Arc<str>, conn: ConnId) {
-        if !self.remove(room, conn) {
-            return;
-        }
-        let mut subs = self.subscriptions.lock().await;
-        let still_empty = !self.rooms.read().unwrap_or_else(|e| e.into_inner()).contains_key(room);
-        if still_empty
-            && subs.remove(room)
-            && let Err(e) = self.bus().unsubscribe(room).await
-        {
-            tracing::warn!(error = %e, room = %room, "unsubscribe failed");
-        }
+impl Fanout {
+    fn add(&self, room: &Arc<str>, member: MemberHandle) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        rooms.entry(room.clone()).or_default().push(member);
     }
 
     /// Removes the member; true when the room has no local member left.
@@ -290,6 +224,10 @@ impl Hub {
         }
     }
 
+    fn has_members(&self, room: &str) -> bool {
+        self.rooms.read().unwrap_or_else(|e| e.into_inner()).contains_key(room)
+    }
+
     /// Local member count of a room.
     pub fn local_members(&self, room: &str) -> usize {
         self.rooms.read().unwrap_or_else(|e| e.into_inner()).get(room).map_or(0, Vec::len)
@@ -299,17 +237,16 @@ impl Hub {
         self.rooms.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Tells every local connection to close. Each is in its user channel from its first frame on, so
-    /// none is missed; a connection registering meanwhile checks the shutdown flag after registering.
+    /// Tells every local connection to close.
     pub fn close_all(&self, verdict: Verdict) {
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         for m in rooms.values().flatten() {
-            m.outbox.kill(verdict);
+            m.queue.kill(verdict);
         }
     }
 }
 
-impl BusHandler for Hub {
+impl BusHandler for Fanout {
     fn deliver(&self, room: &str, publication: Publication) {
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         let Some((room_key, members)) = rooms.get_key_value(room) else { return };
@@ -332,16 +269,87 @@ impl BusHandler for Hub {
         };
         let mut delivered = 0;
         for m in members {
-            match m.outbox.push(message.clone()) {
+            match m.queue.push(message.clone()) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
                     self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    m.outbox.kill(Verdict::SLOW_CONSUMER);
+                    m.queue.kill(Verdict::SLOW_CONSUMER);
                 }
                 Err(PushError::Closed) => {}
             }
         }
         self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+    }
+}
+
+/// Joins and leaves: the local rooms of a [`Fanout`], and the node's subscriptions on the bus that
+/// delivers into it.
+pub struct Hub {
+    fanout: Arc<Fanout>,
+    bus: Arc<dyn Bus>,
+    /// Rooms this node is subscribed to on the bus. Changes are serialised so a subscribe and an
+    /// unsubscribe of one room can't cross.
+    subscriptions: Mutex<HashSet<Arc<str>>>,
+    /// The fan-out's counters.
+    pub stats: Arc<HubStats>,
+}
+
+impl Hub {
+    /// `fanout` must be `bus`'s handler: the rooms the hub subscribes on `bus` are delivered to it.
+    pub fn new(fanout: Arc<Fanout>, bus: Arc<dyn Bus>) -> Self {
+        let stats = fanout.stats.clone();
+        Self { fanout, bus, subscriptions: Mutex::new(HashSet::new()), stats }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Adds a member and makes sure the node receives the room's live publications before returning
+    /// (so history read afterwards plus live deliveries leave no gap).
+    pub async fn join(&self, room: &Arc<str>, member: MemberHandle) -> Result<(), BusError> {
+        let conn = member.conn;
+        self.fanout.add(room, member);
+        let mut subs = self.subscriptions.lock().await;
+        if !subs.contains(room) {
+            if let Err(e) = self.bus.subscribe(room).await {
+                drop(subs);
+                self.fanout.remove(room, conn);
+                return Err(e);
+            }
+            subs.insert(room.clone());
+        }
+        Ok(())
+    }
+
+    /// Removes a member; unsubscribes the node when it was the room's last local member.
+    pub async fn leave(&self, room: &Arc<str>, conn: ConnId) {
+        if !self.fanout.remove(room, conn) {
+            return;
+        }
+        let mut subs = self.subscriptions.lock().await;
+        let still_empty = !self.fanout.has_members(room);
+        if still_empty
+            && subs.remove(room)
+            && let Err(e) = self.bus.unsubscribe(room).await
+        {
+            tracing::warn!(error = %e, room = %room, "unsubscribe failed");
+        }
+    }
+
+    /// Local member count of a room.
+    pub fn local_members(&self, room: &str) -> usize {
+        self.fanout.local_members(room)
+    }
+
+    pub fn local_rooms(&self) -> usize {
+        self.fanout.local_rooms()
+    }
+
+    /// Tells every local connection to close. Each is in its user channel from its first frame on, so
+    /// none is missed; a connection registering meanwhile checks the shutdown flag after registering.
+    pub fn close_all(&self, verdict: Verdict) {
+        self.fanout.close_all(verdict);
     }
 }
 
@@ -369,50 +377,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_outbox_is_bounded_drains_in_order_and_wakes_its_reader() {
-        let outbox = Arc::new(Outbox::new(3));
+    async fn a_send_queue_is_bounded_drains_in_order_and_wakes_its_reader() {
+        let queue = Arc::new(SendQueue::new(3));
         for i in 1..=3 {
-            outbox.push(item(i)).unwrap();
+            queue.push(item(i)).unwrap();
         }
-        assert_eq!(outbox.push(item(4)), Err(PushError::Full));
+        assert_eq!(queue.push(item(4)), Err(PushError::Full));
         let mut batch = Vec::new();
-        assert_eq!(outbox.drain(&mut batch, 2).await, Drained::Items(2));
-        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Items(1));
+        assert_eq!(queue.drain(&mut batch, 2).await, Drained::Items(2));
+        assert_eq!(queue.drain(&mut batch, 64).await, Drained::Items(1));
         assert_eq!(offsets(&batch), [1, 2, 3]);
-        assert!(outbox.is_empty());
+        assert!(queue.is_empty());
 
         // A reader waiting on an empty queue is woken by the next push.
         let reader = tokio::spawn({
-            let outbox = outbox.clone();
+            let queue = queue.clone();
             async move {
                 let mut batch = Vec::new();
-                let got = outbox.drain(&mut batch, 64).await;
+                let got = queue.drain(&mut batch, 64).await;
                 (got, offsets(&batch))
             }
         });
         tokio::task::yield_now().await;
-        outbox.push(item(9)).unwrap();
+        queue.push(item(9)).unwrap();
         assert_eq!(reader.await.unwrap(), (Drained::Items(1), vec![9]));
     }
 
     #[tokio::test]
-    async fn a_killed_outbox_drops_its_backlog_and_refuses_more() {
-        let outbox = Arc::new(Outbox::new(8));
-        outbox.push(item(1)).unwrap();
+    async fn a_killed_send_queue_drops_its_backlog_and_refuses_more() {
+        let queue = Arc::new(SendQueue::new(8));
+        queue.push(item(1)).unwrap();
         let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.killed().await }
+            let queue = queue.clone();
+            async move { queue.killed().await }
         });
         tokio::task::yield_now().await;
-        outbox.kill(Verdict::SLOW_CONSUMER);
-        outbox.kill(Verdict::SHUTTING_DOWN);
+        queue.kill(Verdict::SLOW_CONSUMER);
+        queue.kill(Verdict::SHUTTING_DOWN);
         assert_eq!(waiter.await.unwrap(), Verdict::SLOW_CONSUMER, "the first verdict wins");
-        assert!(outbox.is_empty());
-        assert_eq!(outbox.push(item(2)), Err(PushError::Closed));
+        assert!(queue.is_empty());
+        assert_eq!(queue.push(item(2)), Err(PushError::Closed));
         let mut batch = Vec::new();
-        assert_eq!(outbox.drain(&mut batch, 64).await, Drained::Killed(Verdict::SLOW_CONSUMER));
+        assert_eq!(queue.drain(&mut batch, 64).await, Drained::Killed(Verdict::SLOW_CONSUMER));
 
-        let closed = Outbox::new(8);
+        let closed = SendQueue::new(8);
         closed.close();
         assert_eq!(closed.push(item(1)), Err(PushError::Closed));
     }

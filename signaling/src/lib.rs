@@ -1,207 +1,39 @@
-//! liveclass signaling: the real-time layer.
+//! liveclass signaling: the real-time layer. WebSocket protocol, rooms, presence, history and recovery,
+//! backpressure.
 //!
-//! Layout: `protocol` (the versioned JSON wire messages), `bus` (the `Bus` seam: room streams with
-//! offsets, history windows, whiteboard snapshots, cross-node fan-out; `MemoryBus`), `presence`
-//! (the `PresenceStore` seam with expiring entries; `MemoryPresence`), `hub` (this node's rooms and
-//! fan-out into per-connection bounded queues), `connection` (one socket's task), `gate` (the
-//! application's answers: who is this token, may they join, what does a command do).
+//! Layout, in layers from top to bottom. A module imports only from layers below its own, never from one
+//! above or beside it:
+//! - `connection`: one socket's task, from the `/ws` upgrade ([`upgrade`]) to its close frame:
+//!   authentication, the read loop (rate limit, grant checks, dispatch to the bus or the gate) and the
+//!   batched write side.
+//! - `node`: [`Signaling`], the handle the application composes (hub, bus, presence, gate, [`Config`]);
+//!   it publishes into rooms, kicks, and closes this node's connections at shutdown.
+//! - `hub`: this node's rooms. `Fanout` holds the local members and pushes live publications into each
+//!   connection's bounded `SendQueue` (it is the bus's handler); `Hub` joins and leaves, and keeps the
+//!   node subscribed on the bus to exactly the rooms it has members in.
+//!   `redis_bus`: `RedisBus` and `RedisPresence`, the two seams on Redis, so rooms span nodes.
+//! - `presence`: the `PresenceStore` seam, one expiring entry per connection; `MemoryPresence`.
+//! - `bus`: the `Bus` seam (room streams with offsets, history windows, whiteboard snapshots, cross-node
+//!   fan-out) and `BusHandler`, what a bus delivers into; `MemoryBus`.
+//!   `gate`: the `Gate` seam.
+//! - `protocol`: the versioned JSON wire messages and the close frames' codes and reasons (`Verdict`).
 //!
-//! Seams: `Bus` and `PresenceStore` vary by deployment (in-process, Redis); `Gate` is implemented by
-//! the application. This crate knows nothing of classes or users' rights. [`Signaling`] is the
-//! handle the application composes: it serves `/ws` and publishes into rooms.
+//! Seams: `Bus` and `PresenceStore` vary by deployment (in-process, Redis); `Gate` is implemented by the
+//! application (who a token belongs to, who may join which room, what a command does). This crate knows
+//! nothing of classes or users' rights.
+//!
+//! Wiring reads top to bottom; nothing is set after construction: a `Fanout`, the bus built with it as its
+//! handler, `Hub::new(fanout, bus)`, then `Signaling::new(hub, presence, gate, config)`.
+//! `Signaling::in_process` does all of it on the in-process bus and presence.
 
 pub mod bus;
 pub mod connection;
 pub mod gate;
 pub mod hub;
+pub mod node;
 pub mod presence;
 pub mod protocol;
 pub mod redis_bus;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
-
-use axum::{
-    extract::{Query, State, WebSocketUpgrade},
-    response::Response,
-};
-use serde::Deserialize;
-use tokio::sync::watch;
-
-use crate::{
-    bus::{Bus, BusError, Publish},
-    gate::Gate,
-    hub::Hub,
-    presence::PresenceStore,
-};
-
-/// Limits and timings of the real-time layer.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Frames queued for one connection before it counts as a slow consumer and is closed.
-    pub queue_capacity: usize,
-    pub max_rooms: usize,
-    /// Largest accepted client frame.
-    pub max_message_bytes: usize,
-    pub messages_per_sec: u32,
-    pub burst: u32,
-    pub heartbeat: Duration,
-    pub auth_timeout: Duration,
-    /// Publications sent to a fresh (non-recovering) join.
-    pub join_history: usize,
-    /// Members listed in a `joined` presence snapshot (`presence_total` always gives the full count), so a
-    /// join into a very large room stays a small frame.
-    pub join_presence_limit: usize,
-    /// WebSocket read buffer per connection (the library default preallocates 128 KiB). Client frames are
-    /// small; a larger one grows the buffer as needed.
-    pub read_buffer_bytes: usize,
-    pub write_buffer_bytes: usize,
-    /// Bounds on each room's whiteboard (objects, bytes per object, bytes per board), kept by the bus.
-    pub board: bus::BoardLimits,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            queue_capacity: 1024,
-            max_rooms: 16,
-            max_message_bytes: 64 * 1024,
-            messages_per_sec: 50,
-            burst: 100,
-            heartbeat: Duration::from_secs(25),
-            auth_timeout: Duration::from_secs(10),
-            join_history: 50,
-            join_presence_limit: 100,
-            read_buffer_bytes: 256,
-            write_buffer_bytes: 16 * 1024,
-            board: bus::BoardLimits::default(),
-        }
-    }
-}
-
-impl Config {
-    /// Presence entries outlive three missed heartbeats, no more.
-    pub fn presence_ttl(&self) -> Duration {
-        self.heartbeat * 3
-    }
-}
-
-/// The real-time layer's handle; cheap to clone.
-#[derive(Clone)]
-pub struct Signaling {
-    pub hub: Arc<Hub>,
-    pub bus: Arc<dyn Bus>,
-    pub presence: Arc<dyn PresenceStore>,
-    pub gate: Arc<dyn Gate>,
-    pub config: Arc<Config>,
-    /// Unique per process; prefixes presence entries.
-    pub node_id: Arc<str>,
-    next_conn: Arc<AtomicU64>,
-    shutdown: watch::Receiver<bool>,
-    shutdown_tx: Arc<watch::Sender<bool>>,
-}
-
-impl Signaling {
-    /// `hub` must be the bus's handler (see `MemoryBus::set_handler`).
-    pub fn new(
-        hub: Arc<Hub>,
-        bus: Arc<dyn Bus>,
-        presence: Arc<dyn PresenceStore>,
-        gate: Arc<dyn Gate>,
-        config: Config,
-    ) -> Self {
-        hub.set_bus(bus.clone());
-        let (tx, rx) = watch::channel(false);
-        Self {
-            hub,
-            bus,
-            presence,
-            gate,
-            config: Arc::new(config),
-            node_id: Arc::from(bus::new_epoch()),
-            next_conn: Arc::new(AtomicU64::new(1)),
-            shutdown: rx,
-            shutdown_tx: Arc::new(tx),
-        }
-    }
-
-    /// A single-node layer on the in-process bus and presence.
-    /// Must be called inside a Tokio runtime: it starts the task that frees idle rooms.
-    pub fn in_process(gate: Arc<dyn Gate>, config: Config, window: bus::Window) -> Self {
-        let hub = Arc::new(Hub::default());
-        let bus = Arc::new(bus::MemoryBus::new(window));
-        bus.set_handler(hub.clone());
-        let sig = Self::new(hub, bus.clone(), Arc::new(presence::MemoryPresence::default()), gate, config);
-        // Rooms idle past the history age hold nothing recoverable: free them.
-        let mut stop = sig.shutdown.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(window.ttl.max(Duration::from_secs(60)));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => { bus.sweep(); }
-                    _ = stop.changed() => return,
-                }
-            }
-        });
-        sig
-    }
-
-    fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Publishes application data (a JSON object with a `kind`) to a room, stored for recovery.
-    pub async fn publish(&self, room: &str, data: &serde_json::Value) -> Result<u64, BusError> {
-        self.bus.publish(room, &data.to_string(), Publish { store: true, board: None }).await
-    }
-
-    /// Removes `user_id`'s connections, on every node, from rooms starting with `prefix`.
-    pub async fn kick(&self, user_id: &str, prefix: &str, reason: &str) -> Result<(), BusError> {
-        let data = serde_json::json!({"kind": "_kick", "prefix": prefix, "reason": reason}).to_string();
-        debug_assert!(data.starts_with(hub::KICK_PREFIX));
-        self.bus.publish(&format!("user:{user_id}"), &data, Publish::default()).await.map(|_| ())
-    }
-
-    /// Closes `user_id`'s connections of sign-in session `session`, on every node (the session was signed out).
-    pub async fn end_session(&self, user_id: &str, session: &str) -> Result<(), BusError> {
-        let data = serde_json::json!({"kind": "_kick", "prefix": "", "reason": "session_revoked", "session": session})
-            .to_string();
-        debug_assert!(data.starts_with(hub::KICK_PREFIX));
-        self.bus.publish(&format!("user:{user_id}"), &data, Publish::default()).await.map(|_| ())
-    }
-
-    /// Closes every connection of this node ("going away").
-    pub fn shutdown(&self) {
-        // The flag first: a connection that registers after `close_all` looked finds it set.
-        self.shutdown_tx.send_replace(true);
-        self.hub.close_all(hub::Verdict::SHUTTING_DOWN);
-    }
-
-    fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
-
-#[derive(Deserialize)]
-pub struct WsQuery {
-    /// The access token; alternatively sent in an `auth` first frame.
-    pub token: Option<String>,
-    /// A room to join as the connection opens (its `joined` follows the personal channel's in the same write).
-    pub join: Option<String>,
-}
-
-/// `GET /ws`: upgrades to the protocol.
-pub async fn upgrade(State(sig): State<Signaling>, Query(q): Query<WsQuery>, ws: WebSocketUpgrade) -> Response {
-    let cfg = sig.config.clone();
-    ws.read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.write_buffer_bytes)
-        .max_write_buffer_size(cfg.write_buffer_bytes.max(cfg.max_message_bytes) * 64)
-        .max_message_size(cfg.max_message_bytes)
-        .max_frame_size(cfg.max_message_bytes)
-        .on_upgrade(move |socket| connection::run(sig, socket, q.token, q.join))
-}
+pub use connection::{WsQuery, upgrade};
+pub use node::{Config, Signaling};

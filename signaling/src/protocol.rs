@@ -1,4 +1,5 @@
-//! The wire protocol, version 1: JSON text frames, one message per frame, tagged by `type`.
+//! The wire protocol, version 1: JSON text frames, one message per frame, tagged by `type`, and the
+//! codes and reasons of the close frames that end a connection ([`Verdict`]).
 //! `docs/protocol.md` documents every message with an example.
 //!
 //! Room publications are the hot path: their frame is built once per publication (see
@@ -8,6 +9,32 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub const VERSION: u32 = 1;
+
+/// Close codes (4000-4999 are the application's).
+pub mod close {
+    pub const UNAUTHORIZED: u16 = 4001;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    pub const SLOW_CONSUMER: u16 = 4008;
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+/// Why a connection must close: the close frame's code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Verdict {
+    pub const SLOW_CONSUMER: Verdict = Verdict { code: close::SLOW_CONSUMER, reason: "slow consumer" };
+    pub const SHUTTING_DOWN: Verdict = Verdict { code: close::GOING_AWAY, reason: "server shutting down" };
+    pub const UNAUTHORIZED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "unauthorized" };
+    /// The connection's sign-in session was signed out.
+    pub const SESSION_REVOKED: Verdict = Verdict { code: close::UNAUTHORIZED, reason: "session revoked" };
+    pub const HEARTBEAT_TIMEOUT: Verdict = Verdict { code: close::HEARTBEAT_TIMEOUT, reason: "heartbeat timeout" };
+    /// The connection couldn't join its user channel (the bus is unavailable).
+    pub const UNAVAILABLE: Verdict = Verdict { code: close::GOING_AWAY, reason: "temporarily unavailable" };
+}
 
 /// Where a room's stream stands: `offset` increases by one per stored publication; `epoch` changes
 /// when the history is lost (e.g. a restarted in-memory node, a flushed Redis), so offsets from an

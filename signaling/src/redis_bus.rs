@@ -42,7 +42,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -273,7 +273,7 @@ struct Inner {
     window: Window,
     node_id: String,
     epochs: AtomicU64,
-    handler: OnceLock<Arc<dyn BusHandler>>,
+    handler: Arc<dyn BusHandler>,
     subs: tokio::sync::Mutex<Subscriptions>,
     /// Every subscribed room, with the last stored publication delivered here: (epoch, offset). Lets
     /// the delivery task drop strays of unsubscribed rooms and duplicates, and fill gaps from the
@@ -298,8 +298,13 @@ impl Drop for RedisBus {
 
 impl RedisBus {
     /// Connects a command connection and this node's pub/sub connection (both must succeed now),
-    /// and starts the task that delivers publications and keeps the subscriptions alive.
-    pub async fn connect(url: &str, window: Window, node_id: &str) -> Result<Arc<Self>, BusError> {
+    /// and starts the task that delivers publications to `handler` and keeps the subscriptions alive.
+    pub async fn connect(
+        url: &str,
+        window: Window,
+        node_id: &str,
+        handler: Arc<dyn BusHandler>,
+    ) -> Result<Arc<Self>, BusError> {
         let client = Client::open(url).map_err(unavailable)?;
         let conn = command_connection(&client).await?;
         let (sink, stream) = pubsub_connection(&client).await?;
@@ -309,7 +314,7 @@ impl RedisBus {
             window,
             node_id: node_id.to_string(),
             epochs: AtomicU64::new(0),
-            handler: OnceLock::new(),
+            handler,
             subs: tokio::sync::Mutex::new(Subscriptions { rooms: HashSet::new(), sink: Some(sink.clone()) }),
             delivered: Mutex::new(HashMap::new()),
             publish: Script::new(&format!("{ENSURE_META}{PUBLISH_LUA}")),
@@ -318,11 +323,6 @@ impl RedisBus {
         });
         let supervisor = tokio::spawn(supervise(inner.clone(), sink, stream));
         Ok(Arc::new(Self { inner, supervisor }))
-    }
-
-    /// Where live publications go. Set once, before the first subscribe.
-    pub fn set_handler(&self, handler: Arc<dyn BusHandler>) {
-        let _ = self.inner.handler.set(handler);
     }
 
     /// Rooms this node is subscribed to.
@@ -371,9 +371,7 @@ impl Inner {
     }
 
     fn deliver(&self, room: &str, publication: Publication) {
-        if let Some(h) = self.handler.get() {
-            h.deliver(room, publication);
-        }
+        self.handler.deliver(room, publication);
     }
 
     /// Delivers one message from the channel, first filling any gap since the last delivery.

@@ -75,11 +75,10 @@ impl Collect {
 }
 
 async fn node(window: Window, name: &str) -> (Arc<RedisBus>, Arc<Collect>) {
-    let bus = RedisBus::connect(&url(), window, name)
+    let seen = Arc::new(Collect::default());
+    let bus = RedisBus::connect(&url(), window, name, seen.clone())
         .await
         .unwrap_or_else(|e| panic!("Redis must be reachable at {} for these tests: {e}", url()));
-    let seen = Arc::new(Collect::default());
-    bus.set_handler(seen.clone());
     (bus, seen)
 }
 
@@ -562,7 +561,8 @@ async fn deliveries_resume_after_the_pubsub_connection_is_killed() {
 #[tokio::test]
 async fn an_unreachable_redis_is_an_error_not_a_hang() {
     let started = std::time::Instant::now();
-    let err = RedisBus::connect("redis://127.0.0.1:1", window(10, MINUTE), "x").await.err().expect("must fail");
+    let nobody = Arc::new(Collect::default());
+    let err = RedisBus::connect("redis://127.0.0.1:1", window(10, MINUTE), "x", nobody).await.err().expect("must fail");
     assert!(matches!(err, BusError::Unavailable(_)));
     assert!(RedisPresence::connect("redis://127.0.0.1:1").await.is_err());
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -623,9 +623,8 @@ async fn a_redis_restart_is_unavailable_then_recovers_under_a_new_epoch() {
     let server = OwnRedis::start(port);
     server.ready().await;
     let url = server.url();
-    let bus = RedisBus::connect(&url, window(10, MINUTE), "a").await.unwrap();
     let seen = Arc::new(Collect::default());
-    bus.set_handler(seen.clone());
+    let bus = RedisBus::connect(&url, window(10, MINUTE), "a", seen.clone()).await.unwrap();
     let r = room("restart");
     bus.subscribe(&r).await.unwrap();
     bus.publish(&r, "{}", STORE).await.unwrap();
