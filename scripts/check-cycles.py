@@ -555,7 +555,9 @@ def find_targets(repo_root, with_root=False):
         for dirpath, _dirs, files in os.walk(src):
             for f in files:
                 p = os.path.join(dirpath, f)
-                if f.endswith(".rs") and p not in reached and crate_targets:
+                # `#[cfg(test)] mod tests;` files are skipped on purpose, not unreached.
+                test_file = f == "tests.rs" or os.path.basename(dirpath) == "tests"
+                if f.endswith(".rs") and p not in reached and crate_targets and not test_file:
                     crate_targets[0].warnings.append(
                         f"{os.path.relpath(p, repo_root)} is not reached from any crate root (not checked)"
                     )
