@@ -10,14 +10,19 @@ use axum::extract::FromRef;
 use crate::{
     auth::{Tokens, limiter::LoginLimits},
     bookings::{self, payments::SharedProvider},
+    calendar, classes,
     clock::SharedClock,
     config::Config,
+    consent,
     db::Db,
+    gamification,
     idempotency::Idempotency,
+    identity,
     jobs::Jobs,
     mailer::{Outgoing, SharedMailer, notices},
+    media,
     metrics::Metrics,
-    money::stripe::SharedStripe,
+    money::{self, stripe::SharedStripe},
     outbox::Outbox,
 };
 
@@ -108,5 +113,55 @@ impl FromRef<AppState> for Outgoing {
 impl FromRef<AppState> for Idempotency {
     fn from_ref(s: &AppState) -> Self {
         Idempotency { db: s.db.clone(), tokens: s.tokens.clone(), clock: s.clock.clone(), config: s.config.clone() }
+    }
+}
+
+impl FromRef<AppState> for identity::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        identity::Ctx {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            outbox: s.outbox.clone(),
+            config: s.config.clone(),
+            tokens: s.tokens.clone(),
+            login_limits: s.login_limits.clone(),
+            signaling: s.signaling.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for money::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        money::Ctx { db: s.db.clone(), clock: s.clock.clone(), config: s.config.clone(), stripe: s.stripe.clone() }
+    }
+}
+
+impl FromRef<AppState> for gamification::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        gamification::Ctx { db: s.db.clone(), clock: s.clock.clone() }
+    }
+}
+
+impl FromRef<AppState> for classes::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        classes::Ctx { db: s.db.clone(), clock: s.clock.clone(), outbox: s.outbox.clone(), config: s.config.clone() }
+    }
+}
+
+impl FromRef<AppState> for consent::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        consent::Ctx { db: s.db.clone(), clock: s.clock.clone(), outbox: s.outbox.clone(), mail: Outgoing::from_ref(s) }
+    }
+}
+
+impl FromRef<AppState> for calendar::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        calendar::Ctx { db: s.db.clone(), clock: s.clock.clone(), config: s.config.clone() }
+    }
+}
+
+impl FromRef<AppState> for media::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        media::Ctx { db: s.db.clone(), clock: s.clock.clone(), outbox: s.outbox.clone(), config: s.config.clone() }
     }
 }

@@ -12,6 +12,14 @@ pub mod feed;
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::{OffsetComponents, OffsetName, Tz};
 
+/// The handles the calendar handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+    pub config: std::sync::Arc<crate::config::Config>,
+}
+
 /// The iTIP method of a calendar sent by mail (`Publish` for feeds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {

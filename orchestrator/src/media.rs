@@ -27,13 +27,21 @@ use crate::{
     auth::{AnyRole, Authed},
     bookings::{self, BookingStatus, lifecycle, policy},
     clock::SharedClock,
-    config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     ids::{BookingId, ClassId, MeetingId, TenantId, UserId},
     outbox::{self, Outbox},
 };
+
+/// The handles the media handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+    pub outbox: crate::outbox::Outbox,
+    pub config: std::sync::Arc<crate::config::Config>,
+}
 
 /// A rejoin within this many seconds of leaving continues the same segment.
 pub const MERGE_GAP_SECS: i64 = 60;
@@ -50,10 +58,7 @@ pub struct MediaWebhookAck {
     params(("Authorization" = String, Header, description = "LiveKit's signed JWT (no Bearer prefix)")),
     responses((status = 200, body = MediaWebhookAck), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn webhook(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(config): State<Arc<Config>>,
+    State(Ctx { db, clock, outbox, config, .. }): State<Ctx>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<MediaWebhookAck>> {
@@ -226,8 +231,7 @@ pub struct Segment {
 #[utoipa::path(get, path = "/api/v1/bookings/{id}/segments", tag = "media", params(("id" = BookingId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Vec<Segment>), (status = 404, body = ErrorBody)))]
 pub async fn segments(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<BookingId>,
 ) -> ApiResult<Json<Vec<Segment>>> {

@@ -19,12 +19,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::BookingStatus;
+use super::{BookingStatus, Ctx};
 use crate::{
     audit,
     auth::{Admin, AnyRole, Authed},
-    clock::SharedClock,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     ids::TenantId,
     request::ClientInfo,
@@ -277,7 +276,7 @@ fn check_tenant(auth_tenant: TenantId, id: TenantId) -> ApiResult<()> {
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/booking-policy", tag = "bookings", params(("id" = TenantId, Path)),
     security(("bearer" = [])), responses((status = 200, body = BookingPolicy), (status = 403, body = ErrorBody)))]
 pub async fn get(
-    State(db): State<Db>,
+    State(Ctx { db, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<TenantId>,
 ) -> ApiResult<Json<BookingPolicy>> {
@@ -292,8 +291,7 @@ pub async fn get(
     request_body = BookingPolicy, security(("bearer" = [])),
     responses((status = 200, body = BookingPolicy), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<Admin>,
     client: ClientInfo,
     Path(id): Path<TenantId>,

@@ -13,11 +13,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
-use super::BookingStatus;
+use super::{BookingStatus, Ctx};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     identity::users,
@@ -330,8 +329,7 @@ pub async fn ensure_offered(
     responses((status = 200, body = AvailabilityDoc), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn put_availability(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Path(id): Path<UserId>,
@@ -430,7 +428,7 @@ pub async fn list(State(db): State<Db>, auth: Authed<AnyRole>) -> ApiResult<Json
 #[utoipa::path(get, path = "/api/v1/tutors/{id}/availability", tag = "bookings", params(("id" = UserId, Path)),
     security(("bearer" = [])), responses((status = 200, body = AvailabilityDoc), (status = 404, body = ErrorBody)))]
 pub async fn get_availability(
-    State(db): State<Db>,
+    State(Ctx { db, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<AvailabilityDoc>> {
@@ -478,8 +476,7 @@ pub struct SlotList {
     security(("bearer" = [])),
     responses((status = 200, body = SlotList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn slots(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
     Query(q): Query<SlotQuery>,

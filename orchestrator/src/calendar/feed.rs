@@ -18,13 +18,11 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::{Calendar, Event, Method};
+use super::{Calendar, Ctx, Event, Method};
 use crate::{
     audit,
     auth::{AnyRole, Authed, random_key_hex},
-    clock::SharedClock,
-    config::Config,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{BookingId, TenantId, UserId},
@@ -57,9 +55,7 @@ pub struct CalendarFeed {
 #[utoipa::path(post, path = "/api/v1/me/calendar-token", tag = "calendar", security(("bearer" = [])),
     responses((status = 201, body = CalendarFeed), (status = 401, body = ErrorBody)))]
 pub async fn create_token(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(config): State<std::sync::Arc<Config>>,
+    State(Ctx { db, clock, config, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
 ) -> ApiResult<(StatusCode, Json<CalendarFeed>)> {
@@ -97,8 +93,7 @@ pub async fn create_token(
 #[utoipa::path(delete, path = "/api/v1/me/calendar-token", tag = "calendar", security(("bearer" = [])),
     responses((status = 204, description = "revoked (or there was none)"), (status = 401, body = ErrorBody)))]
 pub async fn revoke_token(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
 ) -> ApiResult<StatusCode> {
@@ -132,12 +127,7 @@ fn not_found() -> ApiError {
     params(("token" = String, Path, description = "the feed's token followed by `.ics`")),
     responses((status = 200, content_type = "text/calendar", body = String, description = "an iCalendar (RFC 5545) feed"),
         (status = 404, body = ErrorBody)))]
-pub async fn feed(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(config): State<std::sync::Arc<Config>>,
-    Path(token): Path<String>,
-) -> ApiResult<Response> {
+pub async fn feed(State(Ctx { db, clock, config, .. }): State<Ctx>, Path(token): Path<String>) -> ApiResult<Response> {
     let token = token.strip_suffix(".ics").unwrap_or(&token);
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(not_found());

@@ -6,8 +6,6 @@
 //! (SQLite) while it reads the previous mark and appends to the ledger, so racing identical marks
 //! deduct once, while marks for different students of a class proceed in parallel on PostgreSQL.
 
-use std::sync::Arc;
-
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -18,20 +16,19 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    AttendanceStatus, Class, ClassStatus, LedgerKind, Meeting, Relation, ledger, load_class, load_meeting, meetings_of,
-    relation, require_manager,
+    AttendanceStatus, Class, ClassStatus, Ctx, LedgerKind, Meeting, Relation, ledger, load_class, load_meeting,
+    meetings_of, relation, require_manager,
 };
 use crate::{
     audit,
     auth::{AnyRole, AuthUser, Authed},
-    clock::SharedClock,
     config::Config,
     db::{self, Db, Tx},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     events::DomainEvent,
     identity::users,
     ids::{ClassId, EnrollmentId, MeetingId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
     request::ClientInfo,
 };
 
@@ -100,10 +97,8 @@ fn check_window(
 }
 
 /// Applies one mark inside `tx`. The caller has checked permission and the window.
-#[allow(clippy::too_many_arguments)]
 async fn apply_mark(
     tx: &mut Tx,
-    db: &Db,
     auth: &AuthUser,
     class: &Class,
     meeting: &Meeting,
@@ -115,7 +110,8 @@ async fn apply_mark(
         ApiError::unprocessable("not_enrolled", format!("student {} is not enrolled", mark.student_id))
     })?;
     // Serialises marks for this student (PostgreSQL); SQLite already holds the writer slot.
-    super::load_enrollment(tx.conn(), auth.tenant_id, enrollment_id, db.for_update()).await?;
+    let lock = Db::lock_clause(tx.conn());
+    super::load_enrollment(tx.conn(), auth.tenant_id, enrollment_id, lock).await?;
     let previous = current_mark(tx.conn(), meeting.id, mark.student_id).await?;
     if previous == Some(mark.status) {
         let balance = ledger::balance(tx.conn(), enrollment_id).await?;
@@ -236,12 +232,8 @@ async fn upsert(
 }
 
 /// Marks several students of one meeting, all or nothing. Shared by the single and bulk routes.
-#[allow(clippy::too_many_arguments)]
 pub async fn mark_all(
-    db: &Db,
-    clock: &SharedClock,
-    outbox: &Outbox,
-    config: &Config,
+    cx: &Ctx,
     auth: &AuthUser,
     client: ClientInfo,
     meeting_id: MeetingId,
@@ -256,6 +248,7 @@ pub async fn mark_all(
     if marks.windows(2).any(|w| w[0].student_id == w[1].student_id) {
         return Err(ApiError::unprocessable("duplicate_student", "a student appears twice"));
     }
+    let Ctx { db, clock, outbox, config } = cx;
     let now = clock.now();
     let mut tx = db.begin().await?;
     let (meeting, class) = load_meeting(tx.conn(), auth.tenant_id, meeting_id, "").await?;
@@ -267,7 +260,7 @@ pub async fn mark_all(
     let late_correction = check_window(rel, &class, &meeting, config, now)?;
     let mut outcomes = Vec::with_capacity(marks.len());
     for mark in &marks {
-        let (outcome, overdraft) = apply_mark(&mut tx, db, auth, &class, &meeting, mark, allow_negative, now).await?;
+        let (outcome, overdraft) = apply_mark(&mut tx, auth, &class, &meeting, mark, allow_negative, now).await?;
         let action = match (overdraft, late_correction && outcome.changed) {
             (Some(_), _) => Some("credits.override"),
             (None, true) => Some("attendance.late_correction"),
@@ -299,20 +292,15 @@ pub async fn mark_all(
     responses((status = 200, body = MarkOutcome), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "insufficient_credits, attendance_not_open, attendance_window_closed, class_not_active"),
         (status = 422, body = ErrorBody, description = "not_enrolled")))]
-#[allow(clippy::too_many_arguments)]
 pub async fn mark(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(config): State<Arc<Config>>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Path((meeting_id, student_id)): Path<(MeetingId, UserId)>,
     Json(body): Json<MarkRequest>,
 ) -> ApiResult<Json<MarkOutcome>> {
     let marks = vec![StudentMark { student_id, status: body.status }];
-    let mut out =
-        mark_all(&db, &clock, &outbox, &config, &auth, client, meeting_id, marks, body.allow_negative).await?;
+    let mut out = mark_all(&cx, &auth, client, meeting_id, marks, body.allow_negative).await?;
     Ok(Json(out.remove(0)))
 }
 
@@ -320,19 +308,14 @@ pub async fn mark(
 #[utoipa::path(post, path = "/api/v1/meetings/{id}/attendance", tag = "attendance", request_body = BulkMarkRequest,
     params(("id" = MeetingId, Path)), security(("bearer" = [])),
     responses((status = 200, body = Vec<MarkOutcome>), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-#[allow(clippy::too_many_arguments)]
 pub async fn mark_bulk(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(config): State<Arc<Config>>,
+    State(cx): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Path(meeting_id): Path<MeetingId>,
     Json(body): Json<BulkMarkRequest>,
 ) -> ApiResult<Json<Vec<MarkOutcome>>> {
-    let out =
-        mark_all(&db, &clock, &outbox, &config, &auth, client, meeting_id, body.marks, body.allow_negative).await?;
+    let out = mark_all(&cx, &auth, client, meeting_id, body.marks, body.allow_negative).await?;
     Ok(Json(out))
 }
 
@@ -501,8 +484,7 @@ pub struct StudentReport {
 #[utoipa::path(get, path = "/api/v1/users/{id}/attendance", tag = "attendance", params(("id" = UserId, Path), ReportQuery),
     security(("bearer" = [])), responses((status = 200, body = StudentReport), (status = 403, body = ErrorBody)))]
 pub async fn student_report(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
     Query(q): Query<ReportQuery>,

@@ -6,15 +6,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
+use super::Ctx;
 use crate::{
     auth::{AnyRole, Authed, Staff},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     identity::display_name,
     ids::{CourseId, LessonId, TenantId},
-    outbox::{self, Outbox},
+    outbox::{self},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -84,9 +84,7 @@ pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: CourseId) -> A
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
     responses((status = 201, body = Course), (status = 422, body = ErrorBody)))]
 pub async fn create(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     Json(body): Json<CreateCourse>,
 ) -> ApiResult<(StatusCode, Json<Course>)> {

@@ -7,17 +7,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{ClassKind, ClassStatus, LedgerKind, ledger, load_class, load_student, relation, require_manager};
+use super::{ClassKind, ClassStatus, Ctx, LedgerKind, ledger, load_class, load_student, relation, require_manager};
 use crate::{
     auth::{Authed, Staff},
-    clock::SharedClock,
     consent::{self, ConsentScope},
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     identity::users,
     ids::{ClassId, EnrollmentId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
 };
 
 pub use super::Enrollment;
@@ -44,9 +43,7 @@ pub struct EnrollmentView {
     responses((status = 201, body = EnrollmentView), (status = 403, body = ErrorBody, description = "consent_required"),
         (status = 409, body = ErrorBody, description = "enrollment_closed, class_full, already_enrolled")))]
 pub async fn enroll(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     Path(id): Path<ClassId>,
     Json(body): Json<Enroll>,
@@ -155,8 +152,7 @@ pub struct StudentEnrollment {
     security(("bearer" = [])),
     responses((status = 200, body = Vec<StudentEnrollment>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn of_student(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Vec<StudentEnrollment>>> {
@@ -192,8 +188,7 @@ pub async fn of_student(
 #[utoipa::path(get, path = "/api/v1/classes/{id}/roster", tag = "classes", params(("id" = ClassId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Vec<RosterEntry>), (status = 403, body = ErrorBody)))]
 pub async fn roster(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed,
     Path(id): Path<ClassId>,
 ) -> ApiResult<Json<Vec<RosterEntry>>> {

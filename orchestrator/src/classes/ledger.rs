@@ -8,16 +8,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::{AttendanceStatus, LedgerKind, load_class, relation, require_member};
+use super::{AttendanceStatus, Ctx, LedgerKind, load_class, relation, require_member};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Staff},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     ids::{EnrollmentId, MeetingId, TenantId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
     request::ClientInfo,
 };
 
@@ -190,11 +189,8 @@ pub struct Adjustment {
 #[utoipa::path(post, path = "/api/v1/enrollments/{id}/adjustments", tag = "credits", request_body = Adjustment,
     params(("id" = EnrollmentId, Path)), security(("bearer" = [])),
     responses((status = 201, body = LedgerEntry), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-#[allow(clippy::too_many_arguments)]
 pub async fn adjust(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     client: ClientInfo,
     Path(id): Path<EnrollmentId>,

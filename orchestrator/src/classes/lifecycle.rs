@@ -12,8 +12,8 @@ use sqlx::AnyConnection;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Class, ClassKind, ClassStatus, LedgerKind, Meeting, Relation, courses, ledger, load_class, meetings_of, relation,
-    require_manager, require_member,
+    Class, ClassKind, ClassStatus, Ctx, LedgerKind, Meeting, Relation, courses, ledger, load_class, meetings_of,
+    relation, require_manager, require_member,
 };
 use crate::{
     audit,
@@ -126,9 +126,7 @@ async fn insert_meetings(
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
     responses((status = 201, body = ClassView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     Json(body): Json<CreateClass>,
 ) -> ApiResult<(StatusCode, Json<ClassView>)> {
@@ -242,9 +240,7 @@ pub async fn list(
     params(("id" = ClassId, Path)), security(("bearer" = [])),
     responses((status = 201, body = ClassView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_meetings(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<ClassId>,
     Json(new): Json<Vec<NewMeeting>>,
@@ -298,9 +294,7 @@ pub struct ChangePackage {
     params(("id" = ClassId, Path)), security(("bearer" = [])),
     responses((status = 200, body = ClassView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn change_package(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     Path(id): Path<ClassId>,
     Json(body): Json<ChangePackage>,
@@ -485,9 +479,7 @@ macro_rules! transition_route {
         #[utoipa::path(post, path = $path, tag = "classes", params(("id" = ClassId, Path)), security(("bearer" = [])),
             responses((status = 200, body = ClassView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
         pub async fn $name(
-            State(db): State<Db>,
-            State(clock): State<SharedClock>,
-            State(outbox): State<Outbox>,
+            State(Ctx { db, clock, outbox, .. }): State<Ctx>,
             auth: Authed<AnyRole>,
             client: ClientInfo,
             Path(id): Path<ClassId>,

@@ -37,6 +37,15 @@ use crate::{
     ids::{ClassId, CourseId, EnrollmentId, MeetingId, TenantId, UserId},
 };
 
+/// The handles the classes handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+    pub outbox: crate::outbox::Outbox,
+    pub config: std::sync::Arc<crate::config::Config>,
+}
+
 /// A student's place in a class (its credits are on the ledger, `ledger`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Enrollment {

@@ -8,16 +8,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::{ClassStatus, Relation, courses, load_class, relation, require_manager};
+use super::{ClassStatus, Ctx, Relation, courses, load_class, relation, require_manager};
 use crate::{
     auth::{AnyRole, Authed},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     identity::users,
     ids::{ClassId, LessonId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -58,9 +57,7 @@ async fn unlocked_at(
     responses((status = 201, body = ClassLesson, description = "unlocked now"), (status = 200, body = ClassLesson, description = "already unlocked"),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "unlock_limit_reached, class_not_active")))]
 pub async fn unlock(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<ClassId>,
     Json(body): Json<Unlock>,
@@ -179,9 +176,7 @@ async fn is_completed(
     responses((status = 201, description = "completed now"), (status = 200, description = "already completed"),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "lesson_locked")))]
 pub async fn complete(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path((id, lesson_id)): Path<(ClassId, LessonId)>,
 ) -> ApiResult<StatusCode> {
@@ -218,8 +213,7 @@ pub async fn complete(
 #[utoipa::path(get, path = "/api/v1/users/{id}/lessons", tag = "lessons", params(("id" = UserId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Vec<ClassLesson>), (status = 403, body = ErrorBody)))]
 pub async fn for_student(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Vec<ClassLesson>>> {

@@ -27,16 +27,24 @@ use utoipa::ToSchema;
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role},
-    clock::SharedClock,
     db::text_enum,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     identity::users::{self, User},
     ids::{ConsentRequestId, TenantId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
     request::ClientInfo,
 };
+
+/// The handles the consent handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+    pub outbox: crate::outbox::Outbox,
+    pub mail: crate::mailer::Outgoing,
+}
 
 pub use crate::events::ConsentScope;
 
@@ -248,18 +256,23 @@ pub async fn ensure(conn: &mut AnyConnection, student: &User, scopes: &[ConsentS
 }
 
 /// Records `parent`'s answer for `scope` of `child`, replacing their previous one.
-#[allow(clippy::too_many_arguments)]
+/// One parent's answer for one scope of one child, as a decided request records it.
+pub(crate) struct Answer {
+    pub child: UserId,
+    pub parent: UserId,
+    pub scope: ConsentScope,
+    pub status: ConsentStatus,
+    pub method: Option<VerificationMethod>,
+    pub request: ConsentRequestId,
+}
+
 pub(crate) async fn upsert(
     conn: &mut AnyConnection,
     tenant: TenantId,
-    child: UserId,
-    parent: UserId,
-    scope: ConsentScope,
-    status: ConsentStatus,
-    method: Option<VerificationMethod>,
-    request: ConsentRequestId,
+    answer: Answer,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    let Answer { child, parent, scope, status, method, request } = answer;
     sqlx::query(
         "INSERT INTO consents (tenant_id, child_id, parent_id, scope, status, method, request_id, decided_by, decided_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -286,8 +299,7 @@ pub(crate) async fn upsert(
     params(("id" = UserId, Path, description = "the child")), security(("bearer" = [])),
     responses((status = 200, body = ConsentState), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn state(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<ConsentState>> {
@@ -313,9 +325,7 @@ pub struct Revoke {
     responses((status = 200, body = ConsentState), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn revoke(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Path(id): Path<UserId>,

@@ -7,19 +7,21 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ConsentScope, ConsentState, ConsentStatus, VerificationMethod, normalize, scope_names, state_of, upsert};
+use super::{
+    Answer, ConsentScope, ConsentState, ConsentStatus, Ctx, VerificationMethod, normalize, scope_names, state_of,
+    upsert,
+};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role},
-    clock::SharedClock,
     db::text_enum,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     events::DomainEvent,
     identity::users::{self, User},
     ids::{ConsentRequestId, TenantId, UserId},
-    mailer::{Outgoing, notices},
-    outbox::{self, Outbox},
+    mailer::notices,
+    outbox::{self},
     request::ClientInfo,
 };
 
@@ -133,10 +135,7 @@ async fn addressee(
     responses((status = 201, body = ConsentRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "`scopes_required`, `not_a_student`, `not_a_minor`, `parent_required`, `not_a_parent`, `parent_not_linked`")))]
 pub async fn create(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(post): State<Outgoing>,
+    State(Ctx { db, clock, outbox, mail: post, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Json(body): Json<CreateRequest>,
@@ -332,9 +331,7 @@ pub struct DecisionOutcome {
         (status = 409, body = ErrorBody, description = "`already_answered`"),
         (status = 422, body = ErrorBody, description = "`scopes_required`, `conflicting_scopes`, `method_required`, `scope_not_requested`")))]
 pub async fn decide(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     client: ClientInfo,
     Path(id): Path<ConsentRequestId>,
@@ -385,7 +382,15 @@ pub async fn decide(
             continue;
         }
         for scope in scopes {
-            upsert(tx.conn(), auth.tenant_id, child_id, parent_id, *scope, status, decision.method, id, now).await?;
+            let answer = Answer {
+                child: child_id,
+                parent: parent_id,
+                scope: *scope,
+                status,
+                method: decision.method,
+                request: id,
+            };
+            upsert(tx.conn(), auth.tenant_id, answer, now).await?;
         }
         let (event, action) = match status {
             ConsentStatus::Granted => (

@@ -38,7 +38,7 @@ impl Consumer for Awards {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let mut ctx = Ctx { conn, tenant: event.tenant_id, event_id: event.id, now };
+            let mut ctx = Applying { conn, tenant: event.tenant_id, event_id: event.id, now };
             match &event.event {
                 DomainEvent::AttendanceMarked {
                     class_id, meeting_id, meeting_starts_at, student_id, status, ..
@@ -58,14 +58,14 @@ impl Consumer for Awards {
 }
 
 /// One event being applied.
-struct Ctx<'a> {
+struct Applying<'a> {
     conn: &'a mut AnyConnection,
     tenant: TenantId,
     event_id: i64,
     now: DateTime<Utc>,
 }
 
-impl Ctx<'_> {
+impl Applying<'_> {
     async fn emit(&mut self, event: DomainEvent) -> Result<(), sqlx::Error> {
         outbox::append(self.conn, self.tenant, self.now, &event).await
     }

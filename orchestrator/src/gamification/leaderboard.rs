@@ -7,10 +7,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
-use super::Student;
+use super::{Ctx, Student};
 use crate::{
     auth::{AnyRole, AuthUser, Authed, Role},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     ids::{ClassId, TenantId, UserId},
@@ -61,8 +60,7 @@ pub struct OptIn {
     params(("id" = ClassId, Path)), security(("bearer" = [])),
     responses((status = 200, body = OptIn), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn opt_in(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<Student>,
     Path(class): Path<ClassId>,
 ) -> ApiResult<Json<OptIn>> {
@@ -139,8 +137,7 @@ pub struct LeaderboardEntry {
     params(("id" = ClassId, Path), LeaderboardQuery), security(("bearer" = [])),
     responses((status = 200, body = Leaderboard), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(class): Path<ClassId>,
     Query(q): Query<LeaderboardQuery>,

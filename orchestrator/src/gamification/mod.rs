@@ -42,6 +42,13 @@ use crate::{
     ids::MeetingId,
 };
 
+/// The handles the gamification handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+}
+
 pub use awards::Awards;
 
 /// XP amounts, from the configuration.

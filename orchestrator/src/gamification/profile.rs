@@ -8,11 +8,10 @@ use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{Badge, Mark, awards};
+use super::{Badge, Ctx, Mark, awards};
 use crate::{
     auth::{AnyRole, Authed},
-    clock::SharedClock,
-    db::{self, Db},
+    db::{self},
     error::{ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{ClassId, UserId},
@@ -52,8 +51,7 @@ pub struct ClassStreak {
     security(("bearer" = [])),
     responses((status = 200, body = Profile), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Profile>> {

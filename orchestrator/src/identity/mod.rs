@@ -11,6 +11,18 @@ use chrono::NaiveDate;
 
 use crate::error::ApiError;
 
+/// The handles the identity handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+    pub outbox: crate::outbox::Outbox,
+    pub config: std::sync::Arc<crate::config::Config>,
+    pub tokens: std::sync::Arc<crate::auth::Tokens>,
+    pub login_limits: std::sync::Arc<crate::auth::limiter::LoginLimits>,
+    pub signaling: signaling::Signaling,
+}
+
 /// A lower-cased, syntactically plausible e-mail address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);

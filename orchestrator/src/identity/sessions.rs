@@ -4,8 +4,6 @@
 //! family. Presenting a rotated token again means it was stolen or replayed, so the whole family is
 //! revoked and the holder must log in again.
 
-use std::sync::Arc;
-
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,22 +12,16 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use super::{
-    Email, tenants,
+    Ctx, Email, tenants,
     users::{self, CreateUser, User},
 };
 use crate::{
     audit,
-    auth::{
-        Role, Tokens,
-        limiter::{LoginLimits, Refused},
-        new_refresh_token, password, refresh_token_hash,
-    },
-    clock::SharedClock,
+    auth::{Role, Tokens, limiter::Refused, new_refresh_token, password, refresh_token_hash},
     config::Config,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json},
     ids::{TenantId, UserId},
-    outbox::Outbox,
     request::ClientInfo,
 };
 
@@ -92,13 +84,8 @@ fn invalid_credentials() -> ApiError {
 /// Logs in with tenant slug, e-mail and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login,
     responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-#[allow(clippy::too_many_arguments)]
 pub async fn login(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(tokens): State<Arc<Tokens>>,
-    State(config): State<Arc<Config>>,
-    State(limits): State<Arc<LoginLimits>>,
+    State(Ctx { db, clock, tokens, config, login_limits: limits, .. }): State<Ctx>,
     client: ClientInfo,
     Json(body): Json<Login>,
 ) -> ApiResult<Json<Session>> {
@@ -181,11 +168,7 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
 pub async fn refresh(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(tokens): State<Arc<Tokens>>,
-    State(config): State<Arc<Config>>,
-    State(sig): State<Signaling>,
+    State(Ctx { db, clock, tokens, config, signaling: sig, .. }): State<Ctx>,
     client: ClientInfo,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<Json<Session>> {
@@ -265,10 +248,7 @@ async fn signed_out(tokens: &Tokens, sig: &Signaling, user: UserId, family: &str
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "signed out")))]
 pub async fn logout(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(tokens): State<Arc<Tokens>>,
-    State(sig): State<Signaling>,
+    State(Ctx { db, clock, tokens, signaling: sig, .. }): State<Ctx>,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
     let now = clock.now();
@@ -309,9 +289,7 @@ pub struct SelfRegister {
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
     responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn register(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     client: ClientInfo,
     Json(body): Json<SelfRegister>,
 ) -> ApiResult<(StatusCode, Json<User>)> {

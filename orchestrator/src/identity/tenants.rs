@@ -1,24 +1,21 @@
 //! Tenants: public signup (when enabled), the tenant's own record, and its settings.
 
-use std::sync::Arc;
-
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
+use super::Ctx;
 use super::users::{self, CreateUser, User};
 use crate::{
     audit,
     auth::{Admin, AnyRole, Authed, Role, password},
-    clock::SharedClock,
-    config::Config,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     events::DomainEvent,
     ids::TenantId,
-    outbox::{self, Outbox},
+    outbox::{self},
     request::ClientInfo,
 };
 
@@ -129,10 +126,7 @@ pub struct TenantCreated {
     params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response for a repeated key")),
     responses((status = 201, body = TenantCreated), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(config): State<Arc<Config>>,
+    State(Ctx { db, clock, outbox, config, .. }): State<Ctx>,
     client: ClientInfo,
     Json(body): Json<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
@@ -199,9 +193,7 @@ pub struct UpdateSettings {
     params(("id" = TenantId, Path)), security(("bearer" = [])),
     responses((status = 200, body = Tenant), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_settings(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Admin>,
     client: ClientInfo,
     Path(id): Path<TenantId>,

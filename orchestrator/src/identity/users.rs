@@ -6,16 +6,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Email, Password, age_on, display_name};
+use super::{Ctx, Email, Password, age_on, display_name};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role, Staff, password},
-    clock::SharedClock,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     events::DomainEvent,
     ids::{TenantId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
     request::ClientInfo,
 };
 
@@ -175,9 +174,7 @@ fn may_create(actor: Role, role: Role) -> bool {
     security(("bearer" = [])),
     responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn create(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     client: ClientInfo,
     Json(body): Json<CreateUser>,
@@ -228,8 +225,7 @@ pub struct UserPage {
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = UserPage), (status = 403, body = ErrorBody)))]
 pub async fn list(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<Staff>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<UserPage>> {
@@ -322,8 +318,7 @@ async fn teaches(
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<User>> {
@@ -346,7 +341,7 @@ pub struct Me {
 /// The caller's own profile (and, for parents, their children).
 #[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
-pub async fn me(State(db): State<Db>, State(clock): State<SharedClock>, auth: Authed<AnyRole>) -> ApiResult<Json<Me>> {
+pub async fn me(State(Ctx { db, clock, .. }): State<Ctx>, auth: Authed<AnyRole>) -> ApiResult<Json<Me>> {
     let now = clock.now();
     let mut conn = db.pool().acquire().await?;
     let user = find(&mut conn, auth.tenant_id, auth.user_id, now)
@@ -376,8 +371,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 #[utoipa::path(patch, path = "/api/v1/me", tag = "users", request_body = UpdateMe, security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_me(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Json(body): Json<UpdateMe>,
 ) -> ApiResult<Json<Me>> {
@@ -459,9 +453,7 @@ pub struct ChangeRole {
     params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn change_role(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<crate::auth::Admin>,
     client: ClientInfo,
     Path(id): Path<UserId>,
@@ -520,9 +512,7 @@ pub struct LinkChild {
     params(("id" = UserId, Path, description = "the parent")), security(("bearer" = [])),
     responses((status = 201, body = User, description = "the linked child"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn link_child(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
+    State(Ctx { db, clock, outbox, .. }): State<Ctx>,
     auth: Authed<Staff>,
     client: ClientInfo,
     Path(parent_id): Path<UserId>,
@@ -578,8 +568,7 @@ pub async fn link(conn: &mut AnyConnection, parent: &User, child: &User, now: Da
 #[utoipa::path(get, path = "/api/v1/users/{id}/children", tag = "users", params(("id" = UserId, Path)),
     security(("bearer" = [])), responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)))]
 pub async fn list_children(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(parent_id): Path<UserId>,
 ) -> ApiResult<Json<Vec<User>>> {

@@ -24,7 +24,6 @@ use utoipa::ToSchema;
 use crate::{
     audit,
     auth::{Admin, Authed, Role, Staff},
-    clock::SharedClock,
     db::{self, Db},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
@@ -32,6 +31,15 @@ use crate::{
     jobs::{self, Schedule},
     request::ClientInfo,
 };
+
+/// The handles the money handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
+#[derive(Clone)]
+pub struct Ctx {
+    pub db: crate::db::Db,
+    pub clock: crate::clock::SharedClock,
+    pub config: std::sync::Arc<crate::config::Config>,
+    pub stripe: crate::money::stripe::SharedStripe,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Account {
@@ -168,8 +176,7 @@ pub struct CommissionOverride {
     request_body = CommissionOverride, security(("bearer" = [])),
     responses((status = 200, body = CommissionOverride), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn set_commission(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<Admin>,
     client: ClientInfo,
     Path(id): Path<UserId>,
@@ -338,8 +345,7 @@ pub struct PayoutRecorded {
     request_body = PaidByHand, security(("bearer" = [])),
     responses((status = 200, body = PayoutRecorded), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn paid_by_hand(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<Staff>,
     client: ClientInfo,
     Path(booking_id): Path<BookingId>,

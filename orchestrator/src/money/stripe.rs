@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
+use super::Ctx;
 use crate::{
     auth::{AnyRole, Authed, Role},
-    clock::SharedClock,
-    config::Config,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
     identity::users,
     ids::{BookingId, TenantId, UserId},
@@ -295,8 +294,7 @@ async fn payout_tutor(
     security(("bearer" = [])),
     responses((status = 200, body = PayoutAccount), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_account(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
+    State(Ctx { db, clock, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<PayoutAccount>> {
@@ -313,10 +311,7 @@ pub async fn get_account(
     security(("bearer" = [])),
     responses((status = 200, body = PayoutAccount), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn onboard(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(stripe): State<SharedStripe>,
-    State(config): State<Arc<Config>>,
+    State(Ctx { db, clock, stripe, config, .. }): State<Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<PayoutAccount>> {

@@ -149,18 +149,13 @@ impl ClassroomGate {
         let auth = auth_user(who)?;
         let client = ClientInfo { ip: None, request_id: None };
         let marks = vec![StudentMark { student_id: args.student_id, status: args.status }];
-        attendance::mark_all(
-            &self.db,
-            &self.clock,
-            &self.outbox,
-            &self.config,
-            &auth,
-            client,
-            meeting,
-            marks,
-            args.allow_negative,
-        )
-        .await?;
+        let cx = crate::classes::Ctx {
+            db: self.db.clone(),
+            clock: self.clock.clone(),
+            outbox: self.outbox.clone(),
+            config: self.config.clone(),
+        };
+        attendance::mark_all(&cx, &auth, client, meeting, marks, args.allow_negative).await?;
         Ok(())
     }
 
