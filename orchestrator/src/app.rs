@@ -19,6 +19,7 @@ use crate::{
     idempotency::Idempotency,
     identity,
     jobs::Jobs,
+    live,
     mailer::{Outgoing, SharedMailer, notices},
     media,
     metrics::Metrics,
@@ -163,5 +164,11 @@ impl FromRef<AppState> for calendar::Ctx {
 impl FromRef<AppState> for media::Ctx {
     fn from_ref(s: &AppState) -> Self {
         media::Ctx { db: s.db.clone(), clock: s.clock.clone(), outbox: s.outbox.clone(), config: s.config.clone() }
+    }
+}
+
+impl FromRef<AppState> for live::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        live::Ctx { db: s.db.clone(), clock: s.clock.clone(), media: s.media.clone() }
     }
 }

@@ -47,6 +47,7 @@ pub mod identity;
 pub mod ids;
 pub mod jobs;
 pub mod listener;
+pub mod live;
 pub mod mailer;
 pub mod media;
 pub mod metrics;

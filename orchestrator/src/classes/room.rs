@@ -18,18 +18,16 @@ use utoipa::ToSchema;
 use super::{AttendanceStatus, Class, ClassStatus, Meeting, Relation, load_meeting, relation, require_manager};
 use crate::{
     auth::{AnyRole, AuthUser, Authed},
-    bookings::{
-        Ctx, policy,
-        room::{Access, MediaJoin, Seat, media_join, student_access},
-    },
+    bookings::policy,
     db,
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
-    identity::users,
+    identity::users::{self, User},
     ids::{MeetingId, UserId},
+    live::{self, Access, MediaJoin, Seat},
 };
 
 /// The rule above (without the media window).
-pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, class: &Class, now: DateTime<Utc>) -> ApiResult<Access> {
+pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, user: &User, class: &Class) -> ApiResult<Access> {
     let rel = relation(conn, auth, class).await?;
     match rel {
         Relation::Instructor => return Ok(Access { seat: Seat::Tutor, chat: true, recording: true }),
@@ -48,7 +46,7 @@ pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, class: &Class, no
     if class.status != ClassStatus::Active {
         return Err(ApiError::conflict("class_not_active", "the class is not running"));
     }
-    student_access(conn, auth, now).await
+    live::student_access(conn, user).await
 }
 
 /// A media join token for the caller's seat in a class meeting, inside the meeting's window.
@@ -57,20 +55,19 @@ pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, class: &Class, no
     responses((status = 200, body = MediaJoin), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn join(
-    State(cx): State<Ctx>,
-    State(media): State<std::sync::Arc<dyn rooms::MediaBackend>>,
+    State(cx): State<live::Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<MeetingId>,
 ) -> ApiResult<Json<MediaJoin>> {
     let now = cx.clock.now();
     let mut conn = cx.db.pool().acquire().await?;
     let (meeting, class) = load_meeting(&mut conn, auth.tenant_id, id, "").await?;
-    let a = access(&mut conn, &auth, &class, now).await?;
+    let user = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, now).await?;
+    let a = access(&mut conn, &auth, &user, &class).await?;
     let pol = policy::load(&mut conn, auth.tenant_id).await?;
-    crate::bookings::room::ensure_open(meeting.starts_at, meeting.ends_at, &pol, now)?;
-    let name = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, now).await?.display_name;
+    live::ensure_open(meeting.starts_at, meeting.ends_at, &pol, now)?;
     let extra = serde_json::json!({ "class_id": class.id, "meeting_id": meeting.id });
-    Ok(Json(media_join(media.as_ref(), &format!("meeting:{id}"), &auth, &name, a, extra, now)))
+    Ok(Json(live::media_join(cx.media.as_ref(), &format!("meeting:{id}"), &user, a, extra, now)))
 }
 
 /// One student's proposed mark.
@@ -142,7 +139,7 @@ pub fn propose(meeting: &Meeting, students: &[UserId], segments: &Segments, late
     security(("bearer" = [])),
     responses((status = 200, body = Proposal), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn proposal(
-    State(cx): State<Ctx>,
+    State(cx): State<super::Ctx>,
     auth: Authed<AnyRole>,
     Path(id): Path<MeetingId>,
 ) -> ApiResult<Json<Proposal>> {

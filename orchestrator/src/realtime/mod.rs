@@ -22,10 +22,7 @@ use signaling::{
 
 use crate::{
     auth::{AuthUser, Role, Tokens},
-    bookings::{
-        self,
-        room::{Access, Seat},
-    },
+    bookings,
     classes::{
         AttendanceStatus,
         attendance::{self, StudentMark},
@@ -38,6 +35,7 @@ use crate::{
     error::ApiError,
     identity::users,
     ids::{BookingId, MeetingId, UserId},
+    live::{Access, Seat},
     outbox::Outbox,
     request::ClientInfo,
 };
@@ -92,8 +90,9 @@ impl ClassroomGate {
         let auth = auth_user(who)?;
         let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
         let (_, class) = load_meeting(&mut conn, auth.tenant_id, meeting, "").await?;
+        let user = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
         // The same rule as media join tokens (`classes::room`), without the media window.
-        let access = crate::classes::room::access(&mut conn, &auth, &class, self.clock.now()).await?;
+        let access = crate::classes::room::access(&mut conn, &auth, &user, &class).await?;
         Ok(grant_for(access, &auth))
     }
 
@@ -106,7 +105,8 @@ impl ClassroomGate {
         let mut tx = self.db.begin().await.map_err(ApiError::from)?;
         let mut b = bookings::load(tx.conn(), auth.tenant_id, id, self.db.for_update()).await?;
         let pol = bookings::policy::load(tx.conn(), auth.tenant_id).await?;
-        let access = bookings::room::access(tx.conn(), &auth, &b, &pol, now).await?;
+        let user = users::get_or_404(tx.conn(), auth.tenant_id, auth.user_id, now).await?;
+        let access = bookings::room::access(tx.conn(), &auth, &user, &b, &pol, now).await?;
         let grant = grant_for(access, &auth);
         if access.seat != Seat::Observer {
             bookings::room::arrived(tx.conn(), &mut b, auth.user_id, &pol, now).await?;
