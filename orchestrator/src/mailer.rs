@@ -35,6 +35,39 @@ use crate::{
     ids::{TenantId, UserId},
 };
 
+/// Why the mail a change causes couldn't be queued: what it is about is gone, or storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Booking(#[from] crate::bookings::BookingError),
+    #[error("database: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl MailError {
+    /// What the mail is about no longer exists (or never did): nothing to send, not a failure to retry.
+    pub fn is_gone(&self) -> bool {
+        use crate::{bookings::BookingError as B, identity::IdentityError as I};
+        match self {
+            MailError::Identity(I::Storage(_)) | MailError::Storage(_) => false,
+            MailError::Booking(B::Storage(_) | B::BadPolicy(_) | B::Money(_)) => false,
+            MailError::Identity(_) | MailError::Booking(_) => true,
+        }
+    }
+}
+
+impl From<MailError> for crate::error::ApiError {
+    fn from(e: MailError) -> Self {
+        match e {
+            MailError::Identity(e) => e.into(),
+            MailError::Booking(e) => e.into(),
+            MailError::Storage(e) => e.into(),
+        }
+    }
+}
+
 /// A message to one user of a tenant.
 #[derive(Debug, Clone)]
 pub struct Mail {

@@ -1,5 +1,5 @@
 //! What a request says about where it came from (client address, request id), for audit entries and
-//! rate limits. A foundation: every domain's handlers may extract it; it depends only on the config.
+//! rate limits. A foundation: every domain's handlers may extract it; it depends only on the config and the error type.
 
 use std::{net::SocketAddr, sync::Arc};
 

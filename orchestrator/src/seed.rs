@@ -46,7 +46,7 @@ pub async fn seed(st: &AppState) -> anyhow::Result<DemoTenant> {
     let mut tx = st.db.begin().await?;
     let tenant = match tenants::find_by_slug(tx.conn(), TENANT_SLUG).await? {
         Some(t) => t.id,
-        None => tenants::insert(tx.conn(), TENANT_SLUG, "Demo School", now).await.map_err(api)?,
+        None => tenants::insert(tx.conn(), TENANT_SLUG, "Demo School", now).await?,
     };
     tx.commit().await?;
 
@@ -65,7 +65,7 @@ pub async fn seed(st: &AppState) -> anyhow::Result<DemoTenant> {
         out.push(user);
     }
     let mut tx = st.db.begin().await?;
-    users::link(tx.conn(), &out[4], &out[3], now).await.map_err(api)?;
+    users::link(tx.conn(), &out[4], &out[3], now).await?;
     let mut demo = Vec::new();
     for user in out {
         let s = sessions::issue(tx.conn(), &st.tokens, &st.config, user, None, now).await?;
@@ -111,24 +111,20 @@ async fn ensure_user(
     let mut conn = st.db.pool().acquire().await?;
     if let Some(row) = existing {
         let id = UserId::from_column(&row.try_get::<String, _>("id")?)?;
-        return users::get_or_404(&mut conn, tenant, id, now).await.map_err(api);
+        return Ok(users::get_or_404(&mut conn, tenant, id, now).await?);
     }
     drop(conn);
     let new = NewUser {
-        email: Email::parse(email).map_err(api)?,
+        email: Email::parse(email)?,
         display_name: format!("Demo {name}"),
         role,
-        password: Password::parse(PASSWORD.into()).map_err(api)?,
+        password: Password::parse(PASSWORD.into())?,
         birth_date,
     };
     let hash = password::hash(PASSWORD.into()).await?;
     let mut tx = st.db.begin().await?;
-    let id = users::insert(tx.conn(), tenant, &new, &hash, now).await.map_err(api)?;
-    let user = users::get_or_404(tx.conn(), tenant, id, now).await.map_err(api)?;
+    let id = users::insert(tx.conn(), tenant, &new, &hash, now).await?;
+    let user = users::get_or_404(tx.conn(), tenant, id, now).await?;
     tx.commit().await?;
     Ok(user)
-}
-
-fn api(e: crate::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", e.code, e.message)
 }

@@ -17,7 +17,6 @@ use super::{
 };
 use crate::{
     db::{self, Db},
-    error::ApiError,
     events::DomainEvent,
     ids::{BookingId, PaymentId, TenantId, UserId},
     jobs::{BackgroundJob, Job, Jobs},
@@ -47,14 +46,9 @@ pub fn register(jobs: &Jobs, deps: Arc<Deps>) {
     jobs.register::<IssueRefund>(deps);
 }
 
-/// A job's error as the runner records it.
-fn failed(e: ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", e.code, e.message)
-}
-
 /// The booking a job is about, under its lock.
 async fn locked(conn: &mut AnyConnection, tenant: TenantId, id: BookingId) -> anyhow::Result<Booking> {
-    super::load(conn, tenant, id, Db::lock_clause(conn)).await.map_err(failed)
+    Ok(super::load(conn, tenant, id, Db::lock_clause(conn)).await?)
 }
 
 impl BackgroundJob for ExpireHold {
@@ -65,7 +59,7 @@ impl BackgroundJob for ExpireHold {
         let mut b = locked(conn, job.tenant_id, self.booking_id).await?;
         let lapsed = b.expires_at.is_some_and(|t| t <= now);
         if matches!(b.status, BookingStatus::Hold | BookingStatus::PendingPayment) && lapsed {
-            lifecycle::expire(conn, &mut b, now).await.map_err(failed)?;
+            lifecycle::expire(conn, &mut b, now).await?;
         }
         Ok(())
     }
@@ -81,7 +75,7 @@ impl BackgroundJob for Remind {
             return Ok(()); // Stale: the lesson moved (and has new reminders) or ended.
         }
         let minutes = self.minutes_before;
-        notices::lesson_reminder(conn, &deps.mailer, &deps.site, &b, minutes, now).await.map_err(failed)?;
+        notices::lesson_reminder(conn, &deps.mailer, &deps.site, &b, minutes, now).await?;
         let event = DomainEvent::BookingReminder {
             booking_id: b.id,
             tutor_id: b.tutor_id,
@@ -106,14 +100,14 @@ impl BackgroundJob for NoShowCheck {
         let joined = joined(conn, b.id).await?;
         let (tutor_came, student_came) = (joined.contains(&b.tutor_id), joined.contains(&b.student_id));
         if tutor_came && student_came {
-            let pol = policy::load(conn, job.tenant_id).await.map_err(failed)?;
+            let pol = policy::load(conn, job.tenant_id).await?;
             if lifecycle::start_lesson(conn, &mut b, &pol, None, now).await.is_err() {
                 // Both came but the lesson's time is over: it happened.
-                lifecycle::start_and_complete(conn, &mut b, now).await.map_err(failed)?;
+                lifecycle::start_and_complete(conn, &mut b, now).await?;
             }
         } else {
             let absent = if tutor_came { Side::Student } else { Side::Tutor };
-            lifecycle::record_no_show(conn, &mut b, absent, None, now).await.map_err(failed)?;
+            lifecycle::record_no_show(conn, &mut b, absent, None, now).await?;
         }
         Ok(())
     }
@@ -126,8 +120,8 @@ impl BackgroundJob for AutoEnd {
     async fn run(self, _: &Deps, conn: &mut AnyConnection, job: &Job, now: DateTime<Utc>) -> anyhow::Result<()> {
         let mut b = locked(conn, job.tenant_id, self.booking_id).await?;
         if b.status == BookingStatus::InProgress && b.starts_at == self.starts_at {
-            let pol = policy::load(conn, job.tenant_id).await.map_err(failed)?;
-            lifecycle::finish(conn, &mut b, &pol, now).await.map_err(failed)?;
+            let pol = policy::load(conn, job.tenant_id).await?;
+            lifecycle::finish(conn, &mut b, &pol, now).await?;
         }
         Ok(())
     }
@@ -178,8 +172,8 @@ impl BackgroundJob for ReleasePayout {
         if gross == 0 {
             return Ok(());
         }
-        let pol = policy::load(conn, tenant).await.map_err(failed)?;
-        let commission = money::commission_for(conn, tenant, b.tutor_id, pol.commission()).await.map_err(failed)?;
+        let pol = policy::load(conn, tenant).await?;
+        let commission = money::commission_for(conn, tenant, b.tutor_id, pol.commission()).await?;
         let fee = billing::bps_of(gross, commission.rate_bps.min(10_000));
         let share = gross - fee;
         let inserted = sqlx::query(
@@ -209,9 +203,9 @@ impl BackgroundJob for ReleasePayout {
                 memo: Some(b.status.as_str()),
                 entries: money::earned(gross, commission, b.tutor_id),
             };
-            money::post(conn, now, &posting).await.map_err(failed)?;
+            money::post(conn, now, &posting).await?;
             if deps.stripe.is_some() {
-                money::stripe::enqueue_transfer(conn, tenant, b.id, "released", now).await.map_err(failed)?;
+                money::stripe::enqueue_transfer(conn, tenant, b.id, "released", now).await?;
             }
             let event = DomainEvent::PayoutReleased {
                 booking_id: b.id,

@@ -9,7 +9,8 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Action, Booking, BookingStatus, Change, Ctx, HistoryEntry, Party, load, party, payments,
+    Action, Booking, BookingError, BookingResult, BookingStatus, Change, Ctx, HistoryEntry, Party, load, party,
+    payments,
     payments::{Payment, Refund, Subject},
     policy::{self, BookingPolicy, Outcome, Paid, Side},
     schedule, transition, tutors,
@@ -216,7 +217,7 @@ pub async fn payment_arrived(
     id: BookingId,
     actor: Option<UserId>,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> BookingResult<bool> {
     let mut b = load(conn, tenant, id, Db::lock_clause(conn)).await?;
     let waiting = matches!(b.status, BookingStatus::Hold | BookingStatus::PendingPayment);
     if !waiting || b.expires_at.is_some_and(|t| t <= now) {
@@ -233,7 +234,7 @@ pub async fn payment_arrived(
 }
 
 /// Expires a lapsed reservation (the `booking.expire` job, or a late payment finding it lapsed).
-pub async fn expire(conn: &mut AnyConnection, b: &mut Booking, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn expire(conn: &mut AnyConnection, b: &mut Booking, now: DateTime<Utc>) -> BookingResult<()> {
     transition(conn, b, Change { action: Action::Expire, actor: None, reason: Some("reservation lapsed") }, now)
         .await?;
     payments::cancel_pending(conn, Subject::Booking(b.id)).await
@@ -246,7 +247,7 @@ async fn settle(
     outcome: &Outcome,
     reason: &str,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     let subject = Subject::Booking(b.id);
     payments::cancel_pending(conn, subject).await?;
     if outcome.refund_minor > 0
@@ -282,7 +283,7 @@ pub async fn schedule_payout(
     b: &Booking,
     gross_minor: i64,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     let pol = policy::load(conn, b.tenant_id).await?;
     schedule::payout(conn, b, gross_minor, now + Duration::hours(pol.dispute_window_hours), now).await?;
     Ok(())
@@ -482,20 +483,20 @@ pub async fn start_lesson(
     pol: &BookingPolicy,
     actor: Option<UserId>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     super::step(b.status, Action::Start)?;
     if now < b.starts_at - Duration::minutes(pol.join_lead_minutes) {
-        return Err(ApiError::conflict("too_early", "the lesson can't start yet"));
+        return Err(BookingError::refused("too_early", "the lesson can't start yet"));
     }
     if now >= b.ends_at {
-        return Err(ApiError::conflict("lesson_over", "the lesson's time is over"));
+        return Err(BookingError::refused("lesson_over", "the lesson's time is over"));
     }
     transition(conn, b, Change { action: Action::Start, actor, reason: None }, now).await?;
     Ok(())
 }
 
 /// Both participants came but nobody started the lesson before its time was over: it happened.
-pub async fn start_and_complete(conn: &mut AnyConnection, b: &mut Booking, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn start_and_complete(conn: &mut AnyConnection, b: &mut Booking, now: DateTime<Utc>) -> BookingResult<()> {
     let reason = Some("both participants joined");
     transition(conn, b, Change { action: Action::Start, actor: None, reason }, now).await?;
     complete_lesson(conn, b, None, now).await
@@ -529,7 +530,7 @@ pub async fn finish(
     b: &mut Booking,
     pol: &BookingPolicy,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     let rows = sqlx::query("SELECT user_id, joined_at, left_at FROM media_segments WHERE room = $1")
         .bind(format!("lesson:{}", b.id))
         .fetch_all(&mut *conn)
@@ -562,7 +563,7 @@ pub async fn complete_lesson(
     b: &mut Booking,
     actor: Option<UserId>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     transition(conn, b, Change { action: Action::Complete, actor, reason: None }, now).await?;
     schedule::cancel_lesson(conn, b.id, now).await?;
     schedule_payout(conn, b, b.price_minor, now).await
@@ -610,7 +611,7 @@ pub async fn record_no_show(
     absent: Side,
     actor: Option<UserId>,
     now: DateTime<Utc>,
-) -> ApiResult<Outcome> {
+) -> BookingResult<Outcome> {
     let action = if absent == Side::Tutor { Action::NoShowTutor } else { Action::NoShowStudent };
     super::step(b.status, action)?;
     let money = payments::paid_of(conn, Subject::Booking(b.id)).await?;

@@ -5,7 +5,7 @@
 //!   function that changes a booking's status ([`transition`]: history row + outbox event, same transaction);
 //! - `policy` — the tenant's [`policy::BookingPolicy`] and the pure cancellation / no-show outcomes;
 //! - `tutors` — tutors' availability and booking rules, and the slot listing (through the `scheduling` crate);
-//! - `lifecycle` — hold, checkout, cancel, reschedule, start, complete, no-show, refund; listing;
+//! - `lifecycle` — hold, cancel, reschedule, start, complete, no-show, refund (and the steps jobs drive); listing;
 //! - `payments` — payment and refund records;
 //! - `checkout` — paying: checkout, buying a package, the provider call, and settling money that arrived
 //!   (staff recording it, or the provider's webhook) into a confirmed booking or an active package;
@@ -14,13 +14,16 @@
 //!   media join tokens), and `POST /bookings/{id}/join`;
 //! - `schedule` — the durable jobs bookings schedule (hold expiry, reminders, no-show check, auto-end, room
 //!   creation, refunds, payout release), as data, enqueued with the change that causes them;
-//! - `jobs` — what each of those jobs does when it runs (on top: it drives `lifecycle`).
+//! - `jobs` — what each of those jobs does when it runs (on top: it drives `lifecycle`);
+//! - `error` — [`BookingError`], what storage, transitions and the lifecycle steps return; an `ApiError` only at
+//!   the HTTP edge.
 //!
 //! The guarantee that a slot is never booked twice: every change to a tutor's calendar first locks the
 //! tutor's `tutor_profiles` row (`FOR UPDATE` on PostgreSQL; SQLite's single writer on SQLite), then checks
 //! for conflicts against the same busy set the slot listing uses, then writes.
 
 pub mod checkout;
+pub mod error;
 pub mod jobs;
 pub mod lifecycle;
 pub mod packages;
@@ -39,7 +42,7 @@ use crate::{
     auth::AuthUser,
     clock::SharedClock,
     db::{self, Db, Tx},
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     events::DomainEvent,
     identity::users,
     ids::{BookingId, PackageId, TenantId, UserId},
@@ -69,6 +72,7 @@ impl Ctx {
 }
 
 pub use crate::events::BookingStatus;
+pub use error::{BookingError, BookingResult};
 
 /// What moves a booking from one status to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,28 +110,9 @@ pub fn next(from: BookingStatus, action: Action) -> Option<BookingStatus> {
     })
 }
 
-/// `next`, or a 409 naming both ends.
-pub fn step(from: BookingStatus, action: Action) -> ApiResult<BookingStatus> {
-    next(from, action).ok_or_else(|| {
-        ApiError::conflict(
-            "illegal_transition",
-            format!("a booking that is {} can't be {}", from.as_str(), action_name(action)),
-        )
-    })
-}
-
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Checkout => "checked out",
-        Action::PaymentSucceeded => "confirmed by a payment",
-        Action::PayWithPackage => "paid with a package",
-        Action::Expire => "expired",
-        Action::CancelByStudent | Action::CancelByTutor => "cancelled",
-        Action::Start => "started",
-        Action::Complete => "completed",
-        Action::NoShowStudent | Action::NoShowTutor => "marked a no-show",
-        Action::Refund => "refunded",
-    }
+/// `next`, or why not.
+pub fn step(from: BookingStatus, action: Action) -> BookingResult<BookingStatus> {
+    next(from, action).ok_or(BookingError::IllegalTransition { from, action })
 }
 
 /// A booking as stored.
@@ -195,14 +180,14 @@ fn booking_from_row(r: &AnyRow) -> Result<Booking, sqlx::Error> {
 }
 
 /// Loads a booking of `tenant` (404 otherwise). `lock` is `Db::for_update()` inside write transactions.
-pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: BookingId, lock: &str) -> ApiResult<Booking> {
+pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: BookingId, lock: &str) -> BookingResult<Booking> {
     let sql = format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE tenant_id = $1 AND id = $2{lock}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("booking_not_found", "no such booking"))?;
+        .ok_or(BookingError::NotFound)?;
     Ok(booking_from_row(&row)?)
 }
 
@@ -224,7 +209,7 @@ impl Party {
 }
 
 /// The caller's part in `b`, or 404 (a booking one isn't part of doesn't exist for them).
-pub async fn party(conn: &mut AnyConnection, auth: &AuthUser, b: &Booking) -> ApiResult<Party> {
+pub async fn party(conn: &mut AnyConnection, auth: &AuthUser, b: &Booking) -> BookingResult<Party> {
     if auth.is_staff() {
         Ok(Party::Staff)
     } else if auth.user_id == b.tutor_id {
@@ -234,7 +219,7 @@ pub async fn party(conn: &mut AnyConnection, auth: &AuthUser, b: &Booking) -> Ap
     } else if users::is_parent_of(conn, auth.tenant_id, auth.user_id, b.student_id).await? {
         Ok(Party::Parent)
     } else {
-        Err(ApiError::not_found("booking_not_found", "no such booking"))
+        Err(BookingError::NotFound)
     }
 }
 
@@ -252,7 +237,7 @@ pub async fn transition(
     b: &mut Booking,
     change: Change<'_>,
     now: DateTime<Utc>,
-) -> ApiResult<HistoryEntry> {
+) -> BookingResult<HistoryEntry> {
     let to = step(b.status, change.action)?;
     let from = b.status;
     let expires = if matches!(to, BookingStatus::Hold | BookingStatus::PendingPayment) { b.expires_at } else { None };
@@ -278,7 +263,7 @@ pub async fn record(
     actor: Option<UserId>,
     reason: Option<&str>,
     now: DateTime<Utc>,
-) -> ApiResult<HistoryEntry> {
+) -> BookingResult<HistoryEntry> {
     sqlx::query(
         "INSERT INTO booking_transitions (booking_id, seq, from_status, to_status, actor_id, reason, at)
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM booking_transitions WHERE booking_id = $1",
@@ -315,7 +300,7 @@ pub struct HistoryEntry {
     pub at: DateTime<Utc>,
 }
 
-pub async fn history(conn: &mut AnyConnection, id: BookingId) -> ApiResult<Vec<HistoryEntry>> {
+pub async fn history(conn: &mut AnyConnection, id: BookingId) -> BookingResult<Vec<HistoryEntry>> {
     let rows = sqlx::query(
         "SELECT from_status, to_status, actor_id, reason, at FROM booking_transitions WHERE booking_id = $1 ORDER BY seq",
     )
@@ -407,7 +392,7 @@ mod tests {
             }
         }
         assert!(step(S::Completed, Action::CancelByStudent).is_err());
-        assert_eq!(step(S::Expired, Action::PaymentSucceeded).unwrap_err().code, "illegal_transition");
+        assert_eq!(step(S::Expired, Action::PaymentSucceeded).unwrap_err().code(), "illegal_transition");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
-use super::{Ctx, payments::Payment};
+use super::{BookingError, BookingResult, Ctx, payments::Payment};
 use crate::{
     auth::{AnyRole, Authed, Role},
     db::{self, Db},
@@ -55,18 +55,23 @@ fn from_row(r: &AnyRow) -> Result<Package, sqlx::Error> {
     })
 }
 
-pub(super) async fn load(conn: &mut AnyConnection, tenant: TenantId, id: PackageId, lock: &str) -> ApiResult<Package> {
+pub(super) async fn load(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: PackageId,
+    lock: &str,
+) -> BookingResult<Package> {
     let sql = format!("SELECT {COLUMNS} FROM lesson_packages WHERE tenant_id = $1 AND id = $2{lock}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("package_not_found", "no such package"))?;
+        .ok_or(BookingError::PackageNotFound)?;
     Ok(from_row(&row)?)
 }
 
-async fn set(conn: &mut AnyConnection, tenant: TenantId, p: &Package, now: DateTime<Utc>) -> ApiResult<()> {
+async fn set(conn: &mut AnyConnection, tenant: TenantId, p: &Package, now: DateTime<Utc>) -> BookingResult<()> {
     sqlx::query("UPDATE lesson_packages SET status = $1, remaining = $2, activated_at = COALESCE(activated_at, $3) WHERE id = $4")
         .bind(&p.status)
         .bind(p.remaining)
@@ -94,16 +99,16 @@ pub async fn spend(
     student: UserId,
     tutor: UserId,
     minutes: u32,
-) -> ApiResult<i64> {
+) -> BookingResult<i64> {
     let mut p = load(conn, tenant, id, Db::lock_clause(conn)).await?;
     if p.student_id != student || p.tutor_id != tutor || p.minutes != i64::from(minutes) {
-        return Err(ApiError::unprocessable("package_mismatch", "the package is for another student, tutor or length"));
+        return Err(BookingError::invalid("package_mismatch", "the package is for another student, tutor or length"));
     }
     if p.status != "active" {
-        return Err(ApiError::conflict("package_not_active", format!("the package is {}", p.status)));
+        return Err(BookingError::refused("package_not_active", format!("the package is {}", p.status)));
     }
     if p.remaining == 0 {
-        return Err(ApiError::conflict("package_used_up", "no lessons left in the package"));
+        return Err(BookingError::refused("package_used_up", "no lessons left in the package"));
     }
     p.remaining -= 1;
     sqlx::query("UPDATE lesson_packages SET remaining = $1 WHERE id = $2")
@@ -115,7 +120,12 @@ pub async fn spend(
 }
 
 /// Returns a credit (a lesson cancelled in the free window, a tutor's cancellation or no-show).
-pub async fn give_back(conn: &mut AnyConnection, tenant: TenantId, id: PackageId, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn give_back(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: PackageId,
+    now: DateTime<Utc>,
+) -> BookingResult<()> {
     let mut p = load(conn, tenant, id, Db::lock_clause(conn)).await?;
     p.remaining = (p.remaining + 1).min(p.lessons);
     set(conn, tenant, &p, now).await
@@ -127,7 +137,7 @@ pub async fn payment_arrived(
     tenant: TenantId,
     id: PackageId,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> BookingResult<bool> {
     let mut p = load(conn, tenant, id, Db::lock_clause(conn)).await?;
     if p.status != "pending_payment" {
         return Ok(false);

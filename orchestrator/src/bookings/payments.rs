@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::ToSchema;
 
+use super::{BookingError, BookingResult};
 use crate::{
     db::{self},
-    error::{ApiError, ApiResult},
     ids::{BookingId, PackageId, PaymentId, RefundId, TenantId},
     money,
 };
@@ -83,19 +83,19 @@ pub(super) fn payment_from_row(r: &AnyRow) -> Result<Payment, sqlx::Error> {
     })
 }
 
-pub async fn of_subject(conn: &mut AnyConnection, subject: Subject) -> ApiResult<Vec<Payment>> {
+pub async fn of_subject(conn: &mut AnyConnection, subject: Subject) -> BookingResult<Vec<Payment>> {
     let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE subject = $1 ORDER BY created_at, id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject.key()).fetch_all(conn).await?;
     Ok(rows.iter().map(payment_from_row).collect::<Result<_, _>>()?)
 }
 
 /// The subject's pending payment, if one is open (checkout repeated: the same payment again).
-pub async fn pending_of(conn: &mut AnyConnection, subject: Subject) -> ApiResult<Option<Payment>> {
+pub async fn pending_of(conn: &mut AnyConnection, subject: Subject) -> BookingResult<Option<Payment>> {
     Ok(of_subject(conn, subject).await?.into_iter().find(|p| p.status == "pending"))
 }
 
 /// The money paid for the subject: the succeeded payment, if any.
-pub async fn paid_of(conn: &mut AnyConnection, subject: Subject) -> ApiResult<Option<Payment>> {
+pub async fn paid_of(conn: &mut AnyConnection, subject: Subject) -> BookingResult<Option<Payment>> {
     Ok(of_subject(conn, subject).await?.into_iter().find(|p| p.status == "succeeded"))
 }
 
@@ -108,7 +108,7 @@ pub async fn create_pending(
     amount_minor: i64,
     currency: &str,
     now: DateTime<Utc>,
-) -> ApiResult<Payment> {
+) -> BookingResult<Payment> {
     let id = PaymentId::new();
     sqlx::query(
         "INSERT INTO payments (id, tenant_id, subject, provider, amount_minor, currency, status, created_at)
@@ -139,7 +139,7 @@ pub async fn create_pending(
 }
 
 /// Pending payments of `subject` are no longer owed (the booking expired or was cancelled).
-pub async fn cancel_pending(conn: &mut AnyConnection, subject: Subject) -> ApiResult<()> {
+pub async fn cancel_pending(conn: &mut AnyConnection, subject: Subject) -> BookingResult<()> {
     sqlx::query("UPDATE payments SET status = 'cancelled' WHERE subject = $1 AND status = 'pending'")
         .bind(subject.key())
         .execute(conn)
@@ -155,7 +155,7 @@ pub async fn request_refund(
     amount_minor: i64,
     reason: &str,
     now: DateTime<Utc>,
-) -> ApiResult<RefundId> {
+) -> BookingResult<RefundId> {
     // Refunds never exceed what was paid (the payment's row is locked by the caller's booking lock order).
     let already: i64 = sqlx::query(
         "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) FROM refunds WHERE payment_id = $1 AND status <> 'failed'",
@@ -165,7 +165,7 @@ pub async fn request_refund(
     .await?
     .try_get(0)?;
     if amount_minor <= 0 || already + amount_minor > payment.amount_minor {
-        return Err(ApiError::conflict(
+        return Err(BookingError::refused(
             "refund_exceeds_payment",
             format!("{} of {} minor units are already refunded", already, payment.amount_minor),
         ));
@@ -215,7 +215,7 @@ pub struct Refund {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn refunds_of(conn: &mut AnyConnection, subject: Subject) -> ApiResult<Vec<Refund>> {
+pub async fn refunds_of(conn: &mut AnyConnection, subject: Subject) -> BookingResult<Vec<Refund>> {
     let rows = sqlx::query(
         "SELECT r.id, r.payment_id, r.amount_minor, r.currency, r.reason, r.status, r.created_at
          FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE p.subject = $1 ORDER BY r.created_at, r.id",

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::{BookingStatus, Ctx};
+use super::{BookingError, BookingResult, BookingStatus, Ctx};
 use crate::{
     audit,
     auth::{Admin, AnyRole, Authed},
@@ -88,8 +88,8 @@ impl Default for BookingPolicy {
 }
 
 impl BookingPolicy {
-    pub fn validate(&self) -> ApiResult<()> {
-        let bad = |m: &str| Err(ApiError::unprocessable("invalid_policy", m.to_string()));
+    pub fn validate(&self) -> BookingResult<()> {
+        let bad = |m: &str| Err(BookingError::invalid("invalid_policy", m));
         let week = 7 * 24 * 60;
         if !(1..=24 * 60).contains(&self.hold_minutes) || !(1..=7 * 24 * 60).contains(&self.payment_minutes) {
             return bad("hold_minutes is 1 to 1440 and payment_minutes 1 to 10080");
@@ -161,7 +161,7 @@ pub fn cancellation(
     price_minor: i64,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Outcome, ApiError> {
+) -> BookingResult<Outcome> {
     let full = |status| Outcome {
         status,
         refund_minor: if let Paid::Money(m) = paid { m } else { 0 },
@@ -170,7 +170,7 @@ pub fn cancellation(
     };
     match side {
         Side::Tutor => Ok(full(BookingStatus::CancelledByTutor)),
-        Side::Student if now >= start => Err(ApiError::conflict(
+        Side::Student if now >= start => Err(BookingError::refused(
             "too_late_to_cancel",
             "the lesson has started; it is taught or recorded as a no-show",
         )),
@@ -226,19 +226,19 @@ pub fn may_reschedule(
     done: i64,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     if now >= start {
-        return Err(ApiError::conflict("too_late_to_reschedule", "the lesson has started"));
+        return Err(BookingError::refused("too_late_to_reschedule", "the lesson has started"));
     }
     if side == Side::Student {
         if start - now < Duration::hours(p.reschedule_until_hours) {
-            return Err(ApiError::conflict(
+            return Err(BookingError::refused(
                 "too_late_to_reschedule",
                 format!("students reschedule until {} hours before the start", p.reschedule_until_hours),
             ));
         }
         if done >= p.max_reschedules {
-            return Err(ApiError::conflict(
+            return Err(BookingError::refused(
                 "reschedule_limit",
                 format!("a lesson can be rescheduled {} times", p.max_reschedules),
             ));
@@ -248,7 +248,7 @@ pub fn may_reschedule(
 }
 
 /// The tenant's policy (the defaults when none was saved).
-pub async fn load(conn: &mut AnyConnection, tenant: TenantId) -> ApiResult<BookingPolicy> {
+pub async fn load(conn: &mut AnyConnection, tenant: TenantId) -> BookingResult<BookingPolicy> {
     let row = sqlx::query("SELECT policy FROM booking_policies WHERE tenant_id = $1")
         .bind(tenant.to_string())
         .fetch_optional(conn)
@@ -257,10 +257,7 @@ pub async fn load(conn: &mut AnyConnection, tenant: TenantId) -> ApiResult<Booki
         None => Ok(BookingPolicy::default()),
         Some(r) => {
             let text: String = r.try_get("policy")?;
-            serde_json::from_str(&text).map_err(|e| {
-                tracing::error!(error = %e, %tenant, "stored booking policy is unreadable");
-                ApiError::internal()
-            })
+            Ok(serde_json::from_str(&text)?)
         }
     }
 }
@@ -352,7 +349,7 @@ mod tests {
         let odd = cancellation(&p, Side::Student, Paid::Money(3501), 3501, t(START), t(START - 1)).unwrap();
         assert_eq!((odd.refund_minor, odd.tutor_keeps_minor), (1751, 1750));
         let e = cancellation(&p, Side::Student, Paid::Money(3500), 3500, t(START), t(START)).unwrap_err();
-        assert_eq!(e.code, "too_late_to_cancel");
+        assert_eq!(e.code(), "too_late_to_cancel");
     }
 
     #[test]
@@ -388,10 +385,10 @@ mod tests {
         let p = BookingPolicy::default();
         assert!(may_reschedule(&p, Side::Student, 0, t(START), t(START - 24)).is_ok());
         assert_eq!(
-            may_reschedule(&p, Side::Student, 0, t(START), t(START - 23)).unwrap_err().code,
+            may_reschedule(&p, Side::Student, 0, t(START), t(START - 23)).unwrap_err().code(),
             "too_late_to_reschedule"
         );
-        assert_eq!(may_reschedule(&p, Side::Student, 2, t(START), t(0)).unwrap_err().code, "reschedule_limit");
+        assert_eq!(may_reschedule(&p, Side::Student, 2, t(START), t(0)).unwrap_err().code(), "reschedule_limit");
         assert!(may_reschedule(&p, Side::Tutor, 9, t(START), t(START - 1)).is_ok());
         assert!(may_reschedule(&p, Side::Tutor, 0, t(START), t(START)).is_err());
     }

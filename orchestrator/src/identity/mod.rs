@@ -3,13 +3,14 @@
 //! Every query here is scoped by the caller's tenant id; a user of one tenant can neither read nor
 //! change another tenant's rows. Input is parsed into the newtypes below at the edge.
 
+pub mod error;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
 
 use chrono::NaiveDate;
 
-use crate::error::ApiError;
+pub use error::{IdentityError, IdentityResult};
 
 /// The handles the identity handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
 #[derive(Clone)]
@@ -28,7 +29,7 @@ pub struct Ctx {
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> IdentityResult<Self> {
         let s = raw.trim().to_ascii_lowercase();
         let ok = s.len() <= 254
             && s.split_once('@').is_some_and(|(local, domain)| {
@@ -39,7 +40,7 @@ impl Email {
                     && !domain.contains('@')
             })
             && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok { Ok(Self(s)) } else { Err(ApiError::unprocessable("invalid_email", "not a valid e-mail address")) }
+        if ok { Ok(Self(s)) } else { Err(IdentityError::invalid("invalid_email", "not a valid e-mail address")) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -50,10 +51,10 @@ impl Email {
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(raw: String) -> Result<Self, ApiError> {
+    pub fn parse(raw: String) -> IdentityResult<Self> {
         let n = raw.chars().count();
         if n < crate::auth::password::MIN_LEN || raw.len() > crate::auth::password::MAX_LEN {
-            return Err(ApiError::unprocessable(
+            return Err(IdentityError::invalid(
                 "weak_password",
                 format!(
                     "passwords must be {} to {} characters long",
@@ -70,10 +71,10 @@ impl Password {
 }
 
 /// A non-empty display name of reasonable length.
-pub fn display_name(raw: &str) -> Result<String, ApiError> {
+pub fn display_name(raw: &str) -> IdentityResult<String> {
     let s = raw.trim();
     if s.is_empty() || s.chars().count() > 100 {
-        return Err(ApiError::unprocessable("invalid_display_name", "display_name must be 1 to 100 characters"));
+        return Err(IdentityError::invalid("invalid_display_name", "display_name must be 1 to 100 characters"));
     }
     Ok(s.to_string())
 }

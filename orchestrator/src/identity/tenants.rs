@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::Ctx;
 use super::users::{self, CreateUser, User};
+use super::{IdentityError, IdentityResult};
 use crate::{
     audit,
     auth::{Admin, AnyRole, Authed, Role, password},
@@ -65,7 +66,7 @@ pub async fn find(conn: &mut AnyConnection, id: TenantId) -> Result<Option<Tenan
 }
 
 /// `[a-z0-9-]`, 2 to 40 characters, not starting or ending with `-`.
-pub fn parse_slug(raw: &str) -> ApiResult<String> {
+pub fn parse_slug(raw: &str) -> IdentityResult<String> {
     let ok = (2..=40).contains(&raw.len())
         && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !raw.starts_with('-')
@@ -73,12 +74,12 @@ pub fn parse_slug(raw: &str) -> ApiResult<String> {
     if ok {
         Ok(raw.to_string())
     } else {
-        Err(ApiError::unprocessable("invalid_slug", "slug must be 2-40 characters of a-z, 0-9 and '-'"))
+        Err(IdentityError::invalid("invalid_slug", "slug must be 2-40 characters of a-z, 0-9 and '-'"))
     }
 }
 
 /// Inserts a tenant with its `TenantCreated` event.
-pub async fn insert(conn: &mut AnyConnection, slug: &str, name: &str, now: DateTime<Utc>) -> ApiResult<TenantId> {
+pub async fn insert(conn: &mut AnyConnection, slug: &str, name: &str, now: DateTime<Utc>) -> IdentityResult<TenantId> {
     let id = TenantId::new();
     let res = sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(id.to_string())
@@ -90,7 +91,7 @@ pub async fn insert(conn: &mut AnyConnection, slug: &str, name: &str, now: DateT
     match res {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(ApiError::conflict("slug_taken", "a tenant with this slug already exists"));
+            return Err(IdentityError::conflict("slug_taken", "a tenant with this slug already exists"));
         }
         Err(e) => return Err(e.into()),
     }

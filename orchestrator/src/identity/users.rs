@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Ctx, Email, Password, age_on, display_name};
+use super::{IdentityError, IdentityResult};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role, Staff, password},
@@ -75,8 +76,13 @@ pub async fn find(
     row.map(|r| user_from_row(&r, now.date_naive())).transpose()
 }
 
-pub async fn get_or_404(conn: &mut AnyConnection, tenant: TenantId, id: UserId, now: DateTime<Utc>) -> ApiResult<User> {
-    find(conn, tenant, id, now).await?.ok_or_else(|| ApiError::not_found("user_not_found", "no such user"))
+pub async fn get_or_404(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: UserId,
+    now: DateTime<Utc>,
+) -> IdentityResult<User> {
+    find(conn, tenant, id, now).await?.ok_or(IdentityError::UserNotFound)
 }
 
 /// A validated new user.
@@ -100,17 +106,17 @@ pub struct CreateUser {
 }
 
 impl CreateUser {
-    pub fn parse(self, today: NaiveDate) -> ApiResult<NewUser> {
+    pub fn parse(self, today: NaiveDate) -> IdentityResult<NewUser> {
         let birth_date = match (self.role, self.birth_date) {
             (Role::Student, None) => {
-                return Err(ApiError::unprocessable("birth_date_required", "students need a birth_date"));
+                return Err(IdentityError::invalid("birth_date_required", "students need a birth_date"));
             }
             (Role::Student, Some(b)) if b > today || age_on(b, today) > 120 => {
-                return Err(ApiError::unprocessable("invalid_birth_date", "birth_date is not plausible"));
+                return Err(IdentityError::invalid("invalid_birth_date", "birth_date is not plausible"));
             }
             (Role::Student, b) => b,
             (_, Some(_)) => {
-                return Err(ApiError::unprocessable("birth_date_not_allowed", "only students carry a birth_date"));
+                return Err(IdentityError::invalid("birth_date_not_allowed", "only students carry a birth_date"));
             }
             (_, None) => None,
         };
@@ -132,7 +138,7 @@ pub async fn insert(
     u: &NewUser,
     password_hash: &str,
     now: DateTime<Utc>,
-) -> ApiResult<UserId> {
+) -> IdentityResult<UserId> {
     let id = UserId::new();
     let res = sqlx::query(
         "INSERT INTO users (id, tenant_id, email, display_name, role, password_hash, birth_date, created_at)
@@ -151,7 +157,10 @@ pub async fn insert(
     match res {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(ApiError::conflict("email_taken", "a user with this e-mail already exists in this tenant"));
+            return Err(IdentityError::conflict(
+                "email_taken",
+                "a user with this e-mail already exists in this tenant",
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -283,10 +292,10 @@ pub async fn load_viewable(
     id: UserId,
     now: DateTime<Utc>,
     what: &str,
-) -> ApiResult<User> {
+) -> IdentityResult<User> {
     let user = get_or_404(conn, auth.tenant_id, id, now).await?;
     if !is_self_parent_or_staff(conn, auth, id).await? {
-        return Err(ApiError::forbidden("forbidden", format!("you may not view {what}")));
+        return Err(IdentityError::forbidden("forbidden", format!("you may not view {what}")));
     }
     Ok(user)
 }
@@ -537,12 +546,12 @@ pub async fn link_child(
 }
 
 /// Links `parent` to `child` (both already loaded from the same tenant). Idempotent.
-pub async fn link(conn: &mut AnyConnection, parent: &User, child: &User, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn link(conn: &mut AnyConnection, parent: &User, child: &User, now: DateTime<Utc>) -> IdentityResult<()> {
     if parent.role != Role::Parent {
-        return Err(ApiError::unprocessable("not_a_parent", "the first user must have the parent role"));
+        return Err(IdentityError::invalid("not_a_parent", "the first user must have the parent role"));
     }
     if child.role != Role::Student {
-        return Err(ApiError::unprocessable("not_a_student", "only students can be linked as children"));
+        return Err(IdentityError::invalid("not_a_student", "only students can be linked as children"));
     }
     if is_parent_of(conn, parent.tenant_id, parent.id, child.id).await? {
         return Ok(());

@@ -15,16 +15,18 @@ use chrono_tz::Tz;
 use futures::future::BoxFuture;
 use sqlx::{AnyConnection, Row};
 
-use super::{Mail, SharedMailer};
+use super::{Mail, MailError, SharedMailer};
 use crate::{
     auth::Role,
-    bookings::{self, Booking, BookingStatus},
+    bookings::{self, Booking, BookingError, BookingStatus},
     calendar::{self, Method, Person},
     config::Config,
     consent::ConsentScope,
-    error::ApiError,
     events::DomainEvent,
-    identity::users::{self, User},
+    identity::{
+        IdentityError,
+        users::{self, User},
+    },
     ids::{BookingId, ConsentRequestId, PackageId, TenantId, UserId},
     outbox::{Consumer, EventEnvelope},
 };
@@ -81,10 +83,8 @@ pub struct School {
 }
 
 impl School {
-    pub async fn load(conn: &mut AnyConnection, tenant: TenantId) -> Result<Self, ApiError> {
-        let t = crate::identity::tenants::find(conn, tenant)
-            .await?
-            .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))?;
+    pub async fn load(conn: &mut AnyConnection, tenant: TenantId) -> Result<Self, MailError> {
+        let t = crate::identity::tenants::find(conn, tenant).await?.ok_or(IdentityError::TenantNotFound)?;
         Ok(School { slug: t.slug, name: t.name })
     }
 }
@@ -106,7 +106,7 @@ impl Recipient {
         tenant: TenantId,
         id: UserId,
         now: DateTime<Utc>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, MailError> {
         let user = users::get_or_404(conn, tenant, id, now).await?;
         let zone = users::zone_of(conn, tenant, id).await?;
         Ok(Self::of(&user, zone, School::load(conn, tenant).await?))
@@ -281,7 +281,7 @@ struct Lesson {
 }
 
 impl Lesson {
-    async fn load(conn: &mut AnyConnection, b: Booking, now: DateTime<Utc>) -> Result<Self, ApiError> {
+    async fn load(conn: &mut AnyConnection, b: Booking, now: DateTime<Utc>) -> Result<Self, MailError> {
         let tutor = users::get_or_404(conn, b.tenant_id, b.tutor_id, now).await?;
         let student = users::get_or_404(conn, b.tenant_id, b.student_id, now).await?;
         let school = School::load(conn, b.tenant_id).await?;
@@ -356,7 +356,7 @@ async fn lesson_confirmed(
     lesson: &Lesson,
     sequence: i64,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), MailError> {
     let b = &lesson.booking;
     for (r, part) in &lesson.recipients {
         let letter = Letter {
@@ -385,7 +385,7 @@ async fn lesson_cancelled(
     lesson: &Lesson,
     sequence: i64,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), MailError> {
     let b = &lesson.booking;
     let by = match b.status {
         BookingStatus::CancelledByTutor => format!("by {}", lesson.tutor.display_name),
@@ -427,7 +427,7 @@ async fn lesson_rescheduled(
     previous: DateTime<Utc>,
     sequence: i64,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), MailError> {
     let b = &lesson.booking;
     for (r, part) in &lesson.recipients {
         let letter = Letter {
@@ -457,7 +457,7 @@ pub async fn lesson_reminder(
     b: &Booking,
     minutes_before: i64,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), MailError> {
     let lesson = Lesson::load(conn, b.clone(), now).await?;
     let lead = human_lead(minutes_before);
     for (r, part) in &lesson.recipients {
@@ -489,7 +489,7 @@ async fn payer(
     paid_by: UserId,
     student: UserId,
     now: DateTime<Utc>,
-) -> Result<Recipient, ApiError> {
+) -> Result<Recipient, MailError> {
     let r = Recipient::load(conn, tenant, paid_by, now).await?;
     if matches!(r.role, Role::Admin | Role::Staff) { Recipient::load(conn, tenant, student, now).await } else { Ok(r) }
 }
@@ -503,7 +503,7 @@ async fn payment_received(
     subject: &str,
     amount: String,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), MailError> {
     let (r, what, status, link) = match subject.split_once(':') {
         Some(("booking", id)) => {
             let id = BookingId::from_column(id)?;
@@ -536,7 +536,7 @@ async fn payment_received(
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| ApiError::not_found("package_not_found", "no such package"))?;
+            .ok_or(BookingError::PackageNotFound)?;
             let student = UserId::from_column(&row.try_get::<String, _>("student_id")?)?;
             let bought_by = UserId::from_column(&row.try_get::<String, _>("bought_by")?)?;
             let r = payer(conn, tenant, bought_by, student, now).await?;
@@ -578,11 +578,11 @@ impl Notices {
         id: BookingId,
         times: (DateTime<Utc>, DateTime<Utc>),
         now: DateTime<Utc>,
-    ) -> Result<Option<Lesson>, ApiError> {
+    ) -> Result<Option<Lesson>, MailError> {
         let mut b = match bookings::load(conn, env.tenant_id, id, "").await {
             Ok(b) => b,
-            Err(e) if e.code == "booking_not_found" => return Ok(None),
-            Err(e) => return Err(e),
+            Err(bookings::BookingError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         // The times the event speaks of, even if the lesson moved again since.
         (b.starts_at, b.ends_at) = times;
@@ -594,7 +594,7 @@ impl Notices {
         conn: &mut AnyConnection,
         env: &EventEnvelope,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), MailError> {
         let (mailer, site, seq) = (&self.mailer, &self.site, env.id);
         match &env.event {
             DomainEvent::BookingStatusChanged { booking_id, from, to, starts_at, ends_at, .. } => {
@@ -647,12 +647,12 @@ impl Consumer for Notices {
                 Ok(()) => Ok(()),
                 // Something the event names is gone or can't be mailed about: skipping is all a retry would do,
                 // and an error here would hold back every later event.
-                Err(e) if e.status.is_client_error() => {
-                    tracing::warn!(event_id = event.id, code = %e.code, error = e.message, "no mail for this event");
+                Err(e) if e.is_gone() => {
+                    tracing::warn!(event_id = event.id, error = %e, "no mail for this event");
                     Ok(())
                 }
                 // Storage trouble: the dispatcher retries the batch.
-                Err(e) => Err(anyhow::anyhow!("{}: {}", e.code, e.message)),
+                Err(e) => Err(e.into()),
             }
         })
     }

@@ -1,5 +1,5 @@
 //! Mail over SMTP (lettre, rustls): [`SmtpMailer`] stores each message like the embedded mailbox and, in the
-//! same transaction, enqueues a `mail.send` job; the job runner's [`SendJob`] builds the MIME message and hands
+//! same transaction, enqueues a `mail.send` job; the job runner's [`SendMail`] builds the MIME message and hands
 //! it to the server, never inside a request. A failed attempt (server down, refused, timed out) is the job's
 //! failure: retried by the runner's backoff, visible in the mailbox listing (`delivery`) and, once dead, in the
 //! failed jobs, where staff retry it.

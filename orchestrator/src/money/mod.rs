@@ -41,6 +41,45 @@ pub struct Ctx {
     pub stripe: crate::money::stripe::SharedStripe,
 }
 
+/// What can go wrong with money, in the domain's words; an HTTP answer only at the edge
+/// (`From<MoneyError> for ApiError`).
+#[derive(Debug, thiserror::Error)]
+pub enum MoneyError {
+    /// A posting whose entries don't sum to zero (a bug: refused, never written).
+    #[error("refusing the unbalanced ledger posting {0}")]
+    Unbalanced(String),
+    #[error("nothing has been released for booking {0}")]
+    PayoutNotFound(BookingId),
+    #[error("{0:?} is not a currency")]
+    BadCurrency(String),
+    #[error("the payment provider failed: {0}")]
+    Provider(#[from] billing::ProviderError),
+    #[error("database: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl From<MoneyError> for ApiError {
+    fn from(e: MoneyError) -> Self {
+        match e {
+            MoneyError::PayoutNotFound(_) => {
+                ApiError::not_found("payout_not_found", "nothing has been released for that booking")
+            }
+            MoneyError::Provider(e) => {
+                ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string())
+            }
+            MoneyError::Storage(e) => e.into(),
+            e @ (MoneyError::Unbalanced(_) | MoneyError::BadCurrency(_)) => {
+                tracing::error!(error = %e, "money");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+fn currency(code: &str) -> Result<billing::Currency, MoneyError> {
+    code.parse().map_err(|_| MoneyError::BadCurrency(code.to_string()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Account {
     ProviderBalance,
@@ -106,10 +145,9 @@ pub struct Posting<'a> {
 
 /// Posts `p` inside the caller's transaction. Ok(false) when its reference was already posted; an
 /// unbalanced posting is a bug and is refused (500) before anything is written.
-pub async fn post(conn: &mut AnyConnection, now: DateTime<Utc>, p: &Posting<'_>) -> ApiResult<bool> {
+pub async fn post(conn: &mut AnyConnection, now: DateTime<Utc>, p: &Posting<'_>) -> Result<bool, MoneyError> {
     if !balanced(&p.entries) {
-        tracing::error!(reference = p.reference, "refusing an unbalanced ledger posting");
-        return Err(ApiError::internal());
+        return Err(MoneyError::Unbalanced(p.reference.clone()));
     }
     let exists = sqlx::query("SELECT 1 FROM money_transactions WHERE reference = $1")
         .bind(&p.reference)
@@ -154,7 +192,7 @@ pub async fn commission_for(
     tenant: TenantId,
     tutor: UserId,
     tenant_rate: billing::Commission,
-) -> ApiResult<billing::Commission> {
+) -> Result<billing::Commission, MoneyError> {
     let row = sqlx::query("SELECT commission_bps FROM tutor_billing WHERE tenant_id = $1 AND tutor_id = $2")
         .bind(tenant.to_string())
         .bind(tutor.to_string())
@@ -218,7 +256,7 @@ pub async fn record_payout(
     booking: BookingId,
     transfer_ref: &str,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> Result<bool, MoneyError> {
     let lock = Db::lock_clause(conn);
     let sql = format!(
         "SELECT tutor_id, share_minor, currency, paid_at FROM tutor_payouts WHERE tenant_id = $1 AND booking_id = $2{lock}"
@@ -228,7 +266,7 @@ pub async fn record_payout(
         .bind(booking.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("payout_not_found", "nothing has been released for that booking"))?;
+        .ok_or(MoneyError::PayoutNotFound(booking))?;
     if row.try_get::<Option<String>, _>("paid_at")?.is_some() {
         return Ok(false);
     }
@@ -264,7 +302,7 @@ pub async fn refund_released(
     booking: BookingId,
     amount: i64,
     now: DateTime<Utc>,
-) -> ApiResult<i64> {
+) -> Result<i64, MoneyError> {
     let lock = Db::lock_clause(conn);
     let sql = format!(
         "SELECT tutor_id, gross_minor, fee_minor, currency, paid_at, transfer_ref FROM tutor_payouts

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use super::Ctx;
+use super::MoneyError;
 use crate::{
     auth::{AnyRole, Authed, Role},
     db::{self},
@@ -48,9 +48,7 @@ impl BackgroundJob for Transfer {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let Some(stripe) = stripe else { return Ok(()) };
-        transfer(conn, stripe, job.tenant_id, self.booking_id, now)
-            .await
-            .map_err(|e| anyhow!("{}: {}", e.code, e.message))
+        Ok(transfer(conn, stripe, job.tenant_id, self.booking_id, now).await?)
     }
 }
 
@@ -66,9 +64,7 @@ impl BackgroundJob for Reverse {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let Some(stripe) = stripe else { return Ok(()) };
-        reverse(conn, stripe, job.tenant_id, self.booking_id, self.amount_minor, now)
-            .await
-            .map_err(|e| anyhow!("{}: {}", e.code, e.message))
+        Ok(reverse(conn, stripe, job.tenant_id, self.booking_id, self.amount_minor, now).await?)
     }
 }
 
@@ -88,7 +84,7 @@ pub async fn account_updated(
     submitted: bool,
     cause: &str,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MoneyError> {
     let row = sqlx::query(
         "UPDATE tutor_billing SET payouts_enabled = $1, details_submitted = $2, updated_at = $3
          WHERE stripe_account = $4 RETURNING tutor_id, tenant_id",
@@ -115,7 +111,7 @@ pub async fn enqueue_owed_transfers(
     tutor: UserId,
     cause: &str,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MoneyError> {
     let rows =
         sqlx::query("SELECT booking_id FROM tutor_payouts WHERE tenant_id = $1 AND tutor_id = $2 AND paid_at IS NULL")
             .bind(tenant.to_string())
@@ -136,7 +132,7 @@ pub async fn enqueue_transfer(
     booking: BookingId,
     cause: &str,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MoneyError> {
     let at = Schedule { tenant, run_at: now, dedupe_key: Some(format!("transfer:{booking}:{cause}")) };
     jobs::enqueue(conn, now, at, &Transfer { booking_id: booking }).await?;
     Ok(())
@@ -152,7 +148,7 @@ pub async fn transfer(
     tenant: TenantId,
     booking: BookingId,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MoneyError> {
     let row = sqlx::query(
         "SELECT p.share_minor, p.reversed_minor, p.currency, p.paid_at, t.stripe_account, t.payouts_enabled
          FROM tutor_payouts p LEFT JOIN tutor_billing t ON t.tutor_id = p.tutor_id AND t.tenant_id = p.tenant_id
@@ -175,7 +171,7 @@ pub async fn transfer(
         super::record_payout(conn, tenant, booking, "none:refunded", now).await?;
         return Ok(());
     }
-    let currency: billing::Currency = r.try_get::<String, _>("currency")?.parse().map_err(|_| ApiError::internal())?;
+    let currency = super::currency(&r.try_get::<String, _>("currency")?)?;
     let tr = stripe
         .transfer(
             billing::Money::new(share, currency),
@@ -183,8 +179,7 @@ pub async fn transfer(
             &format!("booking:{booking}"),
             &format!("payout:{booking}"),
         )
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string()))?;
+        .await?;
     super::record_payout(conn, tenant, booking, &tr, now).await?;
     Ok(())
 }
@@ -198,7 +193,7 @@ pub async fn reverse(
     booking: BookingId,
     amount: i64,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MoneyError> {
     let row = sqlx::query(
         "SELECT tutor_id, currency, transfer_ref FROM tutor_payouts WHERE tenant_id = $1 AND booking_id = $2",
     )
@@ -210,11 +205,8 @@ pub async fn reverse(
     let Some(transfer) = r.try_get::<Option<String>, _>("transfer_ref")? else { return Ok(()) };
     let tutor = UserId::from_column(&r.try_get::<String, _>("tutor_id")?)?;
     let currency: String = r.try_get("currency")?;
-    let money = billing::Money::new(amount, currency.parse().map_err(|_| ApiError::internal())?);
-    let reversal = stripe
-        .reverse_transfer(&transfer, money, &format!("reversal:{booking}"))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "payment_provider_error", e.to_string()))?;
+    let money = billing::Money::new(amount, super::currency(&currency)?);
+    let reversal = stripe.reverse_transfer(&transfer, money, &format!("reversal:{booking}")).await?;
     let posting = super::Posting {
         tenant,
         kind: "payout_reversal",

@@ -46,6 +46,19 @@ impl From<ApiError> for Denied {
     }
 }
 
+/// A domain's refusal reaches the socket as the API would say it.
+macro_rules! denied_from {
+    ($($err:ty),*) => {$(
+        impl From<$err> for Denied {
+            fn from(e: $err) -> Self {
+                ApiError::from(e).into()
+            }
+        }
+    )*};
+}
+
+denied_from!(bookings::BookingError, crate::identity::IdentityError);
+
 pub struct ClassroomGate {
     pub db: Db,
     pub tokens: Arc<Tokens>,
