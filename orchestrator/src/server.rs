@@ -186,10 +186,8 @@ impl Server {
             outbox: outbox.clone(),
             config: config.clone(),
             chat: chat_writer,
-            signaling: std::sync::OnceLock::new(),
         });
         let signaling = build_signaling(&config, gate.clone()).await.context("starting the real-time layer")?;
-        let _ = gate.signaling.set(signaling.clone());
         Ok(Self {
             state: AppState::new(AppParts {
                 db,

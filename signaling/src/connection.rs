@@ -513,7 +513,7 @@ impl Conn {
                 if !j.grant.moderate {
                     return send_error(sink, id, "forbidden", "you may not run commands here").await;
                 }
-                match self.sig.gate.command(&self.who, &room, &name, &args).await {
+                match self.sig.gate.command(&self.who, &room, &name, &args, &self.sig).await {
                     Ok(()) => self.ack(sink, id, None).await,
                     Err(d) => send_error(sink, id, &d.code, &d.message).await,
                 }

@@ -3,6 +3,13 @@
 
 use futures::future::BoxFuture;
 
+/// Publishing into rooms as the application (what `Signaling::publish` does), handed to a gate's commands
+/// so the gate needs no reference back to the layer that owns it.
+pub trait Publisher: Send + Sync {
+    /// Publishes `data` to `room` (stored for recovery); the offset it got, or why not.
+    fn publish<'a>(&'a self, room: &'a str, data: &'a serde_json::Value) -> BoxFuture<'a, Result<u64, String>>;
+}
+
 /// An authenticated connection's user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -53,13 +60,14 @@ pub trait Gate: Send + Sync + 'static {
     /// Whether `who` may join `room`, and with which rights.
     fn authorize<'a>(&'a self, who: &'a Identity, room: &'a str) -> BoxFuture<'a, Result<RoomGrant, Denied>>;
     /// Runs a domain command sent in `room`. Its visible effect reaches the room as a publication
-    /// made by the application (e.g. from its event stream), not by this call's answer.
+    /// made by the application (from its event stream, or through `rooms`), not by this call's answer.
     fn command<'a>(
         &'a self,
         who: &'a Identity,
         room: &'a str,
         name: &'a str,
         args: &'a serde_json::Value,
+        rooms: &'a dyn Publisher,
     ) -> BoxFuture<'a, Result<(), Denied>>;
     /// A chat message was published at `offset`; persist it without blocking (e.g. queue a batch write).
     fn chat_posted(&self, _room: &str, _offset: u64, _who: &Identity, _text: &str) {}

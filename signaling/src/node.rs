@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::{
     bus::{self, Bus, BusError, Publish},
-    gate::Gate,
+    gate::{Gate, Publisher},
     hub::{self, Fanout, Hub},
     presence::{self, PresenceStore},
     protocol::Verdict,
@@ -157,5 +157,15 @@ impl Signaling {
 
     pub(crate) fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+}
+
+impl Publisher for Signaling {
+    fn publish<'a>(
+        &'a self,
+        room: &'a str,
+        data: &'a serde_json::Value,
+    ) -> futures::future::BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move { Signaling::publish(self, room, data).await.map_err(|e| e.to_string()) })
     }
 }

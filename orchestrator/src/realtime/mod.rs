@@ -12,13 +12,10 @@
 pub mod chat;
 pub mod push;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use signaling::{
-    Signaling,
-    gate::{Denied, Gate, Identity, RoomGrant},
-};
+use signaling::gate::{Denied, Gate, Identity, Publisher, RoomGrant};
 
 use crate::{
     auth::{AuthUser, Role, Tokens},
@@ -66,8 +63,6 @@ pub struct ClassroomGate {
     pub outbox: Outbox,
     pub config: Arc<Config>,
     pub chat: chat::ChatWriter,
-    /// Set once the signaling layer that owns this gate exists (for commands that publish).
-    pub signaling: OnceLock<Signaling>,
 }
 
 fn auth_user(who: &Identity) -> Result<AuthUser, Denied> {
@@ -172,15 +167,15 @@ impl ClassroomGate {
         Ok(())
     }
 
-    async fn lesson_state(&self, room: &str, args: &serde_json::Value) -> Result<(), Denied> {
+    async fn lesson_state(&self, room: &str, args: &serde_json::Value, rooms: &dyn Publisher) -> Result<(), Denied> {
         let state = args["state"].as_str().unwrap_or("");
         if !matches!(state, "started" | "ended") {
             return Err(Denied::new("invalid", "state is `started` or `ended`"));
         }
-        let sig = self.signaling.get().ok_or_else(|| Denied::new("unavailable", "starting up"))?;
-        sig.publish(room, &serde_json::json!({"kind": "lesson", "state": state}))
+        rooms
+            .publish(room, &serde_json::json!({"kind": "lesson", "state": state}))
             .await
-            .map_err(|e| Denied::new("unavailable", e.to_string()))?;
+            .map_err(|e| Denied::new("unavailable", e))?;
         Ok(())
     }
 }
@@ -232,12 +227,13 @@ impl Gate for ClassroomGate {
         room: &'a str,
         name: &'a str,
         args: &'a serde_json::Value,
+        rooms: &'a dyn Publisher,
     ) -> BoxFuture<'a, Result<(), Denied>> {
         Box::pin(async move {
             let meeting = meeting_of(room).ok_or_else(|| Denied::new("unknown_command", "commands run in meetings"))?;
             match name {
                 "mark_attendance" => self.mark_attendance(who, meeting, args).await,
-                "lesson_state" => self.lesson_state(room, args).await,
+                "lesson_state" => self.lesson_state(room, args, rooms).await,
                 _ => Err(Denied::new("unknown_command", "commands: mark_attendance, lesson_state")),
             }
         })
