@@ -13,9 +13,28 @@ use utoipa::ToSchema;
 use crate::{
     bookings::policy::BookingPolicy,
     consent::{self, ConsentScope},
-    error::{ApiError, ApiResult},
+    error::ApiError,
     identity::users::User,
 };
+
+/// Why a seat can't be taken now: a minor's missing consent, or the room's window. An HTTP answer only at the
+/// edge (403 `consent_required`, 409 `outside_lesson_window`).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Consent(#[from] consent::ConsentError),
+    #[error("the room is open from {opens} to {closes}")]
+    Closed { opens: DateTime<Utc>, closes: DateTime<Utc> },
+}
+
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::Consent(e) => e.into(),
+            LiveError::Closed { .. } => ApiError::conflict("outside_lesson_window", e.to_string()),
+        }
+    }
+}
 
 /// What the media join handlers use (built from the app state in `app`).
 #[derive(Clone)]
@@ -46,7 +65,7 @@ pub struct Access {
 
 /// A student's seat: a minor needs live-video consent to be in at all; chat and recording follow their own
 /// consents.
-pub async fn student_access(conn: &mut AnyConnection, student: &User) -> ApiResult<Access> {
+pub async fn student_access(conn: &mut AnyConnection, student: &User) -> Result<Access, LiveError> {
     consent::ensure(conn, student, &[ConsentScope::LiveVideo]).await?;
     let chat = consent::ensure(conn, student, &[ConsentScope::Chat]).await.is_ok();
     let recording = consent::ensure(conn, student, &[ConsentScope::Recording]).await.is_ok();
@@ -59,11 +78,11 @@ pub fn ensure_open(
     ends: DateTime<Utc>,
     pol: &BookingPolicy,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), LiveError> {
     let opens = starts - Duration::minutes(pol.join_lead_minutes);
     let closes = ends + Duration::minutes(pol.auto_end_grace_minutes);
     if now < opens || now >= closes {
-        return Err(ApiError::conflict("outside_lesson_window", format!("the room is open from {opens} to {closes}")));
+        return Err(LiveError::Closed { opens, closes });
     }
     Ok(())
 }

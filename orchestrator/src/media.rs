@@ -34,6 +34,25 @@ use crate::{
     outbox::{self, Outbox},
 };
 
+/// Why a presence event couldn't be applied: what it names is broken, or storage failed. An HTTP answer only
+/// at the edge (the LiveKit webhook).
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error(transparent)]
+    Booking(#[from] bookings::BookingError),
+    #[error("database: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::Booking(e) => e.into(),
+            MediaError::Storage(e) => e.into(),
+        }
+    }
+}
+
 /// The handles the media handlers use, extracted as one `State<Ctx>` (built from the app state in `app`).
 #[derive(Clone)]
 pub struct Ctx {
@@ -81,7 +100,7 @@ pub async fn webhook(
 }
 
 /// The booking behind a `lesson:<id>` room, with its tenant.
-async fn lesson(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<bookings::Booking>> {
+async fn lesson(conn: &mut AnyConnection, room: &str) -> Result<Option<bookings::Booking>, MediaError> {
     let Some(id) = room.strip_prefix("lesson:").and_then(|id| id.parse::<BookingId>().ok()) else { return Ok(None) };
     let row = sqlx::query("SELECT tenant_id FROM bookings WHERE id = $1")
         .bind(id.to_string())
@@ -93,7 +112,10 @@ async fn lesson(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<bookin
 }
 
 /// The meeting behind a `meeting:<id>` room: (tenant, meeting, class, instructor).
-async fn meeting_of(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<(TenantId, MeetingId, ClassId, UserId)>> {
+async fn meeting_of(
+    conn: &mut AnyConnection,
+    room: &str,
+) -> Result<Option<(TenantId, MeetingId, ClassId, UserId)>, MediaError> {
     let Some(id) = room.strip_prefix("meeting:").and_then(|id| id.parse::<MeetingId>().ok()) else { return Ok(None) };
     let row = sqlx::query(
         "SELECT m.tenant_id, c.id AS class_id, c.instructor_id FROM meetings m JOIN classes c ON c.id = m.class_id
@@ -113,7 +135,7 @@ async fn meeting_of(conn: &mut AnyConnection, room: &str) -> ApiResult<Option<(T
     .transpose()
 }
 
-async fn handle(conn: &mut AnyConnection, e: &rooms::webhook::Event, now: DateTime<Utc>) -> ApiResult<()> {
+async fn handle(conn: &mut AnyConnection, e: &rooms::webhook::Event, now: DateTime<Utc>) -> Result<(), MediaError> {
     let Some(room) = e.room.as_deref() else { return Ok(()) };
     let user = e.participant.as_deref().and_then(|p| p.parse::<UserId>().ok());
     // A class meeting: attendance segments only (the instructor confirms attendance from the proposal).
@@ -168,7 +190,7 @@ async fn open_segment(
     room: &str,
     user: UserId,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MediaError> {
     let last =
         sqlx::query("SELECT id, left_at FROM media_segments WHERE room = $1 AND user_id = $2 ORDER BY id DESC LIMIT 1")
             .bind(room)
@@ -206,7 +228,7 @@ async fn close_segments(
     room: &str,
     user: Option<UserId>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<(), MediaError> {
     sqlx::query(
         "UPDATE media_segments SET left_at = $1 WHERE room = $2 AND left_at IS NULL AND ($3 IS NULL OR user_id = $3)",
     )
@@ -347,7 +369,7 @@ pub async fn embedded_events(
                 let mut tx = db.begin().await?;
                 handle(tx.conn(), &event, now).await?;
                 tx.commit().await?;
-                Ok::<_, ApiError>(())
+                Ok::<_, MediaError>(())
             }
             .await;
             match applied {

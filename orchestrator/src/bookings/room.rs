@@ -10,7 +10,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
-use super::{Booking, BookingStatus, load, policy};
+use super::{Booking, BookingResult, BookingStatus, load, policy};
 use crate::{
     auth::{AnyRole, AuthUser, Authed},
     error::{ApiError, ApiResult, ErrorBody, Json, Path},
@@ -47,7 +47,7 @@ pub async fn access(
     if seat != Seat::Student {
         return Ok(Access { seat, chat: true, recording: true });
     }
-    live::student_access(conn, user).await
+    Ok(live::student_access(conn, user).await?)
 }
 
 /// A participant entered the lesson (the real-time room, or the media room by LiveKit's webhook): their
@@ -59,7 +59,7 @@ pub async fn arrived(
     user: crate::ids::UserId,
     pol: &policy::BookingPolicy,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     if user != b.tutor_id && user != b.student_id {
         return Ok(());
     }

@@ -16,15 +16,15 @@ use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    AttendanceStatus, Class, ClassStatus, Ctx, LedgerKind, Meeting, Relation, ledger, load_class, load_meeting,
-    meetings_of, relation, require_manager,
+    AttendanceStatus, Class, ClassError, ClassResult, ClassStatus, Ctx, LedgerKind, Meeting, Relation, ledger,
+    load_class, load_meeting, meetings_of, relation, require_manager,
 };
 use crate::{
     audit,
     auth::{AnyRole, AuthUser, Authed},
     config::Config,
     db::{self, Db, Tx},
-    error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
+    error::{ApiResult, ErrorBody, Json, Path, Query},
     events::DomainEvent,
     identity::users,
     ids::{ClassId, EnrollmentId, MeetingId, UserId},
@@ -75,20 +75,20 @@ fn check_window(
     meeting: &Meeting,
     config: &Config,
     now: DateTime<Utc>,
-) -> ApiResult<bool> {
+) -> ClassResult<bool> {
     match class.status {
         ClassStatus::Active => {}
         ClassStatus::Completed if rel == Relation::Staff => {}
-        _ => return Err(ApiError::conflict("class_not_active", "attendance is taken in active classes")),
+        _ => return Err(ClassError::refused("class_not_active", "attendance is taken in active classes")),
     }
     let opens = meeting.starts_at - Duration::seconds(config.attendance_lead_secs as i64);
     let closes = meeting.ends_at + Duration::seconds(config.attendance_grace_secs as i64);
     if now < opens {
-        return Err(ApiError::conflict("attendance_not_open", format!("attendance opens at {}", opens.to_rfc3339())));
+        return Err(ClassError::refused("attendance_not_open", format!("attendance opens at {}", opens.to_rfc3339())));
     }
     let late = now > closes || class.status == ClassStatus::Completed;
     if late && rel != Relation::Staff {
-        return Err(ApiError::conflict(
+        return Err(ClassError::refused(
             "attendance_window_closed",
             format!("attendance closed at {}; staff can still correct it", closes.to_rfc3339()),
         ));
@@ -105,10 +105,10 @@ async fn apply_mark(
     mark: &StudentMark,
     allow_negative: bool,
     now: DateTime<Utc>,
-) -> ApiResult<(MarkOutcome, Option<i64>)> {
-    let enrollment_id = super::enrollment_of(tx.conn(), class.id, mark.student_id).await?.ok_or_else(|| {
-        ApiError::unprocessable("not_enrolled", format!("student {} is not enrolled", mark.student_id))
-    })?;
+) -> ClassResult<(MarkOutcome, Option<i64>)> {
+    let enrollment_id = super::enrollment_of(tx.conn(), class.id, mark.student_id)
+        .await?
+        .ok_or_else(|| ClassError::invalid("not_enrolled", format!("student {} is not enrolled", mark.student_id)))?;
     // Serialises marks for this student (PostgreSQL); SQLite already holds the writer slot.
     let lock = Db::lock_clause(tx.conn());
     super::load_enrollment(tx.conn(), auth.tenant_id, enrollment_id, lock).await?;
@@ -239,14 +239,14 @@ pub async fn mark_all(
     meeting_id: MeetingId,
     mut marks: Vec<StudentMark>,
     allow_negative: bool,
-) -> ApiResult<Vec<MarkOutcome>> {
+) -> ClassResult<Vec<MarkOutcome>> {
     if marks.is_empty() || marks.len() > 1000 {
-        return Err(ApiError::unprocessable("invalid_marks", "give 1 to 1000 marks"));
+        return Err(ClassError::invalid("invalid_marks", "give 1 to 1000 marks"));
     }
     // A fixed lock order (by student) keeps concurrent bulk marks from deadlocking.
     marks.sort_by_key(|m| m.student_id);
     if marks.windows(2).any(|w| w[0].student_id == w[1].student_id) {
-        return Err(ApiError::unprocessable("duplicate_student", "a student appears twice"));
+        return Err(ClassError::invalid("duplicate_student", "a student appears twice"));
     }
     let Ctx { db, clock, outbox, config } = cx;
     let now = clock.now();
@@ -255,7 +255,7 @@ pub async fn mark_all(
     let rel = relation(tx.conn(), auth, &class).await?;
     require_manager(rel)?;
     if allow_negative && rel != Relation::Staff {
-        return Err(ApiError::forbidden("override_staff_only", "only staff may let a balance go negative"));
+        return Err(ClassError::forbidden("override_staff_only", "only staff may let a balance go negative"));
     }
     let late_correction = check_window(rel, &class, &meeting, config, now)?;
     let mut outcomes = Vec::with_capacity(marks.len());

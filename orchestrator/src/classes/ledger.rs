@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
-use super::{AttendanceStatus, Ctx, LedgerKind, load_class, relation, require_member};
+use super::{AttendanceStatus, ClassError, ClassResult, Ctx, LedgerKind, load_class, relation, require_member};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Staff},
@@ -42,9 +42,9 @@ pub fn apply(balance: i64, delta: i64, allow_negative: bool) -> Result<i64, Over
     if next < 0 && delta < 0 && !allow_negative { Err(Overdraft { balance, delta }) } else { Ok(next) }
 }
 
-impl From<Overdraft> for ApiError {
+impl From<Overdraft> for ClassError {
     fn from(o: Overdraft) -> Self {
-        ApiError::conflict(
+        ClassError::refused(
             "insufficient_credits",
             format!("the balance is {} credit(s); this needs {} (staff may override)", o.balance, -o.delta),
         )
@@ -78,7 +78,7 @@ pub async fn append(
     enrollment: EnrollmentId,
     m: &Movement<'_>,
     now: DateTime<Utc>,
-) -> ApiResult<i64> {
+) -> ClassResult<i64> {
     let current = balance(conn, enrollment).await?;
     let next = apply(current, m.delta, m.allow_negative)?;
     sqlx::query(

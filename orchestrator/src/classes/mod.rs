@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::db::text_enum;
 pub use crate::events::{AttendanceStatus, ClassKind, LedgerKind};
+pub use error::{ClassError, ClassResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -21,6 +22,7 @@ text_enum!(ClassStatus { Draft = "draft", Active = "active", Completed = "comple
 pub mod attendance;
 pub mod courses;
 pub mod enrollments;
+pub mod error;
 pub mod ledger;
 pub mod lifecycle;
 pub mod room;
@@ -32,7 +34,6 @@ use sqlx::{AnyConnection, Row, any::AnyRow};
 use crate::{
     auth::{AuthUser, Role},
     db,
-    error::{ApiError, ApiResult},
     identity::users,
     ids::{ClassId, CourseId, EnrollmentId, MeetingId, TenantId, UserId},
 };
@@ -73,7 +74,7 @@ pub async fn load_enrollment(
     tenant: TenantId,
     id: EnrollmentId,
     lock: &str,
-) -> ApiResult<Enrollment> {
+) -> ClassResult<Enrollment> {
     let sql = format!(
         "SELECT id, class_id, student_id, reference, created_at FROM enrollments WHERE tenant_id = $1 AND id = $2{lock}"
     );
@@ -82,7 +83,7 @@ pub async fn load_enrollment(
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("enrollment_not_found", "no such enrollment"))?;
+        .ok_or_else(|| ClassError::not_found("enrollment_not_found", "no such enrollment"))?;
     Ok(enrollment_from_row(&row)?)
 }
 
@@ -161,14 +162,14 @@ fn class_from_row(r: &AnyRow) -> Result<Class, sqlx::Error> {
 
 /// Loads a class of `tenant`. `lock` appends the backend's row lock (use inside write transactions
 /// that check-then-change the class, e.g. capacity).
-pub async fn load_class(conn: &mut AnyConnection, tenant: TenantId, id: ClassId, lock: &str) -> ApiResult<Class> {
+pub async fn load_class(conn: &mut AnyConnection, tenant: TenantId, id: ClassId, lock: &str) -> ClassResult<Class> {
     let sql = format!("SELECT {CLASS_COLUMNS} FROM classes WHERE tenant_id = $1 AND id = $2{lock}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("class_not_found", "no such class"))?;
+        .ok_or_else(|| ClassError::not_found("class_not_found", "no such class"))?;
     Ok(class_from_row(&row)?)
 }
 
@@ -194,7 +195,7 @@ impl Relation {
     }
 }
 
-pub async fn relation(conn: &mut AnyConnection, auth: &AuthUser, class: &Class) -> ApiResult<Relation> {
+pub async fn relation(conn: &mut AnyConnection, auth: &AuthUser, class: &Class) -> ClassResult<Relation> {
     if auth.is_staff() {
         return Ok(Relation::Staff);
     }
@@ -221,20 +222,20 @@ pub async fn relation(conn: &mut AnyConnection, auth: &AuthUser, class: &Class) 
 }
 
 /// Forbidden unless the caller manages the class.
-pub fn require_manager(rel: Relation) -> ApiResult<()> {
+pub fn require_manager(rel: Relation) -> ClassResult<()> {
     if rel.manages() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("not_class_manager", "only the class's instructor or staff may do this"))
+        Err(ClassError::forbidden("not_class_manager", "only the class's instructor or staff may do this"))
     }
 }
 
 /// Forbidden unless the caller belongs to the class in some way.
-pub fn require_member(rel: Relation) -> ApiResult<()> {
+pub fn require_member(rel: Relation) -> ClassResult<()> {
     if rel.is_member() {
         Ok(())
     } else {
-        Err(ApiError::forbidden("not_class_member", "you are not part of this class"))
+        Err(ClassError::forbidden("not_class_member", "you are not part of this class"))
     }
 }
 
@@ -296,13 +297,13 @@ pub async fn load_meeting(
     tenant: TenantId,
     id: MeetingId,
     lock: &str,
-) -> ApiResult<(Meeting, Class)> {
+) -> ClassResult<(Meeting, Class)> {
     let row = sqlx::query("SELECT id, class_id, starts_at, ends_at FROM meetings WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("meeting_not_found", "no such meeting"))?;
+        .ok_or_else(|| ClassError::not_found("meeting_not_found", "no such meeting"))?;
     let class_id = ClassId::from_column(&row.try_get::<String, _>("class_id")?)?;
     let class = load_class(conn, tenant, class_id, lock).await?;
     Ok((meeting_from_row(&row, &class.timezone)?, class))
@@ -314,10 +315,10 @@ pub async fn load_student(
     tenant: TenantId,
     id: UserId,
     now: DateTime<Utc>,
-) -> ApiResult<users::User> {
+) -> ClassResult<users::User> {
     let user = users::get_or_404(conn, tenant, id, now).await?;
     if user.role != Role::Student {
-        return Err(ApiError::unprocessable("not_a_student", "only students can be enrolled"));
+        return Err(ClassError::invalid("not_a_student", "only students can be enrolled"));
     }
     Ok(user)
 }

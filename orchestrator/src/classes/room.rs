@@ -46,7 +46,7 @@ pub async fn access(conn: &mut AnyConnection, auth: &AuthUser, user: &User, clas
     if class.status != ClassStatus::Active {
         return Err(ApiError::conflict("class_not_active", "the class is not running"));
     }
-    live::student_access(conn, user).await
+    Ok(live::student_access(conn, user).await?)
 }
 
 /// A media join token for the caller's seat in a class meeting, inside the meeting's window.

@@ -237,10 +237,29 @@ pub async fn state_of(conn: &mut AnyConnection, child: &User) -> Result<ConsentS
     })
 }
 
+/// Why a minor may not act: the scopes no linked parent has granted, or storage failed. An HTTP answer only at
+/// the edge (403 `consent_required`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("a linked parent's consent is required for: {}", scope_names(missing))]
+    Required { missing: Vec<ConsentScope> },
+    #[error("database: {0}")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl From<ConsentError> for ApiError {
+    fn from(e: ConsentError) -> Self {
+        match e {
+            ConsentError::Required { .. } => ApiError::forbidden("consent_required", e.to_string()),
+            ConsentError::Storage(e) => e.into(),
+        }
+    }
+}
+
 /// Ok when `student` may act under every scope in `scopes`: adults always; minors only with a linked
-/// parent's granted, unrevoked consent for each scope. Otherwise a 403 `consent_required` naming the
+/// parent's granted, unrevoked consent for each scope. Otherwise [`ConsentError::Required`] naming the
 /// missing scopes.
-pub async fn ensure(conn: &mut AnyConnection, student: &User, scopes: &[ConsentScope]) -> ApiResult<()> {
+pub async fn ensure(conn: &mut AnyConnection, student: &User, scopes: &[ConsentScope]) -> Result<(), ConsentError> {
     if !student.minor || scopes.is_empty() {
         return Ok(());
     }
@@ -249,13 +268,9 @@ pub async fn ensure(conn: &mut AnyConnection, student: &User, scopes: &[ConsentS
     if missing.is_empty() {
         return Ok(());
     }
-    Err(ApiError::forbidden(
-        "consent_required",
-        format!("a linked parent's consent is required for: {}", scope_names(&missing)),
-    ))
+    Err(ConsentError::Required { missing })
 }
 
-/// Records `parent`'s answer for `scope` of `child`, replacing their previous one.
 /// One parent's answer for one scope of one child, as a decided request records it.
 pub(crate) struct Answer {
     pub child: UserId,
@@ -266,6 +281,7 @@ pub(crate) struct Answer {
     pub request: ConsentRequestId,
 }
 
+/// Records `parent`'s answer for `scope` of `child`, replacing their previous one.
 pub(crate) async fn upsert(
     conn: &mut AnyConnection,
     tenant: TenantId,

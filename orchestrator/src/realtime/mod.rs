@@ -54,7 +54,7 @@ macro_rules! denied_from {
     )*};
 }
 
-denied_from!(bookings::BookingError, crate::identity::IdentityError);
+denied_from!(bookings::BookingError, crate::identity::IdentityError, crate::classes::ClassError);
 
 pub struct ClassroomGate {
     pub db: Db,

@@ -482,7 +482,10 @@ async fn ensure_follows_grants_revocations_and_links() {
         let mut conn = app.state.db.pool().acquire().await.unwrap();
         let user =
             users::find(&mut conn, tenant, who.user_id.parse().unwrap(), app.clock.now()).await.unwrap().unwrap();
-        consent::ensure(&mut conn, &user, scopes).await.map_err(|e| (e.status.as_u16(), e.code.into_owned(), e.message))
+        consent::ensure(&mut conn, &user, scopes).await.map_err(|e| {
+            let e = orchestrator::error::ApiError::from(e);
+            (e.status.as_u16(), e.code.into_owned(), e.message)
+        })
     };
     use ConsentScope::*;
 
