@@ -665,7 +665,7 @@ fn media_backend(config: &Config, clock: SharedClock) -> anyhow::Result<MediaPar
         url: config.rtc_url.clone(),
         ping_interval_secs: 5,
         ping_timeout_secs: 15,
-        clock: Arc::new(move || clock.now().timestamp()),
+        unix_now: Arc::new(move || clock.now().timestamp()),
     };
     let (sfu, events) = rooms::sfu::Sfu::start(sfu_config)
         .with_context(|| format!("starting the embedded SFU on UDP port {}", config.rtc_udp_port))?;

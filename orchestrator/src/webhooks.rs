@@ -16,16 +16,13 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use crate::{
-    bookings::checkout,
-    clock::SharedClock,
+    bookings::{self, checkout},
     config::Config,
-    db::{self, Db},
+    db::{self},
     error::{ApiError, ApiResult, ErrorBody, Json},
     idempotency,
     ids::{PaymentId, TenantId},
-    jobs::Jobs,
     money,
-    outbox::Outbox,
 };
 
 /// Stripe's default tolerance for a signature's timestamp.
@@ -45,10 +42,7 @@ pub struct WebhookAck {
     params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
     responses((status = 200, body = WebhookAck), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn webhook(
-    State(db): State<Db>,
-    State(clock): State<SharedClock>,
-    State(outbox): State<Outbox>,
-    State(jobs): State<Jobs>,
+    State(cx): State<bookings::Ctx>,
     State(config): State<Arc<Config>>,
     headers: HeaderMap,
     body: Bytes,
@@ -58,17 +52,15 @@ pub async fn webhook(
         .as_ref()
         .ok_or_else(|| ApiError::not_found("stripe_not_configured", "this server doesn't use Stripe"))?;
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let now = clock.now();
+    let now = cx.clock.now();
     let event = billing::webhook::verify_event(header, &body, secret.expose(), now.timestamp(), TOLERANCE_SECS)
         .map_err(|e| ApiError::bad_request("invalid_signature", e.to_string()))?;
-    let mut tx = db.begin().await?;
+    let mut tx = cx.db.begin().await?;
     let fresh = idempotency::first_webhook_delivery(tx.conn(), "stripe", &event.id, &event.kind, now).await?;
     if fresh {
         handle(tx.conn(), &event, now).await?;
     }
-    tx.commit().await?;
-    outbox.notify();
-    jobs.notify();
+    cx.commit(tx).await?;
     Ok(Json(WebhookAck { received: true, duplicate: !fresh }))
 }
 

@@ -45,7 +45,7 @@ async fn server() -> Server {
         url: Some(format!("ws://{addr}")),
         ping_interval_secs: 5,
         ping_timeout_secs: 15,
-        clock: rooms::sfu::system_clock(),
+        unix_now: rooms::sfu::system_unix_now(),
     };
     let (sfu, events) = Sfu::start(config).unwrap();
     let app = rooms::sfu::router::<()>(sfu.clone());

@@ -11,7 +11,8 @@
 //! dialect only fails here, with every difference listed in a sentence.
 //!
 //! It needs PostgreSQL: `TEST_DATABASE_URL` when set, otherwise postgres://postgres@127.0.0.1:5432/postgres.
-//! PostgreSQL being unreachable is a failure, not a skip. CHECK constraints are not compared.
+//! PostgreSQL being unreachable is a failure in CI (`CI=true`) or when `TEST_DATABASE_URL` is set; on a laptop
+//! without it the test says loudly that it checked nothing. CHECK constraints are not compared.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -111,16 +112,24 @@ async fn sqlite_and_postgres_migrations_define_the_same_schema() {
     sqlite.migrate().await.expect("the SQLite migrations apply to a fresh database");
 
     // PostgreSQL: a fresh database on the server, dropped afterwards (by `TestDb`).
-    let admin_url = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => DEFAULT_PG_URL.to_string(),
-    };
-    let admin = Db::connect(&admin_url, 1).await.unwrap_or_else(|e| {
-        panic!(
+    let named = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    let required = named.is_some() || std::env::var("CI").is_ok_and(|v| v == "true");
+    let admin_url = named.unwrap_or_else(|| DEFAULT_PG_URL.to_string());
+    let admin = match Db::connect(&admin_url, 1).await {
+        Ok(db) => db,
+        // A laptop running the README's test command on the embedded defaults: said, not hidden.
+        Err(e) if !required => {
+            eprintln!(
+                "WARNING: schema parity NOT checked: PostgreSQL is unreachable at {admin_url} ({e}); CI \
+                 (CI=true) and TEST_DATABASE_URL make this a failure"
+            );
+            return;
+        }
+        Err(e) => panic!(
             "the schema parity test needs PostgreSQL and it is unreachable at {admin_url}: {e}. Start it \
-             (or set TEST_DATABASE_URL); this test fails rather than skips, so drift cannot pass unseen."
-        )
-    });
+             (or set TEST_DATABASE_URL); in CI this test fails rather than skips, so drift cannot pass unseen."
+        ),
+    };
     assert_eq!(admin.backend(), Backend::Postgres, "TEST_DATABASE_URL must name a PostgreSQL server");
     let name = format!("lc_schema_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -61,15 +61,15 @@ pub struct SfuConfig {
     /// Seconds between client pings, and without one before a client counts as gone.
     pub ping_interval_secs: i32,
     pub ping_timeout_secs: i32,
-    /// Unix seconds now, for token validity: the server's clock (see [`system_clock`]).
-    pub clock: Clock,
+    /// Unix seconds now, for token validity: the server's clock (see [`system_unix_now`]).
+    pub unix_now: UnixNow,
 }
 
-/// A source of unix seconds.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+/// A source of unix seconds (the orchestrator passes its own `Clock`; tests move it).
+pub type UnixNow = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The system clock.
-pub fn system_clock() -> Clock {
+pub fn system_unix_now() -> UnixNow {
     Arc::new(|| now_ms() / 1000)
 }
 

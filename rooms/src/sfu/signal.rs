@@ -69,7 +69,7 @@ fn authorize(sfu: &Sfu, params: &Params, headers: &HeaderMap) -> Result<Claims, 
         return Err((StatusCode::UNAUTHORIZED, "unauthorized", "no access token".into()));
     };
     let creds = &sfu.config.credentials;
-    let now = (sfu.config.clock)();
+    let now = (sfu.config.unix_now)();
     let claims: Claims = token::decode_as(&creds.api_secret, jwt, now)
         .map_err(|e| (StatusCode::UNAUTHORIZED, "unauthorized", format!("invalid token: {e}")))?;
     if claims.iss != creds.api_key {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Core, Output};
 use crate::{
     Credentials, RoomSpec,
-    sfu::{Claims, Command, Grant, Joining, SfuConfig, SfuEvent, system_clock},
+    sfu::{Claims, Command, Grant, Joining, SfuConfig, SfuEvent, system_unix_now},
 };
 
 fn server_addr() -> SocketAddr {
@@ -43,7 +43,7 @@ impl Sim {
             url: None,
             ping_interval_secs: 5,
             ping_timeout_secs: 15,
-            clock: system_clock(),
+            unix_now: system_unix_now(),
         };
         let now = Instant::now();
         let core = Core::new(&config, server_addr(), Default::default(), now, 1_700_000_000_000);
