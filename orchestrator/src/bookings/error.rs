@@ -13,6 +13,8 @@ pub enum BookingError {
     NotFound,
     #[error("no such package")]
     PackageNotFound,
+    #[error("this tutor has not published availability")]
+    TutorNotBookable,
     /// The transition table has no such move.
     #[error("a booking that is {} can't be {}", from.as_str(), action_name(*action))]
     IllegalTransition { from: BookingStatus, action: Action },
@@ -23,8 +25,8 @@ pub enum BookingError {
     /// The request can't be satisfied as given (a package for another tutor, ...).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
-    /// The tenant's stored booking policy doesn't parse.
-    #[error("the stored booking policy is unreadable: {0}")]
+    /// A stored document (the tenant's booking policy, a tutor's availability) doesn't parse.
+    #[error("a stored document is unreadable: {0}")]
     BadPolicy(#[from] serde_json::Error),
     #[error(transparent)]
     Money(#[from] crate::money::MoneyError),
@@ -47,6 +49,7 @@ impl BookingError {
         match self {
             BookingError::NotFound => "booking_not_found",
             BookingError::PackageNotFound => "package_not_found",
+            BookingError::TutorNotBookable => "tutor_not_bookable",
             BookingError::IllegalTransition { .. } => "illegal_transition",
             BookingError::Refused { code, .. } | BookingError::Invalid { code, .. } => code,
             BookingError::BadPolicy(_) | BookingError::Money(_) | BookingError::Storage(_) => "internal",
@@ -72,7 +75,7 @@ impl From<BookingError> for ApiError {
     fn from(e: BookingError) -> Self {
         let (code, message) = (e.code(), e.to_string());
         match e {
-            BookingError::NotFound | BookingError::PackageNotFound => {
+            BookingError::NotFound | BookingError::PackageNotFound | BookingError::TutorNotBookable => {
                 ApiError::new(StatusCode::NOT_FOUND, code, message)
             }
             BookingError::IllegalTransition { .. } | BookingError::Refused { .. } => {
@@ -80,7 +83,7 @@ impl From<BookingError> for ApiError {
             }
             BookingError::Invalid { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
             BookingError::BadPolicy(_) => {
-                tracing::error!(error = message, "stored booking policy is unreadable");
+                tracing::error!(error = message, "a stored booking document is unreadable");
                 ApiError::internal()
             }
             BookingError::Money(e) => e.into(),

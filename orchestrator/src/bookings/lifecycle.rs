@@ -111,11 +111,11 @@ async fn ensure_student_free(
     end: DateTime<Utc>,
     now: DateTime<Utc>,
     except: Option<BookingId>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     if tutors::student_busy(conn, student, start, end, now, except).await?.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::conflict("student_busy", "the student already has a lesson at that time"))
+        Err(BookingError::refused("student_busy", "the student already has a lesson at that time"))
     }
 }
 
@@ -184,7 +184,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn insert(conn: &mut AnyConnection, b: &Booking) -> ApiResult<()> {
+async fn insert(conn: &mut AnyConnection, b: &Booking) -> BookingResult<()> {
     sqlx::query(
         "INSERT INTO bookings (id, tenant_id, tutor_id, student_id, booked_by, starts_at, ends_at, minutes, status,
              price_minor, currency, package_id, expires_at, created_at, updated_at)

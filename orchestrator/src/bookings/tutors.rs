@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{BookingStatus, Ctx};
+use super::{BookingError, BookingResult, BookingStatus, Ctx};
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role},
@@ -94,10 +94,10 @@ pub struct Profile {
 
 impl Profile {
     /// The price of a lesson of `minutes`, or 422 when the tutor doesn't offer that length.
-    pub fn price(&self, minutes: u32) -> ApiResult<i64> {
+    pub fn price(&self, minutes: u32) -> BookingResult<i64> {
         self.doc.lengths.iter().find(|l| l.minutes == minutes).map(|l| l.price_minor).ok_or_else(|| {
             let offered: Vec<String> = self.doc.lengths.iter().map(|l| l.minutes.to_string()).collect();
-            ApiError::unprocessable(
+            BookingError::invalid(
                 "length_not_offered",
                 format!("this tutor offers lessons of {} minutes", offered.join(", ")),
             )
@@ -105,32 +105,32 @@ impl Profile {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::unprocessable("invalid_availability", message)
+fn invalid(message: impl Into<String>) -> BookingError {
+    BookingError::invalid("invalid_availability", message)
 }
 
-fn hhmm(s: &str) -> ApiResult<NaiveTime> {
+fn hhmm(s: &str) -> BookingResult<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| invalid(format!("{s:?} is not a time of day (HH:MM)")))
 }
 
-fn local(s: &str) -> ApiResult<NaiveDateTime> {
+fn local(s: &str) -> BookingResult<NaiveDateTime> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .map_err(|_| invalid(format!("{s:?} is not a local date and time (YYYY-MM-DDTHH:MM)")))
 }
 
-pub fn schedule_error(e: ScheduleError) -> ApiError {
+pub fn schedule_error(e: ScheduleError) -> BookingError {
     let code = match e {
         ScheduleError::UnknownLessonLength(_) => "length_not_offered",
         ScheduleError::EmptyRange | ScheduleError::RangeTooLong { .. } => "invalid_range",
         _ => "invalid_availability",
     };
-    ApiError::unprocessable(code, e.to_string())
+    BookingError::invalid(code, e.to_string())
 }
 
 impl AvailabilityDoc {
     /// Validates and converts for the scheduling rules.
-    pub fn parse(self, tutor_id: UserId) -> ApiResult<Profile> {
+    pub fn parse(self, tutor_id: UserId) -> BookingResult<Profile> {
         let tz =
             Tz::from_str(&self.timezone).map_err(|_| invalid("timezone must be an IANA zone such as Europe/Berlin"))?;
         billing::Currency::from_str(&self.currency).map_err(|e| invalid(e.to_string()))?;
@@ -200,7 +200,12 @@ impl AvailabilityDoc {
 
 /// Loads the tutor's profile. `lock` (`Db::for_update()`) takes the tutor's booking lock: every change
 /// to the tutor's calendar takes it before checking for conflicts.
-pub async fn load_profile(conn: &mut AnyConnection, tenant: TenantId, tutor: UserId, lock: &str) -> ApiResult<Profile> {
+pub async fn load_profile(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    tutor: UserId,
+    lock: &str,
+) -> BookingResult<Profile> {
     let sql = format!(
         "SELECT timezone, currency, lengths, weekly, exceptions, buffer_before_min, buffer_after_min, min_notice_min,
                 max_per_day, horizon_days
@@ -211,17 +216,17 @@ pub async fn load_profile(conn: &mut AnyConnection, tenant: TenantId, tutor: Use
         .bind(tutor.to_string())
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("tutor_not_bookable", "this tutor has not published availability"))?;
-    let json = |col: &str| -> ApiResult<serde_json::Value> {
+        .ok_or(BookingError::TutorNotBookable)?;
+    let json = |col: &str| -> BookingResult<serde_json::Value> {
         let text: String = row.try_get(col)?;
-        serde_json::from_str(&text).map_err(|_| ApiError::internal())
+        Ok(serde_json::from_str(&text)?)
     };
     let doc = AvailabilityDoc {
         timezone: row.try_get("timezone")?,
         currency: row.try_get("currency")?,
-        lengths: serde_json::from_value(json("lengths")?).map_err(|_| ApiError::internal())?,
-        weekly: serde_json::from_value(json("weekly")?).map_err(|_| ApiError::internal())?,
-        exceptions: serde_json::from_value(json("exceptions")?).map_err(|_| ApiError::internal())?,
+        lengths: serde_json::from_value(json("lengths")?)?,
+        weekly: serde_json::from_value(json("weekly")?)?,
+        exceptions: serde_json::from_value(json("exceptions")?)?,
         buffer_before_minutes: row.try_get("buffer_before_min")?,
         buffer_after_minutes: row.try_get("buffer_after_min")?,
         min_notice_minutes: row.try_get("min_notice_min")?,
@@ -240,7 +245,7 @@ pub async fn busy(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
     except: Option<BookingId>,
-) -> ApiResult<Vec<Busy>> {
+) -> BookingResult<Vec<Busy>> {
     busy_where(conn, "tutor_id", tutor, from, to, now, except).await
 }
 
@@ -252,7 +257,7 @@ pub async fn student_busy(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
     except: Option<BookingId>,
-) -> ApiResult<Vec<Busy>> {
+) -> BookingResult<Vec<Busy>> {
     busy_where(conn, "student_id", student, from, to, now, except).await
 }
 
@@ -264,7 +269,7 @@ async fn busy_where(
     to: DateTime<Utc>,
     now: DateTime<Utc>,
     except: Option<BookingId>,
-) -> ApiResult<Vec<Busy>> {
+) -> BookingResult<Vec<Busy>> {
     let sql = format!(
         "SELECT starts_at, ends_at FROM bookings
          WHERE {column} = $1 AND starts_at < $2 AND ends_at > $3 AND id <> $5
@@ -306,7 +311,7 @@ pub async fn ensure_offered(
     minutes: u32,
     now: DateTime<Utc>,
     except: Option<BookingId>,
-) -> ApiResult<()> {
+) -> BookingResult<()> {
     profile.price(minutes)?;
     let (bf, bt) = busy_range(start, start + Duration::minutes(1));
     let taken = busy(conn, profile.tutor_id, bf, bt, now, except).await?;
@@ -316,7 +321,7 @@ pub async fn ensure_offered(
     if offered.iter().any(|s| s.start == start) {
         Ok(())
     } else {
-        Err(ApiError::conflict(
+        Err(BookingError::refused(
             "slot_unavailable",
             "that time is not bookable: taken, held, outside the tutor's hours, or against the notice, horizon or daily limit",
         ))
