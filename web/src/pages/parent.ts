@@ -91,7 +91,8 @@ const aboutChildren = (e: UserEvent): boolean =>
 /**
  * Renders a list page, then again in place (focus stays where it is) shortly after each relevant push, so
  * credits, attendance, XP and consent change on screen without a reload. Not for pages with a form being
- * filled in: a new render would drop what was typed.
+ * filled in: a new render would drop what was typed. While a confirm step is open (the parent is reading what
+ * a revocation does), the new render waits until it closes, so the page never moves under a decision.
  */
 async function live(
   ctx: PageContext,
@@ -100,18 +101,25 @@ async function live(
 ): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let version = 0;
+  const refresh = (): void => {
+    if (ctx.root.querySelector('.confirm')) {
+      timer = setTimeout(refresh, 500);
+      return;
+    }
+    const mine = ++version;
+    const root = el('div', { 'data-live': String(mine) });
+    void render({ ...ctx, root })
+      .then(() => {
+        if (mine !== version) return;
+        if (ctx.root.querySelector('.confirm')) timer = setTimeout(refresh, 500);
+        else ctx.root.replaceChildren(...root.childNodes);
+      })
+      .catch(ctx.error);
+  };
   ctx.onUserEvent((e) => {
     if (e.kind !== 'resync' && !relevant(e)) return;
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      const mine = ++version;
-      const root = el('div', { 'data-live': String(mine) });
-      void render({ ...ctx, root })
-        .then(() => {
-          if (mine === version) ctx.root.replaceChildren(...root.childNodes);
-        })
-        .catch(ctx.error);
-    }, 250);
+    timer = setTimeout(refresh, 250);
   });
   await render(ctx);
 }
