@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 use utoipa::ToSchema;
 
 use super::Ctx;
+use super::{ClassError, ClassResult};
 use crate::{
     auth::{AnyRole, Authed, Staff},
     db::{self, Db},
@@ -64,13 +65,13 @@ pub async fn lessons_of(conn: &mut AnyConnection, course: CourseId) -> Result<Ve
         .collect()
 }
 
-pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: CourseId) -> ApiResult<Course> {
+pub async fn load(conn: &mut AnyConnection, tenant: TenantId, id: CourseId) -> ClassResult<Course> {
     let row = sqlx::query("SELECT id, title, created_at FROM courses WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("course_not_found", "no such course"))?;
+        .ok_or_else(|| ClassError::not_found("course_not_found", "no such course"))?;
     Ok(Course {
         id,
         title: row.try_get("title")?,

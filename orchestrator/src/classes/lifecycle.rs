@@ -12,19 +12,18 @@ use sqlx::AnyConnection;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Class, ClassKind, ClassStatus, Ctx, LedgerKind, Meeting, Relation, courses, ledger, load_class, meetings_of,
-    relation, require_manager, require_member,
+    Class, ClassError, ClassKind, ClassResult, ClassStatus, Ctx, LedgerKind, Meeting, Relation, courses, ledger,
+    load_class, meetings_of, relation, require_manager, require_member,
 };
 use crate::{
     audit,
     auth::{AnyRole, Authed, Role, Staff},
-    clock::SharedClock,
     db::{self, Db, Tx},
     error::{ApiError, ApiResult, ErrorBody, Json, Path, Query},
     events::DomainEvent,
     identity::{display_name, users},
     ids::{ClassId, CourseId, MeetingId, TenantId, UserId},
-    outbox::{self, Outbox},
+    outbox::{self},
     request::ClientInfo,
 };
 
@@ -65,15 +64,15 @@ pub struct ClassView {
     pub enrolled: i64,
 }
 
-pub async fn view(conn: &mut AnyConnection, class: Class) -> ApiResult<ClassView> {
+pub async fn view(conn: &mut AnyConnection, class: Class) -> ClassResult<ClassView> {
     let meetings = meetings_of(conn, &class).await?;
     let enrolled = super::count_enrollments(conn, class.id).await?;
     Ok(ClassView { class, meetings, enrolled })
 }
 
-fn check_meeting(m: &NewMeeting) -> ApiResult<()> {
+fn check_meeting(m: &NewMeeting) -> ClassResult<()> {
     if m.ends_at <= m.starts_at || m.ends_at - m.starts_at > Duration::hours(MAX_MEETING_HOURS) {
-        return Err(ApiError::unprocessable(
+        return Err(ClassError::invalid(
             "invalid_meeting",
             format!("a meeting ends after it starts and lasts at most {MAX_MEETING_HOURS} hours"),
         ));
@@ -82,12 +81,12 @@ fn check_meeting(m: &NewMeeting) -> ApiResult<()> {
 }
 
 /// Meetings of one class may not overlap.
-fn check_no_overlap(existing: &[(DateTime<Utc>, DateTime<Utc>)], new: &[NewMeeting]) -> ApiResult<()> {
+fn check_no_overlap(existing: &[(DateTime<Utc>, DateTime<Utc>)], new: &[NewMeeting]) -> ClassResult<()> {
     let mut all: Vec<_> = existing.to_vec();
     all.extend(new.iter().map(|m| (m.starts_at, m.ends_at)));
     all.sort();
     if all.windows(2).any(|w| w[1].0 < w[0].1) {
-        return Err(ApiError::unprocessable("meetings_overlap", "meetings of a class may not overlap"));
+        return Err(ClassError::invalid("meetings_overlap", "meetings of a class may not overlap"));
     }
     Ok(())
 }
@@ -98,7 +97,7 @@ async fn insert_meetings(
     class: ClassId,
     meetings: &[NewMeeting],
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> ClassResult<()> {
     for m in meetings {
         let id = MeetingId::new();
         sqlx::query("INSERT INTO meetings (id, tenant_id, class_id, starts_at, ends_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -372,14 +371,13 @@ pub async fn change_package(
 
 /// Moves a class along its life: `draft → active → completed`, or `→ cancelled` from either.
 async fn transition(
-    db: &Db,
-    clock: &SharedClock,
-    outbox: &Outbox,
+    cx: &Ctx,
     auth: &crate::auth::AuthUser,
     client: ClientInfo,
     id: ClassId,
     to: ClassStatus,
-) -> ApiResult<Json<ClassView>> {
+) -> ClassResult<ClassView> {
+    let Ctx { db, clock, outbox, .. } = cx;
     let now = clock.now();
     let mut tx = db.begin().await?;
     let class = load_class(tx.conn(), auth.tenant_id, id, db.for_update()).await?;
@@ -395,13 +393,16 @@ async fn transition(
             | (ClassStatus::Draft | ClassStatus::Active, ClassStatus::Cancelled)
     );
     if !legal {
-        return Err(ApiError::conflict(
+        return Err(ClassError::refused(
             "invalid_transition",
             format!("a {} class can't become {}", class.status.as_str(), to.as_str()),
         ));
     }
     if to == ClassStatus::Active && class.kind == ClassKind::Group && meetings_of(tx.conn(), &class).await?.is_empty() {
-        return Err(ApiError::conflict("no_meetings", "schedule at least one meeting before activating a group class"));
+        return Err(ClassError::refused(
+            "no_meetings",
+            "schedule at least one meeting before activating a group class",
+        ));
     }
     let column = if to == ClassStatus::Active { "activated_at" } else { "ended_at" };
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE classes SET status = $1, {column} = $2 WHERE id = $3")))
@@ -431,7 +432,7 @@ async fn transition(
     let view = view(tx.conn(), class).await?;
     tx.commit().await?;
     outbox.notify();
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// Cancelling returns each enrollment's remaining credits (a `refund` entry down to zero).
@@ -441,7 +442,7 @@ async fn refund_all(
     auth: &crate::auth::AuthUser,
     class: &Class,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> ClassResult<()> {
     for e in super::list_enrollments(tx.conn(), class.id).await? {
         // Under the enrollment's row lock, so a racing mark can't overdraw between read and append.
         super::load_enrollment(tx.conn(), auth.tenant_id, e.id, lock).await?;
@@ -479,12 +480,12 @@ macro_rules! transition_route {
         #[utoipa::path(post, path = $path, tag = "classes", params(("id" = ClassId, Path)), security(("bearer" = [])),
             responses((status = 200, body = ClassView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
         pub async fn $name(
-            State(Ctx { db, clock, outbox, .. }): State<Ctx>,
+            State(cx): State<Ctx>,
             auth: Authed<AnyRole>,
             client: ClientInfo,
             Path(id): Path<ClassId>,
         ) -> ApiResult<Json<ClassView>> {
-            transition(&db, &clock, &outbox, &auth, client, id, $to).await
+            Ok(Json(transition(&cx, &auth, client, id, $to).await?))
         }
     };
 }
