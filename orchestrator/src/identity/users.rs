@@ -351,13 +351,17 @@ pub struct Me {
 #[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn me(State(Ctx { db, clock, .. }): State<Ctx>, auth: Authed<AnyRole>) -> ApiResult<Json<Me>> {
-    let now = clock.now();
     let mut conn = db.pool().acquire().await?;
-    let user = find(&mut conn, auth.tenant_id, auth.user_id, now)
+    Ok(Json(load_me(&mut conn, &auth, clock.now()).await?))
+}
+
+/// The caller's profile and children; 401 when the account behind a valid token is gone.
+async fn load_me(conn: &mut AnyConnection, auth: &crate::auth::AuthUser, now: DateTime<Utc>) -> ApiResult<Me> {
+    let user = find(conn, auth.tenant_id, auth.user_id, now)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
-    let children = children_of(&mut conn, auth.tenant_id, auth.user_id, now).await?;
-    Ok(Json(Me { user, children }))
+    let children = children_of(conn, auth.tenant_id, auth.user_id, now).await?;
+    Ok(Me { user, children })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -410,11 +414,7 @@ pub async fn update_me(
         tx.commit().await?;
     }
     let mut conn = db.pool().acquire().await?;
-    let user = find(&mut conn, auth.tenant_id, auth.user_id, now)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
-    let children = children_of(&mut conn, auth.tenant_id, auth.user_id, now).await?;
-    Ok(Json(Me { user, children }))
+    Ok(Json(load_me(&mut conn, &auth, now).await?))
 }
 
 /// The zone a user's times are shown in: their own, else (tutors) the zone of their published availability,
