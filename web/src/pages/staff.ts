@@ -44,7 +44,7 @@ import {
   zoneList,
   zoneNote,
 } from './forms';
-import type { Booking, ClassInfo, ClassView, RosterEntry } from '../shell/model';
+import type { Booking, BookingPolicy, ClassInfo, ClassView, RosterEntry } from '../shell/model';
 import { teachingSections } from './tutor';
 
 const STAFF: PageContext['me']['role'][] = ['admin', 'staff'];
@@ -1280,24 +1280,6 @@ function nextDay(date: string): string {
 
 // ---------------------------------------------------------------------------------------------------
 // Booking policy
-
-interface BookingPolicy {
-  hold_minutes: number;
-  payment_minutes: number;
-  free_cancel_hours: number;
-  late_refund_bps: number;
-  reschedule_until_hours: number;
-  max_reschedules: number;
-  reminder_minutes: number[];
-  no_show_grace_minutes: number;
-  auto_end_grace_minutes: number;
-  join_lead_minutes: number;
-  dispute_window_hours: number;
-  commission_bps: number;
-  late_after_minutes: number;
-  parents_observe: boolean;
-  min_presence_bps: number;
-}
 
 type PolicyField = [keyof BookingPolicy, string, string, 'int' | 'pct' | 'list' | 'bool', number?, number?];
 

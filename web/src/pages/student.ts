@@ -53,6 +53,8 @@ import {
   type StudentReport,
   type TutorCard,
   type Upcoming,
+  lessonItem,
+  meetingItem,
 } from '../shell/model';
 import {
   announce,
@@ -718,54 +720,33 @@ async function renderBooking(ctx: PageContext): Promise<void> {
     );
   };
 
+  /** Checkout (again), then the booking as it now is; a refusal is shown as a sentence. */
+  const payNow = async () => {
+    try {
+      await checkout();
+    } catch (e) {
+      ctx.error(e);
+    }
+    await load();
+  };
+
   const renderActions = () => {
     const parts: (Node | null)[] = [];
     const slot = el('div', { class: 'action-slot' });
     if (b.status === 'hold') {
       parts.push(
         el('p', {}, 'Go on to payment to keep this lesson.'),
-        button(
-          'Continue to payment',
-          async () => {
-            try {
-              await checkout();
-            } catch (e) {
-              ctx.error(e);
-            }
-            await load();
-          },
-          { class: 'primary', 'data-action': 'checkout' },
-        ),
+        button('Continue to payment', payNow, { class: 'primary', 'data-action': 'checkout' }),
       );
     }
     if (b.status === 'pending_payment' && !b.payments.some((p) => p.status === 'pending')) {
       parts.push(
         el('p', {}, 'The last payment attempt didn’t go through. Nothing was charged for it.'),
-        button(
-          'Try paying again',
-          async () => {
-            try {
-              await checkout();
-            } catch (e) {
-              ctx.error(e);
-            }
-            await load();
-          },
-          { class: 'primary', 'data-action': 'checkout' },
-        ),
+        button('Try paying again', payNow, { class: 'primary', 'data-action': 'checkout' }),
       );
     }
     if (['confirmed', 'in_progress'].includes(b.status)) {
-      const item: Upcoming = {
-        kind: 'lesson',
-        id: b.id,
-        starts_at: b.starts_at,
-        ends_at: b.ends_at,
-        title: 'this lesson',
-        status: b.status,
-        booking: b,
-      };
-      parts.push(el('p', {}, joinButton(ctx, item)));
+      parts.push(el('p', {}, joinButton(ctx, lessonItem(b, 'this lesson'))));
     }
     const buttons: HTMLElement[] = [];
     if (b.status === 'confirmed') {
@@ -1051,15 +1032,7 @@ function creditsText(c: ClassInfo, enrollment: Enrollment | undefined): HTMLElem
 }
 
 function meetingItems(c: ClassView): Upcoming[] {
-  return c.meetings.map((m) => ({
-    kind: 'meeting',
-    id: m.id,
-    starts_at: m.starts_at,
-    ends_at: m.ends_at,
-    title: c.title,
-    status: c.status,
-    cls: c,
-  }));
+  return c.meetings.map((m) => meetingItem(c, m));
 }
 
 async function renderClasses(ctx: PageContext): Promise<void> {

@@ -13,7 +13,7 @@
 import { ApiError } from '../api';
 import { savedZoneOf } from '../dom';
 import { joinButton } from '../shell/join';
-import { userNames, type Upcoming } from '../shell/model';
+import { lessonItem, meetingItem, userNames } from '../shell/model';
 import type { Page, PageContext } from './types';
 import {
   badge,
@@ -660,36 +660,12 @@ async function renderLessons(ctx: PageContext): Promise<void> {
 /** The shell's Join button for a lesson (enabled inside the room's window), for the tutor themself. */
 function joinLesson(ctx: PageContext, tutor: Tutor, b: Booking): Node | string {
   if (!tutor.self || (b.status !== 'confirmed' && b.status !== 'in_progress')) return '';
-  return joinButton(
-    ctx,
-    {
-      kind: 'lesson',
-      id: b.id,
-      starts_at: b.starts_at,
-      ends_at: b.ends_at,
-      title: `${b.minutes}-minute lesson`,
-      status: b.status,
-      booking: b as unknown as Upcoming['booking'],
-    },
-    tutor.tz,
-  );
+  return joinButton(ctx, lessonItem(b), tutor.tz);
 }
 
 function joinMeeting(ctx: PageContext, c: ClassView, m: Meeting, tz: string): Node | string {
   if (c.status !== 'active') return '';
-  return joinButton(
-    ctx,
-    {
-      kind: 'meeting',
-      id: m.id,
-      starts_at: m.starts_at,
-      ends_at: m.ends_at,
-      title: c.title,
-      status: c.status,
-      cls: c as unknown as Upcoming['cls'],
-    },
-    tz,
-  );
+  return joinButton(ctx, meetingItem(c, m), tz);
 }
 
 /** A class's page: the teaching view for its instructor, the management view for staff. */

@@ -57,6 +57,7 @@ export interface Outcome {
   tutor_keeps_minor: number;
 }
 
+/** The tenant's booking policy (`GET /tenants/{id}/booking-policy`), every field the server sends. */
 export interface BookingPolicy {
   hold_minutes: number;
   payment_minutes: number;
@@ -64,10 +65,15 @@ export interface BookingPolicy {
   late_refund_bps: number;
   reschedule_until_hours: number;
   max_reschedules: number;
-  join_lead_minutes: number;
+  reminder_minutes: number[];
+  no_show_grace_minutes: number;
   auto_end_grace_minutes: number;
-  parents_observe: boolean;
+  join_lead_minutes: number;
+  dispute_window_hours: number;
   commission_bps: number;
+  late_after_minutes: number;
+  parents_observe: boolean;
+  min_presence_bps: number;
 }
 
 export interface Meeting {
@@ -261,6 +267,24 @@ export interface Upcoming {
   cls?: ClassView;
 }
 
+/** A booked lesson as an item of the upcoming list (and of the Join button); titled by its length by default. */
+export function lessonItem(b: Booking, title = `${b.minutes}-minute lesson`): Upcoming {
+  return { kind: 'lesson', id: b.id, starts_at: b.starts_at, ends_at: b.ends_at, title, status: b.status, booking: b };
+}
+
+/** A class meeting as an item of the upcoming list (and of the Join button). */
+export function meetingItem(c: ClassView, m: Meeting): Upcoming {
+  return {
+    kind: 'meeting',
+    id: m.id,
+    starts_at: m.starts_at,
+    ends_at: m.ends_at,
+    title: c.title,
+    status: c.status,
+    cls: c,
+  };
+}
+
 /** How long after its end a lesson or meeting is still listed (the rooms stay open a while after). */
 export const LISTED_AFTER_END_MS = 30 * 60_000;
 
@@ -285,28 +309,12 @@ export async function upcoming(
   for (const b of bs) {
     if (!alive(b.ends_at) || ['expired', 'cancelled_by_student', 'cancelled_by_tutor', 'refunded'].includes(b.status))
       continue;
-    items.push({
-      kind: 'lesson',
-      id: b.id,
-      starts_at: b.starts_at,
-      ends_at: b.ends_at,
-      title: `${b.minutes}-minute lesson`,
-      status: b.status,
-      booking: b,
-    });
+    items.push(lessonItem(b));
   }
   for (const c of cs) {
     for (const m of c.meetings) {
       if (!alive(m.ends_at) || Date.parse(m.starts_at) > Date.parse(until)) continue;
-      items.push({
-        kind: 'meeting',
-        id: m.id,
-        starts_at: m.starts_at,
-        ends_at: m.ends_at,
-        title: c.title,
-        status: c.status,
-        cls: c,
-      });
+      items.push(meetingItem(c, m));
     }
   }
   items.sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
