@@ -180,11 +180,13 @@ impl Server {
         let config = Arc::new(config);
         let (chat_writer, chat_rx) = chat::ChatWriter::new();
         let gate = Arc::new(ClassroomGate {
-            db: db.clone(),
+            classes: classes::Ctx {
+                db: db.clone(),
+                clock: clock.clone(),
+                outbox: outbox.clone(),
+                config: config.clone(),
+            },
             tokens: tokens.clone(),
-            clock: clock.clone(),
-            outbox: outbox.clone(),
-            config: config.clone(),
             chat: chat_writer,
         });
         let signaling = build_signaling(&config, gate.clone()).await.context("starting the real-time layer")?;

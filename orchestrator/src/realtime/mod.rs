@@ -25,15 +25,11 @@ use crate::{
         attendance::{self, StudentMark},
         load_meeting,
     },
-    clock::SharedClock,
-    config::Config,
     consent::{self, ConsentScope},
-    db::Db,
     error::ApiError,
     identity::users,
     ids::{BookingId, MeetingId, UserId},
     live::{Access, Seat},
-    outbox::Outbox,
     request::ClientInfo,
 };
 
@@ -57,11 +53,9 @@ macro_rules! denied_from {
 denied_from!(bookings::BookingError, crate::identity::IdentityError, crate::classes::ClassError);
 
 pub struct ClassroomGate {
-    pub db: Db,
+    /// The classes context: the database, clock, outbox and config the room rules and commands use.
+    pub classes: crate::classes::Ctx,
     pub tokens: Arc<Tokens>,
-    pub clock: SharedClock,
-    pub outbox: Outbox,
-    pub config: Arc<Config>,
     pub chat: chat::ChatWriter,
 }
 
@@ -96,9 +90,9 @@ fn lesson_of(room: &str) -> Option<BookingId> {
 impl ClassroomGate {
     async fn authorize_meeting(&self, who: &Identity, meeting: MeetingId) -> Result<RoomGrant, Denied> {
         let auth = auth_user(who)?;
-        let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
+        let mut conn = self.classes.db.pool().acquire().await.map_err(ApiError::from)?;
         let (_, class) = load_meeting(&mut conn, auth.tenant_id, meeting, "").await?;
-        let user = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
+        let user = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.classes.clock.now()).await?;
         // The same rule as media join tokens (`classes::room`), without the media window.
         let access = crate::classes::room::access(&mut conn, &auth, &user, &class).await?;
         Ok(grant_for(access, &auth))
@@ -109,9 +103,9 @@ impl ClassroomGate {
     /// in, the lesson starts.
     async fn authorize_lesson(&self, who: &Identity, id: BookingId) -> Result<RoomGrant, Denied> {
         let auth = auth_user(who)?;
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await.map_err(ApiError::from)?;
-        let mut b = bookings::load(tx.conn(), auth.tenant_id, id, self.db.for_update()).await?;
+        let now = self.classes.clock.now();
+        let mut tx = self.classes.db.begin().await.map_err(ApiError::from)?;
+        let mut b = bookings::load(tx.conn(), auth.tenant_id, id, self.classes.db.for_update()).await?;
         let pol = bookings::policy::load(tx.conn(), auth.tenant_id).await?;
         let user = users::get_or_404(tx.conn(), auth.tenant_id, auth.user_id, now).await?;
         let access = bookings::room::access(tx.conn(), &auth, &user, &b, &pol, now).await?;
@@ -120,7 +114,7 @@ impl ClassroomGate {
             bookings::room::arrived(tx.conn(), &mut b, auth.user_id, &pol, now).await?;
         }
         tx.commit().await.map_err(ApiError::from)?;
-        self.outbox.notify();
+        self.classes.outbox.notify();
         Ok(grant)
     }
 
@@ -132,8 +126,8 @@ impl ClassroomGate {
         if auth.role != Role::Student {
             return Ok(LOBBY);
         }
-        let mut conn = self.db.pool().acquire().await.map_err(ApiError::from)?;
-        let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.clock.now()).await?;
+        let mut conn = self.classes.db.pool().acquire().await.map_err(ApiError::from)?;
+        let student = users::get_or_404(&mut conn, auth.tenant_id, auth.user_id, self.classes.clock.now()).await?;
         let chat = consent::ensure(&mut conn, &student, &[ConsentScope::Chat]).await.is_ok();
         Ok(RoomGrant { chat, ..LOBBY })
     }
@@ -157,13 +151,7 @@ impl ClassroomGate {
         let auth = auth_user(who)?;
         let client = ClientInfo { ip: None, request_id: None };
         let marks = vec![StudentMark { student_id: args.student_id, status: args.status }];
-        let cx = crate::classes::Ctx {
-            db: self.db.clone(),
-            clock: self.clock.clone(),
-            outbox: self.outbox.clone(),
-            config: self.config.clone(),
-        };
-        attendance::mark_all(&cx, &auth, client, meeting, marks, args.allow_negative).await?;
+        attendance::mark_all(&self.classes, &auth, client, meeting, marks, args.allow_negative).await?;
         Ok(())
     }
 
@@ -247,7 +235,7 @@ impl Gate for ClassroomGate {
             user_id: who.user_id.clone(),
             user_name: who.name.clone(),
             text: text.to_string(),
-            at: self.clock.now(),
+            at: self.classes.clock.now(),
         });
     }
 }
